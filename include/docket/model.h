@@ -1,0 +1,145 @@
+/*
+ * The inference engine: a llama-family transformer (architectures "llama"
+ * and "qwen2") over a GGUF file, a KV cache holding many sequences, and a
+ * batched decode.
+ *
+ * Lifecycle:
+ *   1. dk_model_load: map the weights (read-only, shared between processes),
+ *      read hyper-parameters and the tokenizer.  Immutable afterwards, so one
+ *      model may serve many contexts and threads.
+ *   2. dk_ctx_new: allocate the KV cache and every scratch buffer once, for
+ *      at most n_seq_max sequences of at most n_ctx tokens and at most
+ *      n_batch tokens per call.  If that does not fit it fails up front,
+ *      naming what was asked for; nothing is allocated during decode.
+ *   3. Fill a dk_batch with (token, position, sequence, want-logits) and call
+ *      dk_decode; read logits with dk_logits.  Sequences are independent:
+ *      they join (first token at position 0, or after dk_kv_seq_reuse_prefix)
+ *      and leave (dk_kv_seq_clear) between calls.
+ *   4. dk_ctx_free, dk_model_free.
+ *
+ * Positions of a sequence must be contiguous: each token of sequence s in a
+ * batch has position dk_kv_seq_len(s) + (its rank among s's tokens in the
+ * batch).
+ */
+#ifndef DOCKET_MODEL_H
+#define DOCKET_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "docket/docket.h"
+#include "docket/gguf.h"
+#include "docket/tokenizer.h"
+
+struct dk_model;
+struct dk_ctx;
+
+struct dk_model_info {
+	char arch[32];         /* "llama" or "qwen2" */
+	char name[128];        /* general.name, or the file's base name */
+	int32_t n_vocab;
+	int32_t n_ctx_train;
+	int32_t n_embd;
+	int32_t n_layer;
+	int32_t n_head;
+	int32_t n_head_kv;
+	int32_t head_dim;
+	int32_t n_ff;
+	int32_t n_rot;         /* rope dimension count */
+	float rope_freq_base;
+	float rope_freq_scale; /* 1 / linear scaling factor */
+	float norm_eps;
+	bool tied_output;      /* output projection shares token_embd */
+	enum dk_ttype wtype;   /* most common weight type (for display) */
+	uint64_t n_params;
+	size_t weight_bytes;
+};
+
+struct dk_model_params {
+	bool verify_tensors;   /* default false: check every weight is finite */
+};
+struct dk_model_params dk_model_default_params(void);
+
+/* Loads path; *out set also on failure (read dk_model_error, then free). */
+enum dk_status dk_model_load(struct dk_model **out, const char *path,
+			     const struct dk_model_params *p);
+void dk_model_free(struct dk_model *m);
+const char *dk_model_error(const struct dk_model *m);
+
+const struct dk_model_info *dk_model_info(const struct dk_model *m);
+/* Borrowed; valid for the model's lifetime. */
+const struct dk_tokenizer *dk_model_tokenizer(const struct dk_model *m);
+const struct dk_gguf *dk_model_gguf(const struct dk_model *m);
+/* tokenizer.chat_template or NULL; NUL-terminated, owned by the model. */
+const char *dk_model_chat_template(const struct dk_model *m);
+/* Hex sha256 of the model file, computed once on first call (reads the
+ * whole file), then cached.  NULL if the file cannot be read. */
+const char *dk_model_sha256(struct dk_model *m);
+const char *dk_model_path(const struct dk_model *m);
+
+struct dk_ctx_params {
+	int32_t n_ctx;        /* max tokens per sequence; default 2048 (<= n_ctx_train) */
+	int32_t n_seq_max;    /* max live sequences; default 1 */
+	int32_t n_batch;      /* max tokens per dk_decode call; default 512 */
+	int32_t n_threads;    /* default: physical cores */
+	enum dk_ttype kv_type;/* DK_TYPE_F16 (default, as llama.cpp) or DK_TYPE_F32 */
+	bool prefix_cache;    /* reuse KV of identical prompt prefixes; default true */
+	bool deterministic;   /* logits independent of batch mates; default true */
+	int32_t kv_blocks;    /* KV pages of DK_KV_BLOCK tokens; 0 = n_seq_max*n_ctx worth */
+};
+struct dk_ctx_params dk_ctx_default_params(void);
+
+enum dk_status dk_ctx_new(struct dk_ctx **out, struct dk_model *m, const struct dk_ctx_params *p);
+void dk_ctx_free(struct dk_ctx *c);
+const char *dk_ctx_error(const struct dk_ctx *c);
+const struct dk_ctx_params *dk_ctx_params(const struct dk_ctx *c);
+struct dk_model *dk_ctx_model(const struct dk_ctx *c);
+
+/* A batch of tokens to decode.  Arrays are owned by the batch. */
+struct dk_batch {
+	int32_t n_tokens;
+	int32_t cap;
+	dk_token *token;
+	int32_t *pos;
+	int32_t *seq;
+	bool *logits;     /* compute logits for this token */
+};
+struct dk_batch *dk_batch_new(int32_t cap);
+void dk_batch_free(struct dk_batch *b);
+void dk_batch_clear(struct dk_batch *b);
+/* Appends one token; returns -1 when the batch is full. */
+int dk_batch_add(struct dk_batch *b, dk_token t, int32_t pos, int32_t seq, bool logits);
+
+/* Runs the model over the batch and appends its tokens' K/V to their
+ * sequences.  DK_SKIP: this batch is invalid (bad position, sequence out of
+ * range, over n_ctx, no KV room) and nothing changed — message names the
+ * sequence; DK_FATAL: internal failure. */
+enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b);
+/* Logits (n_vocab floats) of batch token i, which must have asked for them.
+ * Borrowed until the next dk_decode. NULL if i did not ask. */
+const float *dk_logits(const struct dk_ctx *c, int32_t i);
+
+/* ---- sequences in the KV cache ---- */
+int32_t dk_kv_seq_len(const struct dk_ctx *c, int32_t seq);
+/* Forgets a sequence (its cached prefix blocks stay reusable). */
+void dk_kv_seq_clear(struct dk_ctx *c, int32_t seq);
+/* dst becomes a copy of src (shared blocks, copy-on-write). dst is cleared first. */
+enum dk_status dk_kv_seq_fork(struct dk_ctx *c, int32_t src, int32_t dst);
+/* For an empty sequence about to be fed toks[0..n): attaches the longest
+ * run of cached KV for a prefix of toks and returns its length k (the
+ * caller then decodes toks[k..n) from position k).  0 when the prefix
+ * cache is off or nothing matches.  Never returns n: the last token is
+ * always left to decode so that its logits exist. */
+int32_t dk_kv_seq_reuse_prefix(struct dk_ctx *c, int32_t seq, const dk_token *toks, int32_t n);
+
+struct dk_kv_stats {
+	uint64_t hit_tokens;    /* prompt tokens served from the prefix cache */
+	uint64_t miss_tokens;   /* prompt tokens computed */
+	uint64_t evictions;     /* cached blocks evicted */
+	int32_t blocks_total;
+	int32_t blocks_used;
+};
+void dk_kv_stats(const struct dk_ctx *c, struct dk_kv_stats *out);
+
+#endif

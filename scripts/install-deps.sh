@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages docket builds and tests with.  Idempotent:
+# does nothing when everything is present.  Needs root (or sudo).
+set -euo pipefail
+
+pkgs=(build-essential cmake pkg-config python3 python3-pip
+      libopenblas-dev libjansson-dev libarchive-dev libmagic-dev libcurl4-openssl-dev
+      libcmocka-dev
+      # tests: archive fixtures, PDFs, libFuzzer runtime
+      zstd xz-utils bzip2 p7zip-full cpio genisoimage poppler-utils clang libclang-rt-14-dev)
+
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "docket: installing ${missing[*]}" >&2
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

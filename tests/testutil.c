@@ -1,0 +1,100 @@
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *envor(const char *name, const char *dflt)
+{
+	const char *v = getenv(name);
+	return v && *v ? v : dflt;
+}
+
+const char *dk_test_shared(const char *rel)
+{
+	static char buf[4096];
+	snprintf(buf, sizeof buf, "%s/%s", envor("DK_SHARED", "../shared"), rel);
+	return buf;
+}
+
+const char *dk_test_src(const char *rel)
+{
+	static char buf[4096];
+	snprintf(buf, sizeof buf, "%s/%s", envor("DK_SOURCE_DIR", "."), rel);
+	return buf;
+}
+
+const char *dk_test_docket(void) { return envor("DK_DOCKET", "docket"); }
+
+const char *dk_test_default_model(void)
+{
+	static char buf[4096];
+	const char *m = getenv("DOCKET_MODEL");
+	if (m && access(m, R_OK) == 0)
+		return m;
+	const char *xdg = getenv("XDG_CACHE_HOME");
+	if (xdg && *xdg)
+		snprintf(buf, sizeof buf, "%s/docket/models/SmolLM2-135M-Instruct.Q4_1.gguf", xdg);
+	else
+		snprintf(buf, sizeof buf, "%s/.cache/docket/models/SmolLM2-135M-Instruct.Q4_1.gguf",
+			 envor("HOME", "/"));
+	return access(buf, R_OK) == 0 ? buf : NULL;
+}
+
+char *dk_test_tmpdir(void)
+{
+	char tmpl[] = "/tmp/docket-test-XXXXXX";
+	char *d = mkdtemp(tmpl);
+	return d ? strdup(d) : NULL;
+}
+
+char *dk_test_read_file(const char *path, size_t *n)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	size_t cap = 4096, len = 0;
+	char *p = malloc(cap);
+	size_t k;
+	while ((k = fread(p + len, 1, cap - len - 1, f)) > 0) {
+		len += k;
+		if (cap - len < 2) { cap *= 2; p = realloc(p, cap); }
+	}
+	fclose(f);
+	p[len] = 0;
+	if (n)
+		*n = len;
+	return p;
+}
+
+int dk_test_write_file(const char *path, const void *p, size_t n)
+{
+	FILE *f = fopen(path, "wb");
+	if (!f)
+		return -1;
+	int bad = fwrite(p, 1, n, f) != n;
+	return fclose(f) != 0 || bad ? -1 : 0;
+}
+
+int dk_test_run(const char *cmd, char **out)
+{
+	FILE *p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	size_t cap = 4096, len = 0;
+	char *buf = malloc(cap);
+	size_t k;
+	while ((k = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+		len += k;
+		if (cap - len < 2) { cap *= 2; buf = realloc(buf, cap); }
+	}
+	buf[len] = 0;
+	int st = pclose(p);
+	if (out)
+		*out = buf;
+	else
+		free(buf);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
