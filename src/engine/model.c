@@ -1,0 +1,1033 @@
+/*
+ * The llama-family forward pass.
+ *
+ * Numerics follow llama.cpp's CPU backend where it matters for matching its
+ * outputs: activations are converted to each weight type's dot format
+ * before the dot product (fp16 for F16 weights, Q8_0/Q8_1/Q8_K for quantized
+ * ones), RMSNorm sums squares in double, RoPE angles are built by repeated
+ * multiplication in float, softmax sums in double, and with an F16 KV cache
+ * attention is computed the way its flash-attention kernel does it (online
+ * softmax, fp16 query, fp16 value accumulator).
+ *
+ * Every output element is produced by exactly one dot product whose inputs
+ * do not depend on the other tokens in the batch, so a sequence's logits
+ * are the same whichever sequences share its batch and however many threads
+ * run (work is split by rows, never by reduction).
+ */
+#include "docket/model.h"
+
+#include "docket/chat.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "kv.h"
+#include "quant.h"
+#include "threadpool.h"
+#include "util/err.h"
+#include "util/sha256.h"
+
+struct layer {
+	const struct dk_gguf_tensor *attn_norm, *wq, *wk, *wv, *wo, *bq, *bk, *bv;
+	const struct dk_gguf_tensor *ffn_norm, *wg, *wu, *wd;
+};
+
+struct dk_model {
+	char *path;
+	struct dk_gguf *g;
+	struct dk_tokenizer *tok;
+	struct dk_model_info info;
+	const struct dk_gguf_tensor *tok_embd, *out_norm, *output, *rope_freqs;
+	struct layer *layers;
+	bool neox;              /* rotate (i, i + n_rot/2) pairs instead of (2i, 2i+1) */
+	char *chat_template;
+	char sha256[65];
+	bool sha_done;
+	char err[DK_ERRMSG_MAX];
+};
+
+struct dk_model_params dk_model_default_params(void)
+{
+	return (struct dk_model_params){.verify_tensors = false};
+}
+
+/* ---- loading ---- */
+
+static bool hp_u32(struct dk_model *m, const char *arch, const char *suffix, int32_t *out,
+		   int32_t dflt, bool required)
+{
+	char key[160];
+	uint32_t v;
+	snprintf(key, sizeof key, "%s.%s", arch, suffix);
+	if (dk_gguf_get_u32(m->g, key, &v) && v <= INT32_MAX) {
+		*out = (int32_t)v;
+		return true;
+	}
+	if (required) {
+		dk_err(m->err, sizeof m->err, DK_FATAL, "cannot load '%s': missing or bad '%s'",
+		       m->path, key);
+		return false;
+	}
+	*out = dflt;
+	return true;
+}
+
+static const struct dk_gguf_tensor *want(struct dk_model *m, const char *name, int64_t ne0,
+					 int64_t ne1, bool optional, bool f32_only)
+{
+	const struct dk_gguf_tensor *t = dk_gguf_tensor_by_name(m->g, name);
+	if (!t) {
+		if (!optional)
+			dk_err(m->err, sizeof m->err, DK_FATAL, "cannot load '%s': missing tensor '%s'",
+			       m->path, name);
+		return NULL;
+	}
+	int64_t rows = t->ne[1] * t->ne[2] * t->ne[3];
+	if (t->ne[0] != ne0 || rows != ne1) {
+		dk_err(m->err, sizeof m->err, DK_FATAL,
+		       "cannot load '%s': tensor '%s' is %" PRId64 "x%" PRId64 ", expected %" PRId64
+		       "x%" PRId64,
+		       m->path, name, t->ne[0], rows, ne0, ne1);
+		return NULL;
+	}
+	const struct dk_qtraits *tr = dk_quant_traits(t->type);
+	if (f32_only ? t->type != DK_TYPE_F32 : !tr || !dk_quant_traits(tr->dot_type) ||
+						      !dk_quant_traits(tr->dot_type)->from_float) {
+		dk_err(m->err, sizeof m->err, DK_FATAL,
+		       "cannot load '%s': tensor '%s' has type %s, which is not supported there",
+		       m->path, name, dk_ttype_name(t->type) ? dk_ttype_name(t->type) : "?");
+		return NULL;
+	}
+	return t;
+}
+
+#define WANT(var, ne0, ne1, opt, f32)                                  \
+	do {                                                           \
+		(var) = want(m, name, (ne0), (ne1), (opt), (f32));     \
+		if (!(var) && !(opt))                                  \
+			return DK_FATAL;                               \
+	} while (0)
+
+static enum dk_status load_tensors(struct dk_model *m)
+{
+	struct dk_model_info *hp = &m->info;
+	char name[128];
+	int64_t E = hp->n_embd, qd = (int64_t)hp->n_head * hp->head_dim,
+		kvd = (int64_t)hp->n_head_kv * hp->head_dim;
+
+	const struct dk_gguf_tensor *te = dk_gguf_tensor_by_name(m->g, "token_embd.weight");
+	if (!te)
+		return dk_err(m->err, sizeof m->err, DK_FATAL,
+			      "cannot load '%s': missing tensor 'token_embd.weight'", m->path);
+	hp->n_vocab = (int32_t)te->ne[1];
+	snprintf(name, sizeof name, "token_embd.weight");
+	WANT(m->tok_embd, E, hp->n_vocab, false, false);
+	snprintf(name, sizeof name, "output_norm.weight");
+	WANT(m->out_norm, E, 1, false, true);
+	snprintf(name, sizeof name, "output.weight");
+	WANT(m->output, E, hp->n_vocab, true, false);
+	if (!m->output && dk_gguf_tensor_by_name(m->g, name))
+		return DK_FATAL;
+	hp->tied_output = m->output == NULL;
+	if (!m->output)
+		m->output = m->tok_embd;
+	snprintf(name, sizeof name, "rope_freqs.weight");
+	WANT(m->rope_freqs, hp->n_rot / 2, 1, true, true);
+	if (!m->rope_freqs && dk_gguf_tensor_by_name(m->g, name))
+		return DK_FATAL;
+
+	m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
+	if (!m->layers)
+		return dk_err(m->err, sizeof m->err, DK_FATAL, "cannot load '%s': out of memory", m->path);
+	bool qwen2 = !strcmp(hp->arch, "qwen2");
+	for (int i = 0; i < hp->n_layer; i++) {
+		struct layer *L = &m->layers[i];
+#define T(field, suffix, ne0, ne1, opt, f32)                                 \
+	snprintf(name, sizeof name, "blk.%d.%s", i, suffix);                 \
+	WANT(L->field, ne0, ne1, opt, f32);
+		T(attn_norm, "attn_norm.weight", E, 1, false, true);
+		T(wq, "attn_q.weight", E, qd, false, false);
+		T(wk, "attn_k.weight", E, kvd, false, false);
+		T(wv, "attn_v.weight", E, kvd, false, false);
+		T(wo, "attn_output.weight", qd, E, false, false);
+		T(bq, "attn_q.bias", qd, 1, !qwen2, true);
+		T(bk, "attn_k.bias", kvd, 1, !qwen2, true);
+		T(bv, "attn_v.bias", kvd, 1, !qwen2, true);
+		T(ffn_norm, "ffn_norm.weight", E, 1, false, true);
+		T(wg, "ffn_gate.weight", E, hp->n_ff, false, false);
+		T(wu, "ffn_up.weight", E, hp->n_ff, false, false);
+		T(wd, "ffn_down.weight", hp->n_ff, E, false, false);
+#undef T
+	}
+	/* the most common weight type, for display */
+	int count[DK_TYPE_COUNT] = {0};
+	for (int64_t i = 0; i < dk_gguf_n_tensors(m->g); i++) {
+		const struct dk_gguf_tensor *t = dk_gguf_tensor(m->g, i);
+		int64_t n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
+		hp->n_params += (uint64_t)n;
+		hp->weight_bytes += t->nbytes;
+		if (t->n_dims >= 2)
+			count[t->type]++;
+	}
+	int best = 0;
+	for (int t = 0; t < DK_TYPE_COUNT; t++)
+		if (count[t] > count[best])
+			best = t;
+	hp->wtype = (enum dk_ttype)best;
+	return DK_OK;
+}
+
+static enum dk_status check_finite(struct dk_model *m)
+{
+	for (int64_t i = 0; i < dk_gguf_n_tensors(m->g); i++) {
+		const struct dk_gguf_tensor *t = dk_gguf_tensor(m->g, i);
+		const struct dk_qtraits *tr = dk_quant_traits(t->type);
+		if (!tr)
+			continue;
+		float *row = malloc((size_t)t->ne[0] * sizeof *row);
+		if (!row)
+			return dk_err(m->err, sizeof m->err, DK_FATAL, "out of memory");
+		int64_t rows = t->ne[1] * t->ne[2] * t->ne[3];
+		size_t rb = dk_ttype_row_bytes(t->type, t->ne[0]);
+		for (int64_t r = 0; r < rows; r++) {
+			tr->to_float((const uint8_t *)t->data + r * rb, row, t->ne[0]);
+			for (int64_t j = 0; j < t->ne[0]; j++)
+				if (!isfinite(row[j])) {
+					free(row);
+					return dk_err(m->err, sizeof m->err, DK_FATAL,
+						      "cannot load '%s': tensor '%s' holds a non-finite value (row %" PRId64 ")",
+						      m->path, t->name, r);
+				}
+		}
+		free(row);
+	}
+	return DK_OK;
+}
+
+enum dk_status dk_model_load(struct dk_model **out, const char *path, const struct dk_model_params *p)
+{
+	struct dk_model_params dp = dk_model_default_params();
+	if (!p)
+		p = &dp;
+	struct dk_model *m = calloc(1, sizeof *m);
+	*out = m;
+	if (!m)
+		return DK_FATAL;
+	m->path = strdup(path);
+	if (!m->path)
+		return dk_err(m->err, sizeof m->err, DK_FATAL, "out of memory");
+	if (dk_gguf_open(&m->g, path) != DK_OK)
+		return dk_err(m->err, sizeof m->err, DK_FATAL, "%s", dk_gguf_error(m->g));
+
+	struct dk_model_info *hp = &m->info;
+	const char *s;
+	size_t n;
+	if (!dk_gguf_get_str(m->g, "general.architecture", &s, &n))
+		return dk_err(m->err, sizeof m->err, DK_FATAL,
+			      "cannot load '%s': no general.architecture", path);
+	snprintf(hp->arch, sizeof hp->arch, "%.*s", (int)n, s);
+	if (strcmp(hp->arch, "llama") && strcmp(hp->arch, "qwen2"))
+		return dk_err(m->err, sizeof m->err, DK_FATAL,
+			      "cannot load '%s': architecture '%s' is not supported (llama, qwen2)",
+			      path, hp->arch);
+	m->neox = !strcmp(hp->arch, "qwen2");
+	if (dk_gguf_get_str(m->g, "general.name", &s, &n))
+		snprintf(hp->name, sizeof hp->name, "%.*s", (int)n, s);
+	else {
+		const char *b = strrchr(path, '/');
+		snprintf(hp->name, sizeof hp->name, "%s", b ? b + 1 : path);
+	}
+	const char *a = hp->arch;
+	if (!hp_u32(m, a, "context_length", &hp->n_ctx_train, 2048, false) ||
+	    !hp_u32(m, a, "embedding_length", &hp->n_embd, 0, true) ||
+	    !hp_u32(m, a, "block_count", &hp->n_layer, 0, true) ||
+	    !hp_u32(m, a, "feed_forward_length", &hp->n_ff, 0, true) ||
+	    !hp_u32(m, a, "attention.head_count", &hp->n_head, 0, true) ||
+	    !hp_u32(m, a, "attention.head_count_kv", &hp->n_head_kv, hp->n_head, false))
+		return DK_FATAL;
+	if (hp->n_embd <= 0 || hp->n_layer <= 0 || hp->n_layer > 1024 || hp->n_head <= 0 ||
+	    hp->n_head_kv <= 0 || hp->n_head % hp->n_head_kv || hp->n_ff <= 0)
+		return dk_err(m->err, sizeof m->err, DK_FATAL,
+			      "cannot load '%s': inconsistent hyper-parameters (embd %d, layers %d, "
+			      "heads %d/%d, ff %d)",
+			      path, hp->n_embd, hp->n_layer, hp->n_head, hp->n_head_kv, hp->n_ff);
+	if (!hp_u32(m, a, "attention.key_length", &hp->head_dim, hp->n_embd / hp->n_head, false))
+		return DK_FATAL;
+	if (!hp_u32(m, a, "rope.dimension_count", &hp->n_rot, hp->head_dim, false))
+		return DK_FATAL;
+	if (hp->head_dim <= 0 || hp->head_dim > 1024 || hp->n_rot <= 0 || hp->n_rot > hp->head_dim ||
+	    hp->n_rot % 2)
+		return dk_err(m->err, sizeof m->err, DK_FATAL,
+			      "cannot load '%s': bad head size %d / rope dims %d", path, hp->head_dim,
+			      hp->n_rot);
+	char key[160];
+	snprintf(key, sizeof key, "%s.rope.freq_base", a);
+	if (!dk_gguf_get_f32(m->g, key, &hp->rope_freq_base))
+		hp->rope_freq_base = 10000.0f;
+	snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", a);
+	if (!dk_gguf_get_f32(m->g, key, &hp->norm_eps))
+		hp->norm_eps = 1e-5f;
+	hp->rope_freq_scale = 1.0f;
+	float factor = 0;
+	snprintf(key, sizeof key, "%s.rope.scaling.type", a);
+	if (dk_gguf_get_str(m->g, key, &s, &n) && !(n == 4 && !memcmp(s, "none", 4))) {
+		if (!(n == 6 && !memcmp(s, "linear", 6)))
+			return dk_err(m->err, sizeof m->err, DK_FATAL,
+				      "cannot load '%s': rope scaling '%.*s' is not supported (linear)",
+				      path, (int)n, s);
+		snprintf(key, sizeof key, "%s.rope.scaling.factor", a);
+		dk_gguf_get_f32(m->g, key, &factor);
+	} else {
+		snprintf(key, sizeof key, "%s.rope.scale_linear", a);
+		dk_gguf_get_f32(m->g, key, &factor);
+	}
+	if (factor > 0)
+		hp->rope_freq_scale = 1.0f / factor;
+	if (!(hp->rope_freq_base > 0) || !(hp->norm_eps > 0))
+		return dk_err(m->err, sizeof m->err, DK_FATAL,
+			      "cannot load '%s': bad rope base or norm epsilon", path);
+
+	if (load_tensors(m) != DK_OK)
+		return DK_FATAL;
+	if (p->verify_tensors && check_finite(m) != DK_OK)
+		return DK_FATAL;
+
+	if (dk_tokenizer_new(&m->tok, m->g) != DK_OK)
+		return dk_err(m->err, sizeof m->err, DK_FATAL, "cannot load '%s': %s", path,
+			      dk_tokenizer_error(m->tok));
+	if (dk_gguf_get_str(m->g, "tokenizer.chat_template", &s, &n)) {
+		m->chat_template = strndup(s, n);
+		if (!m->chat_template)
+			return dk_err(m->err, sizeof m->err, DK_FATAL, "out of memory");
+	}
+	return DK_OK;
+}
+
+void dk_model_free(struct dk_model *m)
+{
+	if (!m)
+		return;
+	dk_tokenizer_free(m->tok);
+	dk_gguf_free(m->g);
+	free(m->layers);
+	free(m->chat_template);
+	free(m->path);
+	free(m);
+}
+
+const char *dk_model_error(const struct dk_model *m) { return m ? m->err : "out of memory"; }
+const struct dk_model_info *dk_model_info(const struct dk_model *m) { return &m->info; }
+const struct dk_tokenizer *dk_model_tokenizer(const struct dk_model *m) { return m->tok; }
+const struct dk_gguf *dk_model_gguf(const struct dk_model *m) { return m->g; }
+const char *dk_model_chat_template(const struct dk_model *m) { return m->chat_template; }
+const char *dk_model_path(const struct dk_model *m) { return m->path; }
+
+const char *dk_model_sha256(struct dk_model *m)
+{
+	if (!m->sha_done) {
+		if (dk_sha256_file(m->path, m->sha256) != 0)
+			return NULL;
+		m->sha_done = true;
+	}
+	return m->sha256;
+}
+
+char *dk_model_chat_render(const struct dk_model *m, const char *family,
+			   const struct dk_chat_msg *msgs, size_t n, bool add_assistant,
+			   char *err, size_t errn)
+{
+	struct dk_chat_style st = {0};
+	enum dk_chat_family f;
+	if (family) {
+		f = dk_chat_family_by_name(family);
+		if (f == DK_CHAT_UNKNOWN) {
+			dk_err(err, errn, DK_FATAL,
+			       "unknown chat template family '%s' (chatml, llama2, llama3, mistral, "
+			       "phi3, gemma, zephyr, raw)", family);
+			return NULL;
+		}
+	} else {
+		f = dk_chat_detect_style(m->chat_template, &st);
+		if (f == DK_CHAT_UNKNOWN) {
+			dk_chat_style_clear(&st);
+			dk_err(err, errn, DK_FATAL,
+			       "the chat template of '%s' is %s; name a family (chatml, llama2, llama3, "
+			       "mistral, phi3, gemma, zephyr) or give a raw prompt",
+			       m->path, m->chat_template ? "not one docket recognises" : "missing");
+			return NULL;
+		}
+	}
+	char bos[64] = "";
+	dk_token b = dk_tokenizer_bos(m->tok);
+	if (!dk_tokenizer_add_bos(m->tok) && b != DK_TOKEN_NULL) {
+		size_t len;
+		const char *t = dk_token_text(m->tok, b, &len);
+		if (t && len < sizeof bos)
+			memcpy(bos, t, len);
+	}
+	char eos[64] = "";
+	dk_token e = dk_tokenizer_eos(m->tok);
+	if (e != DK_TOKEN_NULL) {
+		size_t len;
+		const char *t = dk_token_text(m->tok, e, &len);
+		if (t && len < sizeof eos)
+			memcpy(eos, t, len);
+	}
+	struct dk_chat_opts o = {.default_system = st.default_system,
+				 .bos = bos[0] ? bos : NULL,
+				 .eos = eos[0] ? eos : NULL};
+	char *r = dk_chat_render_ex(f, msgs, n, add_assistant, &o);
+	dk_chat_style_clear(&st);
+	if (!r)
+		dk_err(err, errn, DK_FATAL, "cannot render these messages as %s",
+		       dk_chat_family_name(f));
+	return r;
+}
+
+/* ---- context ---- */
+
+struct dk_ctx {
+	struct dk_model *m;
+	struct dk_ctx_params p;
+	struct dk_pool *pool;
+	struct dk_kv *kv;
+	size_t kv_esize;        /* bytes per K/V element */
+	size_t kv_layer_bytes;  /* per layer inside a block: K then V */
+	int32_t kv_dim;
+
+	/* scratch, n_batch rows each */
+	float *x, *xb, *xb2, *q, *k, *v, *att, *hb, *hb2;
+	uint8_t *qx;            /* activations in a weight's dot format */
+	size_t qx_bytes;
+	float *rope;            /* [n_batch][n_rot] cos, sin pairs */
+	float *logits;          /* [n_out][n_vocab] */
+	int32_t *out_row;       /* batch index -> logits row or -1 */
+	int32_t *out_idx;       /* logits row -> batch index */
+	int32_t n_out;
+	float *att_scratch;     /* per thread: scores[n_ctx], acc[head_dim], ... */
+	size_t att_stride;
+
+	/* the batch being decoded */
+	const struct dk_batch *b;
+	int32_t *seq_new;       /* per sequence: tokens in this batch */
+	int layer;
+	char err[DK_ERRMSG_MAX];
+};
+
+struct dk_ctx_params dk_ctx_default_params(void)
+{
+	return (struct dk_ctx_params){
+		.n_ctx = 2048,
+		.n_seq_max = 1,
+		.n_batch = 512,
+		.n_threads = 0,
+		.kv_type = DK_TYPE_F16,
+		.prefix_cache = true,
+		.deterministic = true,
+		.kv_blocks = 0,
+	};
+}
+
+static size_t mem_available(void)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	size_t kb = 0;
+	if (f) {
+		char line[256];
+		while (fgets(line, sizeof line, f))
+			if (sscanf(line, "MemAvailable: %zu kB", &kb) == 1)
+				break;
+		fclose(f);
+	}
+	return kb * 1024;
+}
+
+static void *xalloc(size_t n, size_t *total)
+{
+	*total += n;
+	return calloc(1, n ? n : 1);
+}
+
+enum dk_status dk_ctx_new(struct dk_ctx **out, struct dk_model *m, const struct dk_ctx_params *pp)
+{
+	struct dk_ctx *c = calloc(1, sizeof *c);
+	*out = c;
+	if (!c)
+		return DK_FATAL;
+	c->m = m;
+	c->p = pp ? *pp : dk_ctx_default_params();
+	struct dk_ctx_params *p = &c->p;
+	const struct dk_model_info *hp = &m->info;
+	if (p->n_ctx <= 0)
+		p->n_ctx = hp->n_ctx_train < 2048 ? hp->n_ctx_train : 2048;
+	if (p->n_seq_max <= 0)
+		p->n_seq_max = 1;
+	if (p->n_batch <= 0)
+		p->n_batch = 512;
+	if (p->n_threads <= 0)
+		p->n_threads = dk_physical_cores();
+	if (p->kv_type != DK_TYPE_F16 && p->kv_type != DK_TYPE_F32)
+		return dk_err(c->err, sizeof c->err, DK_FATAL, "kv cache type must be f16 or f32");
+	if (p->n_ctx > hp->n_ctx_train)
+		return dk_err(c->err, sizeof c->err, DK_FATAL,
+			      "context of %d tokens exceeds the model's trained context (%d)", p->n_ctx,
+			      hp->n_ctx_train);
+
+	c->kv_dim = hp->n_head_kv * hp->head_dim;
+	c->kv_esize = p->kv_type == DK_TYPE_F16 ? 2 : 4;
+	c->kv_layer_bytes = 2 * (size_t)DK_KV_BLOCK * (size_t)c->kv_dim * c->kv_esize;
+	size_t block_bytes = c->kv_layer_bytes * (size_t)hp->n_layer;
+	int32_t per_seq = (p->n_ctx + DK_KV_BLOCK - 1) / DK_KV_BLOCK;
+	if (p->kv_blocks <= 0)
+		p->kv_blocks = per_seq * p->n_seq_max;
+	size_t kv_bytes = (size_t)p->kv_blocks * block_bytes;
+
+	int64_t E = hp->n_embd, QD = (int64_t)hp->n_head * hp->head_dim, FF = hp->n_ff;
+	int64_t NB = p->n_batch, V = hp->n_vocab;
+	int64_t widest = E > FF ? E : FF;
+	widest = widest > QD ? widest : QD;
+	/* activation rows in the widest dot format: at most 4 bytes/element */
+	c->qx_bytes = (size_t)(widest * 4 + 1024);
+	c->att_stride = (size_t)p->n_ctx + 4 * (size_t)hp->head_dim + 64;
+	size_t scratch = 0;
+	size_t avail = mem_available();
+	size_t est = kv_bytes + (size_t)NB * (size_t)(4 * E + 2 * QD + 2 * c->kv_dim + 2 * FF) * 4 +
+		     (size_t)NB * c->qx_bytes + (size_t)NB * (size_t)V * 4;
+	if (avail && est > avail / 10 * 9)
+		return dk_err(c->err, sizeof c->err, DK_FATAL,
+			      "cannot allocate the context: %zu MiB asked (kv cache %zu MiB for %d "
+			      "sequences x %d tokens, logits and scratch %zu MiB), %zu MiB available; "
+			      "lower the context, the parallel sequences or the batch size",
+			      est >> 20, kv_bytes >> 20, p->n_seq_max, p->n_ctx, (est - kv_bytes) >> 20,
+			      avail >> 20);
+
+	c->kv = dk_kv_new(p->kv_blocks, block_bytes, p->n_seq_max, p->n_ctx, p->prefix_cache);
+	c->x = xalloc((size_t)(NB * E) * 4, &scratch);
+	c->xb = xalloc((size_t)(NB * (E > QD ? E : QD)) * 4, &scratch);
+	c->xb2 = xalloc((size_t)(NB * E) * 4, &scratch);
+	c->q = xalloc((size_t)(NB * QD) * 4, &scratch);
+	c->k = xalloc((size_t)(NB * c->kv_dim) * 4, &scratch);
+	c->v = xalloc((size_t)(NB * c->kv_dim) * 4, &scratch);
+	c->att = xalloc((size_t)(NB * QD) * 4, &scratch);
+	c->hb = xalloc((size_t)(NB * FF) * 4, &scratch);
+	c->hb2 = xalloc((size_t)(NB * FF) * 4, &scratch);
+	c->qx = xalloc((size_t)NB * c->qx_bytes, &scratch);
+	c->rope = xalloc((size_t)(NB * hp->n_rot) * 4, &scratch);
+	c->logits = xalloc((size_t)(NB * V) * 4, &scratch);
+	c->out_row = xalloc((size_t)NB * 4, &scratch);
+	c->out_idx = xalloc((size_t)NB * 4, &scratch);
+	c->seq_new = xalloc((size_t)p->n_seq_max * 4, &scratch);
+	c->att_scratch = xalloc(c->att_stride * 4 * (size_t)p->n_threads, &scratch);
+	c->pool = dk_pool_new(p->n_threads);
+	if (!c->kv || !c->x || !c->xb || !c->xb2 || !c->q || !c->k || !c->v || !c->att || !c->hb ||
+	    !c->hb2 || !c->qx || !c->rope || !c->logits || !c->out_row || !c->out_idx ||
+	    !c->seq_new || !c->att_scratch || !c->pool)
+		return dk_err(c->err, sizeof c->err, DK_FATAL,
+			      "cannot allocate the context (%zu MiB kv cache, %zu MiB scratch): %s",
+			      kv_bytes >> 20, scratch >> 20, strerror(ENOMEM));
+	return DK_OK;
+}
+
+void dk_ctx_free(struct dk_ctx *c)
+{
+	if (!c)
+		return;
+	dk_pool_free(c->pool);
+	dk_kv_free(c->kv);
+	free(c->x); free(c->xb); free(c->xb2); free(c->q); free(c->k); free(c->v);
+	free(c->att); free(c->hb); free(c->hb2); free(c->qx); free(c->rope);
+	free(c->logits); free(c->out_row); free(c->out_idx); free(c->seq_new);
+	free(c->att_scratch);
+	free(c);
+}
+
+const char *dk_ctx_error(const struct dk_ctx *c) { return c ? c->err : "out of memory"; }
+const struct dk_ctx_params *dk_ctx_params(const struct dk_ctx *c) { return &c->p; }
+struct dk_model *dk_ctx_model(const struct dk_ctx *c) { return c->m; }
+
+/* ---- batches ---- */
+
+struct dk_batch *dk_batch_new(int32_t cap)
+{
+	struct dk_batch *b = calloc(1, sizeof *b);
+	if (!b)
+		return NULL;
+	b->cap = cap > 0 ? cap : 1;
+	b->token = calloc((size_t)b->cap, sizeof *b->token);
+	b->pos = calloc((size_t)b->cap, sizeof *b->pos);
+	b->seq = calloc((size_t)b->cap, sizeof *b->seq);
+	b->logits = calloc((size_t)b->cap, sizeof *b->logits);
+	if (!b->token || !b->pos || !b->seq || !b->logits) {
+		dk_batch_free(b);
+		return NULL;
+	}
+	return b;
+}
+
+void dk_batch_free(struct dk_batch *b)
+{
+	if (!b)
+		return;
+	free(b->token); free(b->pos); free(b->seq); free(b->logits);
+	free(b);
+}
+
+void dk_batch_clear(struct dk_batch *b) { b->n_tokens = 0; }
+
+int dk_batch_add(struct dk_batch *b, dk_token t, int32_t pos, int32_t seq, bool logits)
+{
+	if (b->n_tokens >= b->cap)
+		return -1;
+	int32_t i = b->n_tokens++;
+	b->token[i] = t;
+	b->pos[i] = pos;
+	b->seq[i] = seq;
+	b->logits[i] = logits;
+	return 0;
+}
+
+/* ---- kernels of the forward pass ---- */
+
+/* y = x * (1/rms(x)) * w, as two float roundings like ggml's rms_norm + mul */
+static void rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps)
+{
+	double sum = 0;
+	for (int64_t i = 0; i < n; i++)
+		sum += (double)(x[i] * x[i]);
+	const float mean = (float)(sum / (double)n);
+	const float scale = 1.0f / sqrtf(mean + eps);
+	for (int64_t i = 0; i < n; i++) {
+		float t = x[i] * scale;
+		y[i] = t * w[i];
+	}
+}
+
+struct mm {
+	const struct dk_qtraits *tr, *dt;
+	const uint8_t *w;
+	size_t wrow;            /* bytes per weight row */
+	int64_t ncols, nrows;
+	const float *x;         /* T rows of ncols floats, ldx apart */
+	int64_t ldx;
+	const uint8_t *xq;      /* converted activations */
+	size_t xrow;
+	int32_t T;
+	float *y;               /* y[t*ldy + r] */
+	int64_t ldy;
+	bool same_kernel;       /* use vec_dot_n even for one column */
+};
+
+static void mm_convert(void *arg, int ith, int nth)
+{
+	struct mm *j = arg;
+	for (int32_t t = ith; t < j->T; t += nth)
+		j->dt->from_float(j->x + t * j->ldx, (uint8_t *)j->xq + (size_t)t * j->xrow, j->ncols);
+}
+
+/* Column tile: activations of this many tokens stay in L1/L2 while each
+ * weight row streams through once per tile. */
+#define MM_TILE 32
+
+static void mm_rows(void *arg, int ith, int nth)
+{
+	struct mm *j = arg;
+	int64_t r0 = j->nrows * ith / nth, r1 = j->nrows * (ith + 1) / nth;
+	const struct dk_qtraits *tr = j->tr;
+	bool multi = tr->vec_dot_n && (j->T > 1 || j->same_kernel);
+	for (int32_t t0 = 0; t0 < j->T; t0 += MM_TILE) {
+		int32_t nt = j->T - t0 < MM_TILE ? j->T - t0 : MM_TILE;
+		const uint8_t *xt = j->xq + (size_t)t0 * j->xrow;
+		float *yt = j->y + t0 * j->ldy;
+		for (int64_t r = r0; r < r1; r++) {
+			const uint8_t *wr = j->w + (size_t)r * j->wrow;
+			if (multi) {
+				tr->vec_dot_n(j->ncols, yt + r, (size_t)j->ldy, wr, xt, j->xrow, nt);
+			} else {
+				for (int32_t t = 0; t < nt; t++)
+					tr->vec_dot(j->ncols, yt + t * j->ldy + r, wr,
+						    xt + (size_t)t * j->xrow);
+			}
+		}
+	}
+}
+
+/* y[t][r] = W[r] . x[t] for all rows r of W and T tokens. */
+static void matmul(struct dk_ctx *c, const struct dk_gguf_tensor *W, const float *x, int64_t ldx,
+		   int32_t T, float *y, int64_t ldy)
+{
+	struct mm j = {0};
+	j.tr = dk_quant_traits(W->type);
+	j.dt = dk_quant_traits(j.tr->dot_type);
+	j.w = W->data;
+	j.ncols = W->ne[0];
+	j.nrows = W->ne[1] * W->ne[2] * W->ne[3];
+	j.wrow = dk_ttype_row_bytes(W->type, j.ncols);
+	j.x = x;
+	j.ldx = ldx;
+	j.T = T;
+	j.y = y;
+	j.ldy = ldy;
+	j.same_kernel = c->p.deterministic;
+	if (j.tr->dot_type == DK_TYPE_F32) {
+		j.xq = (const uint8_t *)x;
+		j.xrow = (size_t)ldx * 4;
+	} else {
+		j.xq = c->qx;
+		j.xrow = dk_ttype_row_bytes(j.tr->dot_type, j.ncols);
+		dk_pool_run(c->pool, mm_convert, &j);
+	}
+	dk_pool_run(c->pool, mm_rows, &j);
+}
+
+static void add_bias(float *y, const struct dk_gguf_tensor *b, int32_t T, int64_t n)
+{
+	if (!b)
+		return;
+	const float *bb = b->data;
+	for (int32_t t = 0; t < T; t++)
+		for (int64_t i = 0; i < n; i++)
+			y[t * n + i] += bb[i];
+}
+
+/* cos/sin per token and rotary pair, angles built like ggml's rope cache */
+static void rope_tables(struct dk_ctx *c)
+{
+	const struct dk_model_info *hp = &c->m->info;
+	const float theta_scale = powf(hp->rope_freq_base, -2.0f / (float)hp->n_rot);
+	const float *ff = c->m->rope_freqs ? c->m->rope_freqs->data : NULL;
+	for (int32_t t = 0; t < c->b->n_tokens; t++) {
+		float *cs = c->rope + (size_t)t * hp->n_rot;
+		float theta = (float)c->b->pos[t];
+		for (int32_t i0 = 0; i0 < hp->n_rot; i0 += 2) {
+			float f = ff ? ff[i0 / 2] : 1.0f;
+			float th = hp->rope_freq_scale * (theta / f);
+			cs[i0] = cosf(th);
+			cs[i0 + 1] = sinf(th);
+			theta *= theta_scale;
+		}
+	}
+}
+
+static void rope_apply(const struct dk_ctx *c, float *v, int32_t nheads, const float *cs)
+{
+	const struct dk_model_info *hp = &c->m->info;
+	int32_t hd = hp->head_dim, nr = hp->n_rot;
+	for (int32_t h = 0; h < nheads; h++) {
+		float *x = v + h * hd;
+		for (int32_t i0 = 0; i0 < nr; i0 += 2) {
+			int32_t a = c->m->neox ? i0 / 2 : i0, b = c->m->neox ? i0 / 2 + nr / 2 : i0 + 1;
+			float x0 = x[a], x1 = x[b], co = cs[i0], si = cs[i0 + 1];
+			x[a] = x0 * co - x1 * si;
+			x[b] = x0 * si + x1 * co;
+		}
+	}
+}
+
+static inline const uint8_t *kv_k(const struct dk_ctx *c, const uint8_t *blk, int layer, int slot)
+{
+	return blk + (size_t)layer * c->kv_layer_bytes + (size_t)slot * c->kv_dim * c->kv_esize;
+}
+
+static inline const uint8_t *kv_v(const struct dk_ctx *c, const uint8_t *blk, int layer, int slot)
+{
+	return blk + (size_t)layer * c->kv_layer_bytes + (size_t)DK_KV_BLOCK * c->kv_dim * c->kv_esize +
+	       (size_t)slot * c->kv_dim * c->kv_esize;
+}
+
+/* QKV prep for one layer: rope, then K/V into the cache. */
+static void qkv_store(void *arg, int ith, int nth)
+{
+	struct dk_ctx *c = arg;
+	const struct dk_model_info *hp = &c->m->info;
+	int32_t QD = hp->n_head * hp->head_dim, KD = c->kv_dim;
+	for (int32_t t = ith; t < c->b->n_tokens; t += nth) {
+		const float *cs = c->rope + (size_t)t * hp->n_rot;
+		float *q = c->q + (size_t)t * QD, *k = c->k + (size_t)t * KD, *v = c->v + (size_t)t * KD;
+		rope_apply(c, q, hp->n_head, cs);
+		rope_apply(c, k, hp->n_head_kv, cs);
+		int32_t s = c->b->seq[t], pos = c->b->pos[t];
+		uint8_t *blk = dk_kv_block_at(c->kv, s, pos);
+		uint8_t *kd = (uint8_t *)kv_k(c, blk, c->layer, pos % DK_KV_BLOCK);
+		uint8_t *vd = (uint8_t *)kv_v(c, blk, c->layer, pos % DK_KV_BLOCK);
+		if (c->kv_esize == 2) {
+			uint16_t *k16 = (uint16_t *)kd, *v16 = (uint16_t *)vd;
+			for (int32_t i = 0; i < KD; i++) {
+				k16[i] = dk_fp32_to_fp16(k[i]);
+				v16[i] = dk_fp32_to_fp16(v[i]);
+			}
+		} else {
+			memcpy(kd, k, (size_t)KD * 4);
+			memcpy(vd, v, (size_t)KD * 4);
+		}
+	}
+}
+
+/* Attention of one (token, head): softmax over the sequence's positions
+ * 0..pos, two numerics depending on the cache type (see file comment). */
+static void attend(struct dk_ctx *c, int32_t t, int32_t h, float *scratch)
+{
+	const struct dk_model_info *hp = &c->m->info;
+	int32_t hd = hp->head_dim, QD = hp->n_head * hd;
+	int32_t kvh = h / (hp->n_head / hp->n_head_kv);
+	int32_t s = c->b->seq[t], n = c->b->pos[t] + 1, L = c->layer;
+	const float *q = c->q + (size_t)t * QD + (size_t)h * hd;
+	float *out = c->att + (size_t)t * QD + (size_t)h * hd;
+	const float scale = 1.0f / sqrtf((float)hd);
+
+	if (c->kv_esize == 4) {
+		float *sc = scratch;
+		float mx = -INFINITY;
+		for (int32_t j = 0; j < n; j++) {
+			const uint8_t *blk = dk_kv_seq_block(c->kv, s, j / DK_KV_BLOCK);
+			const float *k = (const float *)kv_k(c, blk, L, j % DK_KV_BLOCK) + kvh * hd;
+			float d = 0;
+			for (int32_t i = 0; i < hd; i++)
+				d += q[i] * k[i];
+			sc[j] = d * scale;
+			if (sc[j] > mx)
+				mx = sc[j];
+		}
+		double sum = 0;
+		for (int32_t j = 0; j < n; j++) {
+			sc[j] = expf(sc[j] - mx);
+			sum += (double)sc[j];
+		}
+		const float inv = (float)(1.0 / sum);
+		for (int32_t i = 0; i < hd; i++)
+			out[i] = 0;
+		for (int32_t j = 0; j < n; j++) {
+			const uint8_t *blk = dk_kv_seq_block(c->kv, s, j / DK_KV_BLOCK);
+			const float *v = (const float *)kv_v(c, blk, L, j % DK_KV_BLOCK) + kvh * hd;
+			float p = sc[j] * inv;
+			for (int32_t i = 0; i < hd; i++)
+				out[i] += p * v[i];
+		}
+		return;
+	}
+
+	uint16_t *q16 = (uint16_t *)scratch, *acc = q16 + hd;
+	for (int32_t i = 0; i < hd; i++) {
+		q16[i] = dk_fp32_to_fp16(q[i]);
+		acc[i] = 0;
+	}
+	float M = -INFINITY, S = 0;
+	for (int32_t j = 0; j < n; j++) {
+		const uint8_t *blk = dk_kv_seq_block(c->kv, s, j / DK_KV_BLOCK);
+		const uint16_t *k = (const uint16_t *)kv_k(c, blk, L, j % DK_KV_BLOCK) + kvh * hd;
+		const uint16_t *v = (const uint16_t *)kv_v(c, blk, L, j % DK_KV_BLOCK) + kvh * hd;
+		float d = 0;
+		for (int32_t i = 0; i < hd; i++)
+			d += dk_fp16_to_fp32(q16[i]) * dk_fp16_to_fp32(k[i]);
+		d *= scale;
+		float ms = 1.0f, vs = 1.0f;
+		if (d > M) {
+			float Mold = M;
+			M = d;
+			ms = expf(Mold - M);
+			for (int32_t i = 0; i < hd; i++)
+				acc[i] = dk_fp32_to_fp16(dk_fp16_to_fp32(acc[i]) * ms);
+		} else {
+			vs = expf(d - M);
+		}
+		for (int32_t i = 0; i < hd; i++)
+			acc[i] = dk_fp32_to_fp16(dk_fp16_to_fp32(acc[i]) + dk_fp16_to_fp32(v[i]) * vs);
+		S = S * ms + vs;
+	}
+	const float inv = S == 0.0f ? 0.0f : 1.0f / S;
+	for (int32_t i = 0; i < hd; i++)
+		out[i] = dk_fp16_to_fp32(acc[i]) * inv;
+}
+
+static void attention(void *arg, int ith, int nth)
+{
+	struct dk_ctx *c = arg;
+	int32_t nh = c->m->info.n_head;
+	int64_t ntask = (int64_t)c->b->n_tokens * nh;
+	int64_t a = ntask * ith / nth, z = ntask * (ith + 1) / nth;
+	float *scratch = c->att_scratch + c->att_stride * (size_t)ith;
+	for (int64_t i = a; i < z; i++)
+		attend(c, (int32_t)(i / nh), (int32_t)(i % nh), scratch);
+}
+
+static void norm_rows(void *arg, int ith, int nth)
+{
+	struct dk_ctx *c = arg;
+	const struct dk_model_info *hp = &c->m->info;
+	for (int32_t t = ith; t < c->b->n_tokens; t += nth)
+		rmsnorm(c->xb + (size_t)t * hp->n_embd, c->x + (size_t)t * hp->n_embd,
+			c->layer >= 0 ? c->m->layers[c->layer].attn_norm->data : c->m->out_norm->data,
+			hp->n_embd, hp->norm_eps);
+}
+
+static void ffn_norm_rows(void *arg, int ith, int nth)
+{
+	struct dk_ctx *c = arg;
+	const struct dk_model_info *hp = &c->m->info;
+	for (int32_t t = ith; t < c->b->n_tokens; t += nth)
+		rmsnorm(c->xb + (size_t)t * hp->n_embd, c->x + (size_t)t * hp->n_embd,
+			c->m->layers[c->layer].ffn_norm->data, hp->n_embd, hp->norm_eps);
+}
+
+static void swiglu(void *arg, int ith, int nth)
+{
+	struct dk_ctx *c = arg;
+	int64_t n = (int64_t)c->b->n_tokens * c->m->info.n_ff;
+	int64_t a = n * ith / nth, z = n * (ith + 1) / nth;
+	for (int64_t i = a; i < z; i++) {
+		float g = c->hb[i];
+		c->hb[i] = g / (1.0f + expf(-g)) * c->hb2[i];
+	}
+}
+
+static void residual(float *x, const float *d, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		x[i] += d[i];
+}
+
+enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
+{
+	const struct dk_model_info *hp = &c->m->info;
+	struct dk_ctx_params *p = &c->p;
+	int32_t T = b->n_tokens;
+	if (T <= 0)
+		return dk_err(c->err, sizeof c->err, DK_SKIP, "empty batch");
+	if (T > p->n_batch)
+		return dk_err(c->err, sizeof c->err, DK_SKIP,
+			      "batch of %d tokens exceeds the context's batch size %d", T, p->n_batch);
+	memset(c->seq_new, 0, (size_t)p->n_seq_max * sizeof *c->seq_new);
+	for (int32_t i = 0; i < T; i++) {
+		int32_t s = b->seq[i];
+		if (s < 0 || s >= p->n_seq_max)
+			return dk_err(c->err, sizeof c->err, DK_SKIP,
+				      "sequence %d out of range (0..%d)", s, p->n_seq_max - 1);
+		if (b->token[i] < 0 || b->token[i] >= hp->n_vocab)
+			return dk_err(c->err, sizeof c->err, DK_SKIP,
+				      "token %d of sequence %d is outside the vocabulary (%d)",
+				      b->token[i], s, hp->n_vocab);
+		int32_t want = dk_kv_len(c->kv, s) + c->seq_new[s];
+		if (b->pos[i] != want)
+			return dk_err(c->err, sizeof c->err, DK_SKIP,
+				      "sequence %d: position %d given where %d comes next", s, b->pos[i],
+				      want);
+		if (b->pos[i] >= p->n_ctx)
+			return dk_err(c->err, sizeof c->err, DK_SKIP,
+				      "sequence %d is longer than the context of %d tokens", s, p->n_ctx);
+		c->seq_new[s]++;
+	}
+	int32_t need;
+	if (!dk_kv_reserve(c->kv, c->seq_new, &need)) {
+		struct dk_kv_counters kc;
+		dk_kv_counters(c->kv, &kc);
+		return dk_err(c->err, sizeof c->err, DK_SKIP,
+			      "kv cache full: this batch needs %d more blocks of %d tokens, %d of %d "
+			      "are in use",
+			      need, DK_KV_BLOCK, kc.blocks_used, kc.blocks_total);
+	}
+	for (int32_t i = 0; i < T; i++)
+		dk_kv_set_token(c->kv, b->seq[i], b->pos[i], b->token[i]);
+
+	c->b = b;
+	int64_t E = hp->n_embd, QD = (int64_t)hp->n_head * hp->head_dim, KD = c->kv_dim,
+		FF = hp->n_ff;
+	const struct dk_qtraits *et = dk_quant_traits(c->m->tok_embd->type);
+	size_t erow = dk_ttype_row_bytes(c->m->tok_embd->type, E);
+	for (int32_t i = 0; i < T; i++)
+		et->to_float((const uint8_t *)c->m->tok_embd->data + (size_t)b->token[i] * erow,
+			     c->x + i * E, E);
+	rope_tables(c);
+
+	for (int l = 0; l < hp->n_layer; l++) {
+		const struct layer *L = &c->m->layers[l];
+		c->layer = l;
+		dk_pool_run(c->pool, norm_rows, c);
+		matmul(c, L->wq, c->xb, E, T, c->q, QD);
+		matmul(c, L->wk, c->xb, E, T, c->k, KD);
+		matmul(c, L->wv, c->xb, E, T, c->v, KD);
+		add_bias(c->q, L->bq, T, QD);
+		add_bias(c->k, L->bk, T, KD);
+		add_bias(c->v, L->bv, T, KD);
+		dk_pool_run(c->pool, qkv_store, c);
+		dk_pool_run(c->pool, attention, c);
+		matmul(c, L->wo, c->att, QD, T, c->xb2, E);
+		residual(c->x, c->xb2, (int64_t)T * E);
+		dk_pool_run(c->pool, ffn_norm_rows, c);
+		matmul(c, L->wg, c->xb, E, T, c->hb, FF);
+		matmul(c, L->wu, c->xb, E, T, c->hb2, FF);
+		dk_pool_run(c->pool, swiglu, c);
+		matmul(c, L->wd, c->hb, FF, T, c->xb2, E);
+		residual(c->x, c->xb2, (int64_t)T * E);
+	}
+
+	/* final norm and logits only for the tokens that asked */
+	c->n_out = 0;
+	for (int32_t i = 0; i < T; i++) {
+		c->out_row[i] = -1;
+		if (!b->logits[i])
+			continue;
+		rmsnorm(c->xb + (size_t)c->n_out * E, c->x + (size_t)i * E, c->m->out_norm->data, E,
+			hp->norm_eps);
+		c->out_idx[c->n_out] = i;
+		c->out_row[i] = c->n_out++;
+	}
+	if (c->n_out)
+		matmul(c, c->m->output, c->xb, E, c->n_out, c->logits, hp->n_vocab);
+
+	for (int32_t s = 0; s < p->n_seq_max; s++)
+		if (c->seq_new[s])
+			dk_kv_commit(c->kv, s, dk_kv_len(c->kv, s) + c->seq_new[s]);
+	c->b = NULL;
+	return DK_OK;
+}
+
+const float *dk_logits(const struct dk_ctx *c, int32_t i)
+{
+	if (i < 0 || i >= c->p.n_batch || c->out_row[i] < 0)
+		return NULL;
+	return c->logits + (size_t)c->out_row[i] * c->m->info.n_vocab;
+}
+
+int32_t dk_kv_seq_len(const struct dk_ctx *c, int32_t seq)
+{
+	return seq >= 0 && seq < c->p.n_seq_max ? dk_kv_len(c->kv, seq) : 0;
+}
+
+void dk_kv_seq_clear(struct dk_ctx *c, int32_t seq)
+{
+	if (seq >= 0 && seq < c->p.n_seq_max)
+		dk_kv_clear(c->kv, seq);
+}
+
+enum dk_status dk_kv_seq_fork(struct dk_ctx *c, int32_t src, int32_t dst)
+{
+	if (src < 0 || src >= c->p.n_seq_max || dst < 0 || dst >= c->p.n_seq_max)
+		return dk_err(c->err, sizeof c->err, DK_SKIP, "fork %d -> %d: sequence out of range",
+			      src, dst);
+	dk_kv_fork(c->kv, src, dst);
+	return DK_OK;
+}
+
+int32_t dk_kv_seq_reuse_prefix(struct dk_ctx *c, int32_t seq, const dk_token *toks, int32_t n)
+{
+	if (seq < 0 || seq >= c->p.n_seq_max || n <= 0)
+		return 0;
+	if (n > c->p.n_ctx)
+		n = c->p.n_ctx;
+	return dk_kv_reuse_prefix(c->kv, seq, toks, n);
+}
+
+void dk_kv_stats(const struct dk_ctx *c, struct dk_kv_stats *out)
+{
+	struct dk_kv_counters kc;
+	dk_kv_counters(c->kv, &kc);
+	out->hit_tokens = kc.hit_tokens;
+	out->miss_tokens = kc.miss_tokens;
+	out->evictions = kc.evictions;
+	out->blocks_total = kc.blocks_total;
+	out->blocks_used = kc.blocks_used;
+}
