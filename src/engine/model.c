@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "attn.h"
 #include "kv.h"
 #include "quant.h"
 #include "threadpool.h"
@@ -96,7 +97,7 @@ static const struct dk_gguf_tensor *want(struct dk_model *m, const char *name, i
 		return NULL;
 	}
 	const struct dk_qtraits *tr = dk_quant_traits(t->type);
-	if (f32_only ? t->type != DK_TYPE_F32 : !tr || !dk_quant_traits(tr->dot_type) ||
+	if (f32_only ? t->type != DK_TYPE_F32 : !tr || !tr->vec_dot || !dk_quant_traits(tr->dot_type) ||
 						      !dk_quant_traits(tr->dot_type)->from_float) {
 		dk_err(m->err, sizeof m->err, DK_FATAL,
 		       "cannot load '%s': tensor '%s' has type %s, which is not supported there",
@@ -411,11 +412,18 @@ struct dk_ctx {
 	int32_t n_out;
 	float *att_scratch;     /* per thread: scores[n_ctx], acc[head_dim], ... */
 	size_t att_stride;
+	uint8_t **att_blocks;   /* per thread: block pointers of one sequence */
+	int32_t att_blocks_stride;
 
 	/* the batch being decoded */
 	const struct dk_batch *b;
 	int32_t *seq_new;       /* per sequence: tokens in this batch */
 	int layer;
+	/* what c->qx holds: activations x converted to qx_type for T rows;
+	 * reset whenever an activation buffer is rewritten */
+	const float *qx_src;
+	enum dk_ttype qx_type;
+	int32_t qx_T;
 	char err[DK_ERRMSG_MAX];
 };
 
@@ -523,10 +531,13 @@ enum dk_status dk_ctx_new(struct dk_ctx **out, struct dk_model *m, const struct 
 	c->out_idx = xalloc((size_t)NB * 4, &scratch);
 	c->seq_new = xalloc((size_t)p->n_seq_max * 4, &scratch);
 	c->att_scratch = xalloc(c->att_stride * 4 * (size_t)p->n_threads, &scratch);
+	c->att_blocks_stride = per_seq + 1;
+	c->att_blocks = xalloc((size_t)c->att_blocks_stride * sizeof(uint8_t *) * (size_t)p->n_threads,
+			       &scratch);
 	c->pool = dk_pool_new(p->n_threads);
 	if (!c->kv || !c->x || !c->xb || !c->xb2 || !c->q || !c->k || !c->v || !c->att || !c->hb ||
 	    !c->hb2 || !c->qx || !c->rope || !c->logits || !c->out_row || !c->out_idx ||
-	    !c->seq_new || !c->att_scratch || !c->pool)
+	    !c->seq_new || !c->att_scratch || !c->att_blocks || !c->pool)
 		return dk_err(c->err, sizeof c->err, DK_FATAL,
 			      "cannot allocate the context (%zu MiB kv cache, %zu MiB scratch): %s",
 			      kv_bytes >> 20, scratch >> 20, strerror(ENOMEM));
@@ -543,6 +554,7 @@ void dk_ctx_free(struct dk_ctx *c)
 	free(c->att); free(c->hb); free(c->hb2); free(c->qx); free(c->rope);
 	free(c->logits); free(c->out_row); free(c->out_idx); free(c->seq_new);
 	free(c->att_scratch);
+	free(c->att_blocks);
 	free(c);
 }
 
@@ -619,7 +631,6 @@ struct mm {
 	int32_t T;
 	float *y;               /* y[t*ldy + r] */
 	int64_t ldy;
-	bool same_kernel;       /* use vec_dot_n even for one column */
 };
 
 static void mm_convert(void *arg, int ith, int nth)
@@ -638,7 +649,9 @@ static void mm_rows(void *arg, int ith, int nth)
 	struct mm *j = arg;
 	int64_t r0 = j->nrows * ith / nth, r1 = j->nrows * (ith + 1) / nth;
 	const struct dk_qtraits *tr = j->tr;
-	bool multi = tr->vec_dot_n && (j->T > 1 || j->same_kernel);
+	/* vec_dot_n gives each column exactly what vec_dot gives it, so using it
+	 * for batches does not make results depend on batch mates */
+	bool multi = tr->vec_dot_n && j->T > 1;
 	for (int32_t t0 = 0; t0 < j->T; t0 += MM_TILE) {
 		int32_t nt = j->T - t0 < MM_TILE ? j->T - t0 : MM_TILE;
 		const uint8_t *xt = j->xq + (size_t)t0 * j->xrow;
@@ -672,14 +685,19 @@ static void matmul(struct dk_ctx *c, const struct dk_gguf_tensor *W, const float
 	j.T = T;
 	j.y = y;
 	j.ldy = ldy;
-	j.same_kernel = c->p.deterministic;
 	if (j.tr->dot_type == DK_TYPE_F32) {
 		j.xq = (const uint8_t *)x;
 		j.xrow = (size_t)ldx * 4;
 	} else {
 		j.xq = c->qx;
 		j.xrow = dk_ttype_row_bytes(j.tr->dot_type, j.ncols);
-		dk_pool_run(c->pool, mm_convert, &j);
+		/* q, k and v (and gate and up) read the same input: convert once */
+		if (c->qx_src != x || c->qx_type != j.tr->dot_type || c->qx_T != T) {
+			dk_pool_run(c->pool, mm_convert, &j);
+			c->qx_src = x;
+			c->qx_type = j.tr->dot_type;
+			c->qx_T = T;
+		}
 	}
 	dk_pool_run(c->pool, mm_rows, &j);
 }
@@ -767,91 +785,40 @@ static void qkv_store(void *arg, int ith, int nth)
 	}
 }
 
-/* Attention of one (token, head): softmax over the sequence's positions
- * 0..pos, two numerics depending on the cache type (see file comment). */
-static void attend(struct dk_ctx *c, int32_t t, int32_t h, float *scratch)
-{
-	const struct dk_model_info *hp = &c->m->info;
-	int32_t hd = hp->head_dim, QD = hp->n_head * hd;
-	int32_t kvh = h / (hp->n_head / hp->n_head_kv);
-	int32_t s = c->b->seq[t], n = c->b->pos[t] + 1, L = c->layer;
-	const float *q = c->q + (size_t)t * QD + (size_t)h * hd;
-	float *out = c->att + (size_t)t * QD + (size_t)h * hd;
-	const float scale = 1.0f / sqrtf((float)hd);
-
-	if (c->kv_esize == 4) {
-		float *sc = scratch;
-		float mx = -INFINITY;
-		for (int32_t j = 0; j < n; j++) {
-			const uint8_t *blk = dk_kv_seq_block(c->kv, s, j / DK_KV_BLOCK);
-			const float *k = (const float *)kv_k(c, blk, L, j % DK_KV_BLOCK) + kvh * hd;
-			float d = 0;
-			for (int32_t i = 0; i < hd; i++)
-				d += q[i] * k[i];
-			sc[j] = d * scale;
-			if (sc[j] > mx)
-				mx = sc[j];
-		}
-		double sum = 0;
-		for (int32_t j = 0; j < n; j++) {
-			sc[j] = expf(sc[j] - mx);
-			sum += (double)sc[j];
-		}
-		const float inv = (float)(1.0 / sum);
-		for (int32_t i = 0; i < hd; i++)
-			out[i] = 0;
-		for (int32_t j = 0; j < n; j++) {
-			const uint8_t *blk = dk_kv_seq_block(c->kv, s, j / DK_KV_BLOCK);
-			const float *v = (const float *)kv_v(c, blk, L, j % DK_KV_BLOCK) + kvh * hd;
-			float p = sc[j] * inv;
-			for (int32_t i = 0; i < hd; i++)
-				out[i] += p * v[i];
-		}
-		return;
-	}
-
-	uint16_t *q16 = (uint16_t *)scratch, *acc = q16 + hd;
-	for (int32_t i = 0; i < hd; i++) {
-		q16[i] = dk_fp32_to_fp16(q[i]);
-		acc[i] = 0;
-	}
-	float M = -INFINITY, S = 0;
-	for (int32_t j = 0; j < n; j++) {
-		const uint8_t *blk = dk_kv_seq_block(c->kv, s, j / DK_KV_BLOCK);
-		const uint16_t *k = (const uint16_t *)kv_k(c, blk, L, j % DK_KV_BLOCK) + kvh * hd;
-		const uint16_t *v = (const uint16_t *)kv_v(c, blk, L, j % DK_KV_BLOCK) + kvh * hd;
-		float d = 0;
-		for (int32_t i = 0; i < hd; i++)
-			d += dk_fp16_to_fp32(q16[i]) * dk_fp16_to_fp32(k[i]);
-		d *= scale;
-		float ms = 1.0f, vs = 1.0f;
-		if (d > M) {
-			float Mold = M;
-			M = d;
-			ms = expf(Mold - M);
-			for (int32_t i = 0; i < hd; i++)
-				acc[i] = dk_fp32_to_fp16(dk_fp16_to_fp32(acc[i]) * ms);
-		} else {
-			vs = expf(d - M);
-		}
-		for (int32_t i = 0; i < hd; i++)
-			acc[i] = dk_fp32_to_fp16(dk_fp16_to_fp32(acc[i]) + dk_fp16_to_fp32(v[i]) * vs);
-		S = S * ms + vs;
-	}
-	const float inv = S == 0.0f ? 0.0f : 1.0f / S;
-	for (int32_t i = 0; i < hd; i++)
-		out[i] = dk_fp16_to_fp32(acc[i]) * inv;
-}
-
+/* Attention for every (token, head) of the batch; each token sees its own
+ * sequence's positions 0..pos only (causal, and sequences never mix). */
 static void attention(void *arg, int ith, int nth)
 {
 	struct dk_ctx *c = arg;
-	int32_t nh = c->m->info.n_head;
+	const struct dk_model_info *hp = &c->m->info;
+	int32_t nh = hp->n_head, hd = hp->head_dim, QD = nh * hd;
+	int32_t group = hp->n_head / hp->n_head_kv;
 	int64_t ntask = (int64_t)c->b->n_tokens * nh;
 	int64_t a = ntask * ith / nth, z = ntask * (ith + 1) / nth;
 	float *scratch = c->att_scratch + c->att_stride * (size_t)ith;
-	for (int64_t i = a; i < z; i++)
-		attend(c, (int32_t)(i / nh), (int32_t)(i % nh), scratch);
+	uint8_t **blocks = c->att_blocks + (size_t)c->att_blocks_stride * (size_t)ith;
+	dk_attn_fn fn = dk_attn_kernel(c->kv_esize, hd);
+	int32_t cur_t = -1;
+	struct dk_attn_args args = {.hd = hd, .scale = 1.0f / sqrtf((float)hd), .scratch = scratch,
+				    .blocks = blocks, .row_bytes = (size_t)c->kv_dim * c->kv_esize};
+	size_t kbase = (size_t)c->layer * c->kv_layer_bytes;
+	size_t vbase = kbase + (size_t)DK_KV_BLOCK * c->kv_dim * c->kv_esize;
+	for (int64_t i = a; i < z; i++) {
+		int32_t t = (int32_t)(i / nh), h = (int32_t)(i % nh);
+		if (t != cur_t) {
+			int32_t s = c->b->seq[t];
+			args.n = c->b->pos[t] + 1;
+			for (int32_t bi = 0; bi * DK_KV_BLOCK < args.n; bi++)
+				blocks[bi] = dk_kv_seq_block(c->kv, s, bi);
+			cur_t = t;
+		}
+		size_t head = (size_t)(h / group) * hd * c->kv_esize;
+		args.k_off = kbase + head;
+		args.v_off = vbase + head;
+		args.q = c->q + (size_t)t * QD + (size_t)h * hd;
+		args.out = c->att + (size_t)t * QD + (size_t)h * hd;
+		fn(&args);
+	}
 }
 
 static void norm_rows(void *arg, int ith, int nth)
@@ -945,6 +912,7 @@ enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
 	for (int l = 0; l < hp->n_layer; l++) {
 		const struct layer *L = &c->m->layers[l];
 		c->layer = l;
+		c->qx_src = NULL;
 		dk_pool_run(c->pool, norm_rows, c);
 		matmul(c, L->wq, c->xb, E, T, c->q, QD);
 		matmul(c, L->wk, c->xb, E, T, c->k, KD);
@@ -956,6 +924,7 @@ enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
 		dk_pool_run(c->pool, attention, c);
 		matmul(c, L->wo, c->att, QD, T, c->xb2, E);
 		residual(c->x, c->xb2, (int64_t)T * E);
+		c->qx_src = NULL;
 		dk_pool_run(c->pool, ffn_norm_rows, c);
 		matmul(c, L->wg, c->xb, E, T, c->hb, FF);
 		matmul(c, L->wu, c->xb, E, T, c->hb2, FF);
@@ -975,8 +944,10 @@ enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
 		c->out_idx[c->n_out] = i;
 		c->out_row[i] = c->n_out++;
 	}
+	c->qx_src = NULL;
 	if (c->n_out)
 		matmul(c, c->m->output, c->xb, E, c->n_out, c->logits, hp->n_vocab);
+	c->qx_src = NULL;
 
 	for (int32_t s = 0; s < p->n_seq_max; s++)
 		if (c->seq_new[s])

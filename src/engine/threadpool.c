@@ -15,8 +15,12 @@
 #define cpu_relax() ((void)0)
 #endif
 
-/* Spins before sleeping: about 50-100 µs on current x86. */
+/* Spins before sleeping (about 50-100 µs); every YIELD_EVERY spins the
+ * thread also yields, so that on an oversubscribed machine (CI running
+ * tests in parallel, other jobs) a spinning thread hands its core to the
+ * thread everyone is waiting for instead of burning its time slice. */
 #define SPIN_ITERS 20000
+#define YIELD_EVERY 256
 
 struct worker {
 	struct dk_pool *pool;
@@ -49,6 +53,8 @@ static void *worker_main(void *arg)
 		while (atomic_load_explicit(&p->gen, memory_order_acquire) == seen) {
 			if (++spins < SPIN_ITERS) {
 				cpu_relax();
+				if (spins % YIELD_EVERY == 0)
+					sched_yield();
 				continue;
 			}
 			pthread_mutex_lock(&p->mu);
@@ -130,7 +136,7 @@ void dk_pool_run(struct dk_pool *p, dk_pool_fn fn, void *ctx)
 	 * for may need this core */
 	for (unsigned spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) {
 		cpu_relax();
-		if ((spins & 1023) == 1023)
+		if (spins % YIELD_EVERY == YIELD_EVERY - 1)
 			sched_yield();
 	}
 }

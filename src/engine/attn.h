@@ -1,0 +1,42 @@
+/*
+ * Attention of one query head over one sequence's cached keys and values.
+ *
+ * Keys and values live in KV blocks (see kv.h): position j's key row is at
+ * blocks[j / DK_KV_BLOCK] + k_off + (j % DK_KV_BLOCK) * row_bytes, its value
+ * row likewise at v_off.  Rows hold hd elements (F32 or F16).
+ *
+ * F32 cache: scores = q·k * scale, softmax with the sum in double, output =
+ * Σ p_j v_j.  F16 cache: the numerics of llama.cpp's CPU flash attention —
+ * query rounded to fp16, online softmax, fp16 value accumulator.
+ * The _ref functions are the specification; dk_attn() picks the kernel for
+ * this CPU once (DOCKET_KERNELS=ref forces the references).
+ */
+#ifndef DK_ENGINE_ATTN_H
+#define DK_ENGINE_ATTN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct dk_attn_args {
+	const float *q;              /* [hd] */
+	float *out;                  /* [hd] */
+	int32_t hd;
+	int32_t n;                   /* positions 0..n-1 */
+	float scale;
+	uint8_t *const *blocks;      /* ceil(n / DK_KV_BLOCK) block pointers */
+	size_t k_off, v_off;         /* offsets of slot 0's row in a block */
+	size_t row_bytes;            /* distance between slots */
+	float *scratch;              /* n + 4*hd floats, private to the caller */
+};
+
+typedef void (*dk_attn_fn)(const struct dk_attn_args *a);
+
+void dk_attn_f32_ref(const struct dk_attn_args *a);
+void dk_attn_f16_ref(const struct dk_attn_args *a);
+void dk_attn_f32_avx2(const struct dk_attn_args *a);
+void dk_attn_f16_avx2(const struct dk_attn_args *a);
+
+/* The kernel for a cache element size (2 = F16, 4 = F32) and head size. */
+dk_attn_fn dk_attn_kernel(size_t esize, int32_t hd);
+
+#endif

@@ -1,0 +1,98 @@
+/* AVX2 + FMA + F16C attention kernels; specification in attn.c (_ref). */
+#include <immintrin.h>
+#include <math.h>
+
+#include "attn.h"
+#include "kv.h"
+
+static inline const uint8_t *row(const struct dk_attn_args *a, size_t off, int32_t j)
+{
+	return a->blocks[j / DK_KV_BLOCK] + off + (size_t)(j % DK_KV_BLOCK) * a->row_bytes;
+}
+
+static inline float hsum(__m256 v)
+{
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
+void dk_attn_f32_avx2(const struct dk_attn_args *a)
+{
+	int32_t hd = a->hd, n = a->n;
+	float *sc = a->scratch, mx = -INFINITY;
+	for (int32_t j = 0; j < n; j++) {
+		const float *k = (const float *)row(a, a->k_off, j);
+		__m256 s0 = _mm256_setzero_ps();
+		for (int32_t i = 0; i < hd; i += 8)
+			s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a->q + i), _mm256_loadu_ps(k + i), s0);
+		sc[j] = hsum(s0) * a->scale;
+		if (sc[j] > mx)
+			mx = sc[j];
+	}
+	double sum = 0;
+	for (int32_t j = 0; j < n; j++) {
+		sc[j] = expf(sc[j] - mx);
+		sum += (double)sc[j];
+	}
+	const float inv = (float)(1.0 / sum);
+	float *acc = a->scratch + n;
+	for (int32_t i = 0; i < hd; i++)
+		acc[i] = 0;
+	for (int32_t j = 0; j < n; j++) {
+		const float *v = (const float *)row(a, a->v_off, j);
+		__m256 p = _mm256_set1_ps(sc[j] * inv);
+		for (int32_t i = 0; i < hd; i += 8)
+			_mm256_storeu_ps(acc + i, _mm256_fmadd_ps(p, _mm256_loadu_ps(v + i),
+								  _mm256_loadu_ps(acc + i)));
+	}
+	for (int32_t i = 0; i < hd; i++)
+		a->out[i] = acc[i];
+}
+
+/* round every lane to the nearest fp16 value (kept as f32) */
+static inline __m256 r16(__m256 x)
+{
+	return _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+}
+
+void dk_attn_f16_avx2(const struct dk_attn_args *a)
+{
+	int32_t hd = a->hd, n = a->n;
+	float *qf = a->scratch, *acc = a->scratch + hd;
+	for (int32_t i = 0; i < hd; i += 8) {
+		_mm256_storeu_ps(qf + i, r16(_mm256_loadu_ps(a->q + i)));
+		_mm256_storeu_ps(acc + i, _mm256_setzero_ps());
+	}
+	float M = -INFINITY, S = 0;
+	for (int32_t j = 0; j < n; j++) {
+		const uint16_t *k = (const uint16_t *)row(a, a->k_off, j);
+		const uint16_t *v = (const uint16_t *)row(a, a->v_off, j);
+		__m256 s0 = _mm256_setzero_ps();
+		for (int32_t i = 0; i < hd; i += 8)
+			s0 = _mm256_fmadd_ps(_mm256_loadu_ps(qf + i),
+					     _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i))), s0);
+		float d = hsum(s0) * a->scale;
+		float ms = 1.0f, vs = 1.0f;
+		if (d > M) {
+			float Mold = M;
+			M = d;
+			ms = expf(Mold - M);
+			__m256 m = _mm256_set1_ps(ms);
+			for (int32_t i = 0; i < hd; i += 8)
+				_mm256_storeu_ps(acc + i, r16(_mm256_mul_ps(_mm256_loadu_ps(acc + i), m)));
+		} else {
+			vs = expf(d - M);
+		}
+		__m256 w = _mm256_set1_ps(vs);
+		for (int32_t i = 0; i < hd; i += 8)
+			_mm256_storeu_ps(acc + i,
+					 r16(_mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i))),
+							     w, _mm256_loadu_ps(acc + i))));
+		S = S * ms + vs;
+	}
+	const float inv = S == 0.0f ? 0.0f : 1.0f / S;
+	for (int32_t i = 0; i < hd; i++)
+		a->out[i] = acc[i] * inv;
+}

@@ -1,0 +1,85 @@
+/* Attention kernels against their scalar references on random K/V laid out
+ * in blocks, for several head sizes and lengths that cross block edges. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/attn.h"
+#include "engine/kv.h"
+#include "engine/quant.h"
+
+static uint64_t rng = 88172645463325252ull;
+static float frand(void)
+{
+	rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+	return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+static void check(size_t esize, int32_t hd, int32_t n, dk_attn_fn fast, dk_attn_fn ref, double tol)
+{
+	int32_t nb = (n + DK_KV_BLOCK - 1) / DK_KV_BLOCK;
+	size_t rowb = (size_t)hd * esize * 3; /* three heads per row: use the middle one */
+	size_t blockb = 2 * DK_KV_BLOCK * rowb;
+	uint8_t *mem = malloc((size_t)nb * blockb);
+	uint8_t **blocks = malloc((size_t)nb * sizeof *blocks);
+	/* blocks in scrambled order, as a paged cache has them */
+	for (int32_t b = 0; b < nb; b++)
+		blocks[b] = mem + (size_t)((b * 7) % nb) * blockb;
+	for (size_t i = 0; i < (size_t)nb * blockb / esize; i++) {
+		float x = frand() * 3.0f;
+		if (esize == 2)
+			((uint16_t *)mem)[i] = dk_fp32_to_fp16(x);
+		else
+			((float *)mem)[i] = x;
+	}
+	float *q = malloc((size_t)hd * 4), *o1 = malloc((size_t)hd * 4), *o2 = malloc((size_t)hd * 4);
+	float *s1 = malloc(((size_t)n + 4 * (size_t)hd) * 4), *s2 = malloc(((size_t)n + 4 * (size_t)hd) * 4);
+	for (int32_t i = 0; i < hd; i++)
+		q[i] = frand() * 2.0f;
+	struct dk_attn_args a = {.q = q, .hd = hd, .n = n, .scale = 1.0f / sqrtf((float)hd),
+				 .blocks = blocks, .k_off = (size_t)hd * esize,
+				 .v_off = DK_KV_BLOCK * rowb + (size_t)hd * esize, .row_bytes = rowb};
+	a.out = o1;
+	a.scratch = s1;
+	ref(&a);
+	a.out = o2;
+	a.scratch = s2;
+	fast(&a);
+	for (int32_t i = 0; i < hd; i++)
+		if (fabs(o1[i] - o2[i]) > tol * (1 + fabs(o1[i])))
+			fail_msg("esize %zu hd %d n %d: out[%d] %g vs ref %g", esize, hd, n, i, o2[i], o1[i]);
+	free(mem); free(blocks); free(q); free(o1); free(o2); free(s1); free(s2);
+}
+
+static void test_kernels(void **state)
+{
+	(void)state;
+	int32_t hds[] = {32, 64, 128}, ns[] = {1, 15, 16, 17, 100, 700};
+	bool simd = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+		    __builtin_cpu_supports("f16c");
+	for (size_t h = 0; h < 3; h++)
+		for (size_t k = 0; k < 6; k++) {
+			check(4, hds[h], ns[k], dk_attn_f32_ref, dk_attn_f32_ref, 0);
+			if (!simd)
+				continue;
+			check(4, hds[h], ns[k], dk_attn_f32_avx2, dk_attn_f32_ref, 1e-5);
+			/* the fp16 accumulator rounds: allow a few fp16 ulps */
+			check(2, hds[h], ns[k], dk_attn_f16_avx2, dk_attn_f16_ref, 4e-3);
+		}
+	/* kernel choice: small heads stay on the reference */
+	assert_ptr_equal(dk_attn_kernel(2, 8), dk_attn_f16_ref);
+	assert_ptr_equal(dk_attn_kernel(4, 4), dk_attn_f32_ref);
+	if (simd && !getenv("DOCKET_KERNELS"))
+		assert_ptr_equal(dk_attn_kernel(2, 64), dk_attn_f16_avx2);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {cmocka_unit_test(test_kernels)};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
