@@ -145,6 +145,22 @@ enum dk_status dk_kv_seq_fork(struct dk_ctx *c, int32_t src, int32_t dst);
  * always left to decode so that its logits exist. */
 int32_t dk_kv_seq_reuse_prefix(struct dk_ctx *c, int32_t seq, const dk_token *toks, int32_t n);
 
+/*
+ * Prefix files: the KV of a sequence's first full blocks saved to disk, so
+ * that a later process (tomorrow's cron run) starts with its instruction
+ * prefix already cached.  The file is keyed by the model's sha256, the
+ * cache layout and the tokens themselves; loading checks all three.
+ */
+/* Saves the written full blocks of seq to path (atomically: temp file +
+ * rename).  *n_tokens gets the number of tokens saved (a multiple of
+ * DK_KV_BLOCK; 0 writes nothing). */
+enum dk_status dk_kv_prefix_save(struct dk_ctx *c, int32_t seq, const char *path,
+				 int32_t *n_tokens);
+/* Loads a prefix file into the prefix cache; sequences then attach it with
+ * dk_kv_seq_reuse_prefix.  DK_SKIP (with a message) when the file is for
+ * another model or layout or is damaged, DK_FATAL on I/O errors. */
+enum dk_status dk_kv_prefix_load(struct dk_ctx *c, const char *path, int32_t *n_tokens);
+
 struct dk_kv_stats {
 	uint64_t hit_tokens;    /* prompt tokens served from the prefix cache */
 	uint64_t miss_tokens;   /* prompt tokens computed */

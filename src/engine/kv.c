@@ -359,3 +359,35 @@ void dk_kv_counters(const struct dk_kv *kv, struct dk_kv_counters *out)
 	out->blocks_total = kv->n_blocks;
 	out->blocks_used = kv->n_blocks - kv->n_free - kv->n_lru;
 }
+
+int32_t dk_kv_seq_full_blocks(const struct dk_kv *kv, int32_t seq)
+{
+	return kv->seqs[seq].len / DK_KV_BLOCK;
+}
+
+const dk_token *dk_kv_seq_block_tokens(const struct dk_kv *kv, int32_t seq, int32_t bi)
+{
+	return kv->blocks[kv->seqs[seq].table[bi]].tokens;
+}
+
+bool dk_kv_import_block(struct dk_kv *kv, uint64_t *chain, const dk_token *toks, const void *data)
+{
+	uint64_t parent = *chain, h = chain_hash(parent, toks);
+	*chain = h;
+	if (!kv->prefix_cache)
+		return false;
+	if (htab_find(kv, h, parent, toks) >= 0)
+		return true;
+	int32_t b = alloc_block(kv);
+	if (b < 0)
+		return false;
+	struct block *x = &kv->blocks[b];
+	memcpy(x->tokens, toks, sizeof x->tokens);
+	memcpy(kv->mem + (size_t)b * kv->block_bytes, data, kv->block_bytes);
+	x->parent = parent;
+	x->hash = h;
+	x->cached = true;
+	htab_insert(kv, b);
+	release_block(kv, b); /* unreferenced: reusable, evictable */
+	return true;
+}

@@ -60,7 +60,16 @@ struct dk_kv_counters {
 };
 void dk_kv_counters(const struct dk_kv *kv, struct dk_kv_counters *out);
 
-/* Raw block access for save/load of prefixes. */
+/* ---- save/load of prefixes ---- */
 size_t dk_kv_block_bytes(const struct dk_kv *kv);
+/* Number of full, written blocks at the start of seq. */
+int32_t dk_kv_seq_full_blocks(const struct dk_kv *kv, int32_t seq);
+/* Tokens of block bi of seq (DK_KV_BLOCK of them). */
+const dk_token *dk_kv_seq_block_tokens(const struct dk_kv *kv, int32_t seq, int32_t bi);
+/* Adds one full block to the prefix cache as if it had been computed:
+ * *chain is the chain hash of everything before it (0 at the start) and is
+ * advanced past it.  Returns false when no block can be had.  A block
+ * already cached under the same tokens is kept (and true returned). */
+bool dk_kv_import_block(struct dk_kv *kv, uint64_t *chain, const dk_token *toks, const void *data);
 
 #endif
