@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "attn.h"
+#include "gemm.h"
 #include "kv.h"
 #include "quant.h"
 #include "threadpool.h"
@@ -632,6 +633,7 @@ struct mm {
 	int32_t T;
 	float *y;               /* y[t*ldy + r] */
 	int64_t ldy;
+	dk_gemm_fn gemm;        /* register-tiled kernel for this type, or NULL */
 };
 
 static void mm_convert(void *arg, int ith, int nth)
@@ -650,6 +652,12 @@ static void mm_rows(void *arg, int ith, int nth)
 	struct mm *j = arg;
 	int64_t r0 = j->nrows * ith / nth, r1 = j->nrows * (ith + 1) / nth;
 	const struct dk_qtraits *tr = j->tr;
+	if (j->gemm) {
+		/* bit-identical to vec_dot per element; blocks rows and columns itself */
+		j->gemm(j->ncols, j->w + (size_t)r0 * j->wrow, j->wrow, r1 - r0, j->xq, j->xrow, j->T,
+			j->y + r0, j->ldy);
+		return;
+	}
 	/* vec_dot_n gives each column exactly what vec_dot gives it, so using it
 	 * for batches does not make results depend on batch mates */
 	bool multi = tr->vec_dot_n && j->T > 1;
@@ -686,6 +694,7 @@ static void matmul(struct dk_ctx *c, const struct dk_gguf_tensor *W, const float
 	j.T = T;
 	j.y = y;
 	j.ldy = ldy;
+	j.gemm = dk_gemm_kernel(W->type);
 	if (j.tr->dot_type == DK_TYPE_F32) {
 		j.xq = (const uint8_t *)x;
 		j.xrow = (size_t)ldx * 4;

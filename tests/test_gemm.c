@@ -1,0 +1,341 @@
+/* engine/gemm: tiled kernels bit-identical to vec_dot; the BLAS path close
+ * to a double-precision reference. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "docket/docket.h"
+#include "docket/gguf.h"
+#include "engine/gemm.h"
+#include "engine/quant.h"
+#include "testutil.h"
+
+static uint64_t rng_state;
+
+static void rng_seed(uint64_t s)
+{
+	rng_state = s * 0x9E3779B97F4A7C15ull + 1;
+}
+
+static uint32_t rng_u32(void)
+{
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return (uint32_t)((rng_state * 0x2545F4914F6CDD1Dull) >> 32);
+}
+
+static float rng_unif(void) /* [-1, 1) */
+{
+	return (float)(rng_u32() >> 8) * 0x1p-23f - 1.0f;
+}
+
+static void fill(float *x, int64_t n, float scale)
+{
+	for (int64_t i = 0; i < n; i++) {
+		float v = (rng_unif() + rng_unif() + rng_unif()) * scale;
+		if (rng_u32() % 97 == 0)
+			v *= 6;
+		x[i] = v;
+	}
+}
+
+static const enum dk_ttype gemm_types[] = { DK_TYPE_Q4_0, DK_TYPE_Q4_1, DK_TYPE_Q8_0 };
+static const int32_t Ts[] = { 1, 2, 3, 4, 5, 7, 8, 13, 16, 32, 33 };
+static const int64_t Rs[] = { 1, 3, 4, 5, 17, 64 };
+static const int64_t Ks[] = { 32, 96, 576 }; /* 1, 3 (odd) and 18 blocks */
+
+#define MAXR 64
+#define MAXT 33
+#define MAXK 576
+#define PAD 3 /* extra floats per output row, must stay untouched */
+
+struct fixture {
+	enum dk_ttype type;
+	const struct dk_qtraits *tr, *dt;
+	int64_t k;
+	size_t wrow, xrow;
+	uint8_t *w, *xq;
+	float *x;   /* T x k float activations */
+};
+
+/* nrows quantised rows; a few rows get raw random bytes (extreme quants,
+ * Q8_0's -128) with a sane scale, and one activation row is all zeros so
+ * that -0 sums are exercised */
+static void make(struct fixture *f, enum dk_ttype t, int64_t k, uint64_t seed)
+{
+	rng_seed(seed);
+	f->type = t;
+	f->tr = dk_quant_traits(t);
+	f->dt = dk_quant_traits(f->tr->dot_type);
+	f->k = k;
+	f->wrow = dk_ttype_row_bytes(t, k);
+	f->xrow = dk_ttype_row_bytes(f->tr->dot_type, k) + 16; /* padded rows */
+	f->w = malloc(f->wrow * MAXR);
+	f->xq = calloc(MAXT, f->xrow);
+	f->x = malloc(sizeof(float) * MAXT * k);
+	assert_non_null(f->w);
+	assert_non_null(f->xq);
+	assert_non_null(f->x);
+	float *row = malloc(sizeof(float) * k);
+	for (int r = 0; r < MAXR; r++) {
+		uint8_t *wr = f->w + (size_t)r * f->wrow;
+		if (r % 7 == 5) {
+			for (size_t b = 0; b < f->wrow; b++)
+				wr[b] = (uint8_t)rng_u32();
+			/* fix the fp16 scale (and min) of every block to small normals */
+			size_t bb = f->tr->bytes;
+			for (size_t o = 0; o < f->wrow; o += bb) {
+				uint16_t d = dk_fp32_to_fp16(0.01f * rng_unif());
+				memcpy(wr + o, &d, 2);
+				if (t == DK_TYPE_Q4_1) {
+					uint16_t m = dk_fp32_to_fp16(-0.05f * rng_unif());
+					memcpy(wr + o + 2, &m, 2);
+				}
+			}
+		} else {
+			fill(row, k, 0.05f);
+			f->tr->from_float(row, wr, k);
+		}
+	}
+	for (int j = 0; j < MAXT; j++) {
+		float *xj = f->x + (size_t)j * k;
+		if (j == 2)
+			memset(xj, 0, sizeof(float) * k);
+		else
+			fill(xj, k, 1.0f);
+		f->dt->from_float(xj, f->xq + (size_t)j * f->xrow, k);
+	}
+	free(row);
+}
+
+static void unmake(struct fixture *f)
+{
+	free(f->w);
+	free(f->xq);
+	free(f->x);
+}
+
+static void test_gemm_bit_identical(void **state)
+{
+	(void)state;
+	int tested = 0;
+	for (size_t ti = 0; ti < sizeof gemm_types / sizeof gemm_types[0]; ti++) {
+		dk_gemm_fn g = dk_gemm_kernel(gemm_types[ti]);
+		if (!g) {
+			fprintf(stderr, "no gemm kernel for type %d on this CPU: skipped\n", gemm_types[ti]);
+			continue;
+		}
+		for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++) {
+			struct fixture f;
+			make(&f, gemm_types[ti], Ks[ki], 1000 + ti * 10 + ki);
+			for (size_t a = 0; a < sizeof Ts / sizeof Ts[0]; a++) {
+				for (size_t b = 0; b < sizeof Rs / sizeof Rs[0]; b++) {
+					int32_t T = Ts[a];
+					int64_t R = Rs[b], ldy = R + PAD;
+					float *y = malloc(sizeof(float) * (size_t)(T * ldy));
+					float *want = malloc(sizeof(float) * (size_t)(T * ldy));
+					memset(y, 0x7f, sizeof(float) * (size_t)(T * ldy));
+					memset(want, 0x7f, sizeof(float) * (size_t)(T * ldy));
+					g(f.k, f.w, f.wrow, R, f.xq, f.xrow, T, y, ldy);
+					for (int32_t j = 0; j < T; j++)
+						for (int64_t r = 0; r < R; r++)
+							f.tr->vec_dot(f.k, &want[j * ldy + r],
+								      f.w + (size_t)r * f.wrow,
+								      f.xq + (size_t)j * f.xrow);
+					for (int32_t j = 0; j < T; j++)
+						for (int64_t r = 0; r < ldy; r++)
+							if (memcmp(&y[j * ldy + r], &want[j * ldy + r], 4)) {
+								fprintf(stderr,
+									"type %d k %lld T %d R %lld: y[%d][%lld] %a != %a\n",
+									f.type, (long long)f.k, T, (long long)R, j,
+									(long long)r, y[j * ldy + r], want[j * ldy + r]);
+								fail();
+							}
+					free(y);
+					free(want);
+					tested++;
+				}
+			}
+			unmake(&f);
+		}
+	}
+	fprintf(stderr, "%d shape/type cases bit-identical\n", tested);
+}
+
+/* the all-zero activation row must come out as +0 everywhere (vec_dot's
+ * final "+ 0.0f"), also where weights are negative */
+static void test_gemm_zero_column(void **state)
+{
+	(void)state;
+	for (size_t ti = 0; ti < sizeof gemm_types / sizeof gemm_types[0]; ti++) {
+		dk_gemm_fn g = dk_gemm_kernel(gemm_types[ti]);
+		if (!g)
+			continue;
+		struct fixture f;
+		make(&f, gemm_types[ti], 96, 77 + ti);
+		float y[4 * 17];
+		g(f.k, f.w, f.wrow, 17, f.xq, f.xrow, 4, y, 17);
+		for (int r = 0; r < 17; r++) {
+			assert_true(y[2 * 17 + r] == 0.0f);
+			assert_false(signbit(y[2 * 17 + r]));
+			assert_true(y[0 * 17 + r] != 0.0f); /* the others are real dots */
+		}
+		unmake(&f);
+	}
+}
+
+static void test_gemm_kernel_selection(void **state)
+{
+	(void)state;
+	/* types without a tiled kernel say so */
+	assert_null(dk_gemm_kernel(DK_TYPE_Q6_K));
+	assert_null(dk_gemm_kernel(DK_TYPE_Q8_1));
+	if (dk_quant_level() == DK_KERNELS_AVX512) {
+		assert_non_null(dk_gemm_kernel(DK_TYPE_Q4_0));
+		assert_non_null(dk_gemm_kernel(DK_TYPE_Q4_1));
+		assert_non_null(dk_gemm_kernel(DK_TYPE_Q8_0));
+	} else {
+		assert_null(dk_gemm_kernel(DK_TYPE_Q4_0));
+	}
+}
+
+/* DOCKET_KERNELS=ref: the level is read once per process, so ask a child
+ * (this executable with --ref-probe) started with the variable set */
+static void test_gemm_env_ref(void **state)
+{
+	(void)state;
+	char self[4096], cmd[4200];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	assert_true(n > 0);
+	self[n] = 0;
+	snprintf(cmd, sizeof cmd, "DOCKET_KERNELS=ref '%s' --ref-probe", self);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* real weights of the default model (SmolLM2 Q4_1): every output of a few
+ * whole matrices, and 256 rows of the embedding, equal vec_dot's */
+static void test_gemm_real_model(void **state)
+{
+	(void)state;
+	const char *path = dk_test_default_model();
+	if (!path) {
+		print_message("default model not fetched (scripts/fetch-model.sh): skipped\n");
+		skip();
+	}
+	struct dk_gguf *g = NULL;
+	if (dk_gguf_open(&g, path) != DK_OK)
+		fail_msg("%s", g ? dk_gguf_error(g) : "out of memory");
+	static const char *const names[] = { "blk.0.attn_q.weight", "blk.0.attn_k.weight",
+					     "blk.0.ffn_up.weight", "blk.0.ffn_down.weight",
+					     "token_embd.weight" };
+	int tested = 0;
+	for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+		const struct dk_gguf_tensor *t = dk_gguf_tensor_by_name(g, names[k]);
+		assert_non_null(t);
+		dk_gemm_fn gm = dk_gemm_kernel(t->type);
+		if (!gm)
+			continue;
+		const struct dk_qtraits *tr = dk_quant_traits(t->type), *dt = dk_quant_traits(tr->dot_type);
+		int64_t n = t->ne[0], rows = t->ne[1] < 256 ? t->ne[1] : 256;
+		if (strcmp(names[k], "token_embd.weight") != 0)
+			rows = t->ne[1];
+		size_t wrow = dk_ttype_row_bytes(t->type, n), xrow = dk_ttype_row_bytes(tr->dot_type, n);
+		enum { T = 9 };
+		float *x = malloc(sizeof(float) * (size_t)n * T);
+		uint8_t *xq = malloc(xrow * T);
+		float *y = malloc(sizeof(float) * (size_t)rows * T), want;
+		rng_seed(900 + k);
+		fill(x, n * T, 1.0f);
+		for (int j = 0; j < T; j++)
+			dt->from_float(x + (size_t)j * n, xq + (size_t)j * xrow, n);
+		gm(n, t->data, wrow, rows, xq, xrow, T, y, rows);
+		for (int j = 0; j < T; j++)
+			for (int64_t r = 0; r < rows; r++) {
+				tr->vec_dot(n, &want, (const char *)t->data + (size_t)r * wrow, xq + (size_t)j * xrow);
+				if (memcmp(&want, &y[j * rows + r], 4))
+					fail_msg("%s row %lld col %d: %a != %a", names[k], (long long)r, j,
+						 y[j * rows + r], want);
+			}
+		tested++;
+		free(x);
+		free(xq);
+		free(y);
+	}
+	dk_gguf_free(g);
+	if (dk_quant_level() == DK_KERNELS_AVX512)
+		assert_true(tested > 0);
+}
+
+static void test_blas(void **state)
+{
+	(void)state;
+	const enum dk_ttype types[] = { DK_TYPE_Q4_0, DK_TYPE_Q4_1, DK_TYPE_Q8_0, DK_TYPE_Q4_K,
+					DK_TYPE_Q6_K, DK_TYPE_F16, DK_TYPE_F32 };
+	for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+		enum dk_ttype t = types[ti];
+		const struct dk_qtraits *tr = dk_quant_traits(t);
+		int64_t k = 512, R = 37;
+		int32_t T = 13;
+		size_t wrow = dk_ttype_row_bytes(t, k);
+		uint8_t *w = malloc(wrow * (size_t)R);
+		float *wf = malloc(sizeof(float) * (size_t)(k * R));
+		float *x = malloc(sizeof(float) * (size_t)(k * T));
+		float *y = malloc(sizeof(float) * (size_t)(T * R));
+		rng_seed(500 + ti);
+		fill(wf, k * R, 0.05f);
+		for (int64_t r = 0; r < R; r++)
+			tr->from_float(wf + r * k, w + (size_t)r * wrow, k);
+		for (int64_t r = 0; r < R; r++)
+			tr->to_float(w + (size_t)r * wrow, wf + r * k, k);
+		fill(x, k * T, 1.0f);
+		/* 10 rows per tile: several tiles and a partial last one */
+		float *scratch = malloc(sizeof(float) * (size_t)(k * 10));
+		assert_int_equal(dk_gemm_blas(t, k, w, wrow, R, x, k, T, y, R, scratch, (size_t)(k * 10)),
+				 DK_OK);
+		for (int32_t j = 0; j < T; j++)
+			for (int64_t r = 0; r < R; r++) {
+				double ref = 0, mag = 0;
+				for (int64_t i = 0; i < k; i++) {
+					ref += (double)wf[r * k + i] * x[j * k + i];
+					mag += fabs((double)wf[r * k + i] * x[j * k + i]);
+				}
+				double err = fabs(y[j * R + r] - ref);
+				if (err > 1e-5 * mag + 1e-6) {
+					fprintf(stderr, "type %d y[%d][%lld] = %g, want %g\n", t, j, (long long)r,
+						y[j * R + r], ref);
+					fail();
+				}
+			}
+		/* too small a scratch is an error, not an overflow */
+		assert_int_equal(dk_gemm_blas(t, k, w, wrow, R, x, k, T, y, R, scratch, (size_t)k - 1),
+				 DK_FATAL);
+		free(scratch);
+		free(w);
+		free(wf);
+		free(x);
+		free(y);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "--ref-probe") == 0)
+		return dk_gemm_kernel(DK_TYPE_Q4_0) == NULL && dk_gemm_kernel(DK_TYPE_Q8_0) == NULL ? 0 : 1;
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_gemm_bit_identical),
+		cmocka_unit_test(test_gemm_zero_column),
+		cmocka_unit_test(test_gemm_kernel_selection),
+		cmocka_unit_test(test_gemm_env_ref),
+		cmocka_unit_test(test_gemm_real_model),
+		cmocka_unit_test(test_blas),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
