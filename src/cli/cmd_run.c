@@ -1,10 +1,396 @@
-#include "cli.h"
+/* docket run PIPELINE INPUT... -o OUT.jsonl  (and docket batch, which shares the options) */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
-/* Placeholder until the run command lands. */
-int dk_cmd_run(int argc, char **argv)
+#include "cli.h"
+#include "docket/pipeline.h"
+#include "docket/runner.h"
+#include "runner/output.h"
+#include "util/buf.h"
+
+/* Shared with cmd_batch.c. */
+int dk_cli_run_main(int argc, char **argv, bool batch);
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig) { stop_flag = sig; }
+
+static void usage(FILE *f, bool batch)
 {
-	(void)argc;
-	(void)argv;
-	dk_cli_error("'run' is not built yet");
-	return DK_EXIT_FATAL;
+	if (batch)
+		fputs("usage: docket batch IN.jsonl -o OUT.jsonl [options]\n"
+		      "Runs an OpenAI Batch input file (custom_id, method, url: /v1/chat/completions, body)\n"
+		      "with the local model and writes OpenAI Batch output lines.\n",
+		      f);
+	else
+		fputs("usage: docket run PIPELINE INPUT... -o OUT.jsonl [options]\n"
+		      "PIPELINE is a pipeline file or a shipped pipeline: summarize-records, classify-files,\n"
+		      "extract-fields.  INPUT is a file, directory, archive, or - (paths on stdin).\n",
+		      f);
+	fputs("\noutput and checkpoints:\n"
+	      "  -o, --output FILE      records, one JSON object per line (default: stdout, no checkpoint)\n"
+	      "      --resume           continue an interrupted run (same configuration required)\n"
+	      "      --force            with --resume: continue despite a configuration change\n"
+	      "      --overwrite        replace an existing output\n",
+	      f);
+	if (!batch)
+		fputs("      --incremental      skip documents that already have an ok record (same content,\n"
+		      "                         pipeline and model): for cron\n"
+		      "      --shard K/N        process only shard K of N (0 <= K < N), by hash of the path\n"
+		      "      --format F         docket (default) or openai-batch\n"
+		      "      --include GLOB     only files matching GLOB (repeatable)\n"
+		      "      --exclude GLOB     skip files matching GLOB (repeatable)\n"
+		      "      --hidden           also walk dot-files\n"
+		      "      --no-archives      do not walk into archives\n"
+		      "      --fail-on LABEL    classify: exit 2 when any file gets LABEL (repeatable)\n",
+		      f);
+	fputs("\nmodel and engine:\n"
+	      "  -m, --model PATH       GGUF model (default: $DOCKET_MODEL or the fetched SmolLM2)\n"
+	      "  -t, --threads N        compute threads\n"
+	      "      --seqs N           sequences in flight (default 8)\n"
+	      "      --ctx N            tokens per sequence (default 2048)\n"
+	      "      --batch N          tokens per decode step (default 512)\n"
+	      "      --no-prefix-cache  do not reuse shared prompt prefixes\n"
+	      "      --one-at-a-time    one sequence at a time, no batching (for benchmarks)\n"
+	      "      --max-tokens N     override the pipeline's generation length\n"
+	      "      --temperature F    override the pipeline's temperature (0 = greedy)\n"
+	      "      --seed N           override the pipeline's seed\n"
+	      "\noperation:\n"
+	      "      --progress MODE    bar, jsonl or none (default: bar when stderr is a terminal)\n"
+	      "      --report FILE      write the end-of-run summary as JSON\n"
+	      "      --max-failures N   stop after more than N records in error (exit 2)\n"
+	      "      --sync-every N     fsync the output and checkpoint every N records (default 64)\n"
+	      "\nfallback (stored for the routing layer):\n"
+	      "      --fallback-url URL --fallback-model NAME --fallback-key-env VAR\n"
+	      "      --fallback-when LIST --allow-sensitive --redact --no-fallback --audit FILE\n"
+	      "\nexit status: 0 all ok; 1 usage or configuration error; 2 finished with records in\n"
+	      "error, over --max-failures, or a --fail-on label; 3 fatal; 130/143 interrupted.\n",
+	      f);
 }
+
+enum {
+	O_RESUME = 256, O_FORCE, O_OVERWRITE, O_INCREMENTAL, O_SHARD, O_FORMAT, O_INCLUDE, O_EXCLUDE,
+	O_HIDDEN, O_NO_ARCHIVES, O_FAIL_ON, O_SEQS, O_CTX, O_BATCH, O_NO_PREFIX, O_ONE, O_MAX_TOKENS,
+	O_TEMP, O_SEED, O_PROGRESS, O_REPORT, O_MAX_FAIL, O_SYNC, O_FB_URL, O_FB_MODEL, O_FB_KEY,
+	O_FB_WHEN, O_ALLOW_SENS, O_REDACT, O_NO_FB, O_AUDIT,
+};
+
+static bool parse_int(const char *s, long lo, long hi, long *out)
+{
+	char *e;
+	long v = strtol(s, &e, 10);
+	if (!*s || *e || v < lo || v > hi)
+		return false;
+	*out = v;
+	return true;
+}
+
+static void push(const char ***v, size_t *n, const char *s)
+{
+	const char **p = realloc(*v, (*n + 1) * sizeof *p);
+	if (!p)
+		return;
+	p[(*n)++] = s;
+	*v = p;
+}
+
+int dk_cli_run_main(int argc, char **argv, bool batch)
+{
+	static const struct option opts[] = {
+		{"output", required_argument, 0, 'o'},
+		{"model", required_argument, 0, 'm'},
+		{"threads", required_argument, 0, 't'},
+		{"help", no_argument, 0, 'h'},
+		{"resume", no_argument, 0, O_RESUME},
+		{"force", no_argument, 0, O_FORCE},
+		{"overwrite", no_argument, 0, O_OVERWRITE},
+		{"incremental", no_argument, 0, O_INCREMENTAL},
+		{"shard", required_argument, 0, O_SHARD},
+		{"format", required_argument, 0, O_FORMAT},
+		{"include", required_argument, 0, O_INCLUDE},
+		{"exclude", required_argument, 0, O_EXCLUDE},
+		{"hidden", no_argument, 0, O_HIDDEN},
+		{"no-archives", no_argument, 0, O_NO_ARCHIVES},
+		{"fail-on", required_argument, 0, O_FAIL_ON},
+		{"seqs", required_argument, 0, O_SEQS},
+		{"ctx", required_argument, 0, O_CTX},
+		{"batch", required_argument, 0, O_BATCH},
+		{"no-prefix-cache", no_argument, 0, O_NO_PREFIX},
+		{"one-at-a-time", no_argument, 0, O_ONE},
+		{"max-tokens", required_argument, 0, O_MAX_TOKENS},
+		{"temperature", required_argument, 0, O_TEMP},
+		{"seed", required_argument, 0, O_SEED},
+		{"progress", required_argument, 0, O_PROGRESS},
+		{"report", required_argument, 0, O_REPORT},
+		{"max-failures", required_argument, 0, O_MAX_FAIL},
+		{"sync-every", required_argument, 0, O_SYNC},
+		{"fallback-url", required_argument, 0, O_FB_URL},
+		{"fallback-model", required_argument, 0, O_FB_MODEL},
+		{"fallback-key-env", required_argument, 0, O_FB_KEY},
+		{"fallback-when", required_argument, 0, O_FB_WHEN},
+		{"allow-sensitive", no_argument, 0, O_ALLOW_SENS},
+		{"redact", no_argument, 0, O_REDACT},
+		{"no-fallback", no_argument, 0, O_NO_FB},
+		{"audit", required_argument, 0, O_AUDIT},
+		{0, 0, 0, 0},
+	};
+	struct dk_runner_params p;
+	dk_runner_default_params(&p);
+	p.mode = DK_OUT_NEW;
+	const char *model_opt = NULL;
+	const char **inc = NULL, **exc = NULL, **fail_on = NULL;
+	size_t n_inc = 0, n_exc = 0, n_fail_on = 0;
+	bool resume = false, overwrite = false, incremental = false;
+	int rc = DK_EXIT_USAGE;
+	long v;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "o:m:t:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o': p.output = optarg; break;
+		case 'm': model_opt = optarg; break;
+		case 't':
+			if (!parse_int(optarg, 1, 1024, &v))
+				goto bad_num;
+			p.n_threads = (int)v;
+			break;
+		case 'h': usage(stdout, batch); rc = DK_EXIT_OK; goto out;
+		case O_RESUME: resume = true; break;
+		case O_FORCE: p.force = true; break;
+		case O_OVERWRITE: overwrite = true; break;
+		case O_INCREMENTAL: incremental = true; break;
+		case O_SHARD: {
+			long k, n;
+			char *slash = strchr(optarg, '/');
+			if (!slash) {
+				dk_cli_error("--shard wants K/N (e.g. 0/4), got '%s'", optarg);
+				goto out;
+			}
+			*slash = 0;
+			bool ok = parse_int(optarg, 0, 1 << 20, &k) && parse_int(slash + 1, 1, 1 << 20, &n);
+			*slash = '/';
+			if (!ok || k >= n) {
+				dk_cli_error("--shard '%s': K must be in 0..N-1 and N >= 1", optarg);
+				goto out;
+			}
+			p.shard_k = (int)k;
+			p.shard_n = (int)n;
+			break;
+		}
+		case O_FORMAT:
+			if (!strcmp(optarg, "docket") || !strcmp(optarg, "jsonl"))
+				p.format = DK_FORMAT_DOCKET;
+			else if (!strcmp(optarg, "openai-batch"))
+				p.format = DK_FORMAT_OPENAI_BATCH;
+			else {
+				dk_cli_error("--format '%s': expected docket or openai-batch", optarg);
+				goto out;
+			}
+			break;
+		case O_INCLUDE: push(&inc, &n_inc, optarg); break;
+		case O_EXCLUDE: push(&exc, &n_exc, optarg); break;
+		case O_HIDDEN: p.hidden = true; break;
+		case O_NO_ARCHIVES: p.no_archives = true; break;
+		case O_FAIL_ON: push(&fail_on, &n_fail_on, optarg); break;
+		case O_SEQS:
+			if (!parse_int(optarg, 1, 1024, &v))
+				goto bad_num;
+			p.n_seq = (int)v;
+			break;
+		case O_CTX:
+			if (!parse_int(optarg, 64, 1 << 20, &v))
+				goto bad_num;
+			p.n_ctx = (int)v;
+			break;
+		case O_BATCH:
+			if (!parse_int(optarg, 1, 1 << 16, &v))
+				goto bad_num;
+			p.n_batch = (int)v;
+			break;
+		case O_NO_PREFIX: p.prefix_cache = false; break;
+		case O_ONE: p.n_seq = 1; break;
+		case O_MAX_TOKENS:
+			if (!parse_int(optarg, 1, 1 << 16, &v))
+				goto bad_num;
+			p.max_tokens = (int)v;
+			break;
+		case O_TEMP: {
+			char *e;
+			double t = strtod(optarg, &e);
+			if (*e || t < 0 || t > 10) {
+				dk_cli_error("--temperature '%s': expected a number in [0, 10]", optarg);
+				goto out;
+			}
+			p.temperature = (float)t;
+			break;
+		}
+		case O_SEED:
+			if (!parse_int(optarg, 0, 0x7fffffffL, &v))
+				goto bad_num;
+			p.seed = v;
+			break;
+		case O_PROGRESS:
+			if (!strcmp(optarg, "bar") || !strcmp(optarg, "tty"))
+				p.progress = DK_PROGRESS_BAR;
+			else if (!strcmp(optarg, "jsonl"))
+				p.progress = DK_PROGRESS_JSONL;
+			else if (!strcmp(optarg, "none"))
+				p.progress = DK_PROGRESS_NONE;
+			else {
+				dk_cli_error("--progress '%s': expected bar, jsonl or none", optarg);
+				goto out;
+			}
+			break;
+		case O_REPORT: p.report_path = optarg; break;
+		case O_MAX_FAIL:
+			if (!parse_int(optarg, 0, 0x7fffffffL, &v))
+				goto bad_num;
+			p.max_failures = v;
+			break;
+		case O_SYNC:
+			if (!parse_int(optarg, 1, 1 << 24, &v))
+				goto bad_num;
+			p.sync_every = (int)v;
+			break;
+		case O_FB_URL: p.fallback.url = optarg; break;
+		case O_FB_MODEL: p.fallback.model = optarg; break;
+		case O_FB_KEY: p.fallback.key_env = optarg; break;
+		case O_FB_WHEN: p.fallback.when = optarg; break;
+		case O_ALLOW_SENS: p.fallback.allow_sensitive = true; break;
+		case O_REDACT: p.fallback.redact = true; break;
+		case O_NO_FB: p.fallback.disabled = true; break;
+		case O_AUDIT: p.fallback.audit = optarg; break;
+		default:
+			usage(stderr, batch);
+			goto out;
+		}
+		continue;
+bad_num:
+		dk_cli_error("bad value '%s' for an option (see --help)", optarg);
+		goto out;
+	}
+	int npos = argc - optind;
+	if (batch ? npos != 1 : npos < 2) {
+		usage(stderr, batch);
+		goto out;
+	}
+	if ((resume + overwrite + incremental) > 1) {
+		dk_cli_error("--resume, --overwrite and --incremental exclude one another");
+		goto out;
+	}
+	p.mode = resume ? DK_OUT_RESUME
+		 : overwrite ? DK_OUT_OVERWRITE
+		 : incremental ? DK_OUT_INCREMENTAL
+			       : DK_OUT_NEW;
+	p.include = inc;
+	p.n_include = n_inc;
+	p.exclude = exc;
+	p.n_exclude = n_exc;
+	p.fail_on = fail_on;
+	p.n_fail_on = n_fail_on;
+	p.model_path = dk_cli_model_path(model_opt);
+	if (!p.model_path)
+		goto out;
+
+	struct dk_pipeline *pl = NULL;
+	if (!batch) {
+		char err[DK_ERRMSG_MAX];
+		pl = dk_pipeline_load(argv[optind], err, sizeof err);
+		if (!pl) {
+			dk_cli_error("%s", err);
+			goto out;
+		}
+		for (size_t i = 0; i < n_fail_on; i++) {
+			bool known = false;
+			for (size_t k = 0; k < pl->n_labels; k++)
+				known |= !strcmp(pl->labels[k], fail_on[i]);
+			if (!known) {
+				dk_cli_error("--fail-on '%s': not a label of pipeline '%s'", fail_on[i],
+					     pl->name);
+				dk_pipeline_free(pl);
+				goto out;
+			}
+		}
+		p.pipeline = pl;
+	}
+
+	/* the command to run to continue after an interruption */
+	struct dk_buf hint = {0};
+	dk_buf_puts(&hint, "docket");
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--overwrite"))
+			continue;
+		dk_buf_printf(&hint, " %s", argv[i]);
+	}
+	if (!resume)
+		dk_buf_puts(&hint, " --resume");
+	p.resume_hint = hint.data;
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESETHAND | SA_RESTART; /* a second signal kills at once */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	p.stop = &stop_flag;
+
+	struct dk_runner_stats st;
+	char err[DK_ERRMSG_MAX] = "";
+	enum dk_status s;
+	if (batch)
+		s = dk_runner_batch(&p, argv[optind], &st, err, sizeof err);
+	else
+		s = dk_runner_run(&p, (const char *const *)argv + optind + 1, (size_t)(npos - 1), &st,
+				  err, sizeof err);
+	if (s != DK_OK) {
+		dk_cli_error("%s", err);
+		rc = s == DK_SKIP ? DK_EXIT_USAGE : DK_EXIT_FATAL;
+	} else {
+		double secs = st.wall_ms / 1000;
+		fprintf(stderr,
+			"docket: %llu records (%llu ok, %llu skipped, %llu error) from %llu documents in "
+			"%.1f s (%.2f docs/s); %llu prompt tokens (%.0f%% from cache), %llu generated",
+			(unsigned long long)(st.ok + st.skipped + st.errors), (unsigned long long)st.ok,
+			(unsigned long long)st.skipped, (unsigned long long)st.errors,
+			(unsigned long long)st.docs, secs, secs > 0 ? (double)st.docs / secs : 0.0,
+			(unsigned long long)st.prompt_tokens,
+			st.prompt_tokens ? 100.0 * (double)st.cached_tokens / (double)st.prompt_tokens : 0.0,
+			(unsigned long long)st.completion_tokens);
+		if (st.resumed)
+			fprintf(stderr, "; %llu already done", (unsigned long long)st.resumed);
+		if (st.unchanged)
+			fprintf(stderr, "; %llu unchanged", (unsigned long long)st.unchanged);
+		if (st.other_shards)
+			fprintf(stderr, "; %llu left to other shards", (unsigned long long)st.other_shards);
+		fputc('\n', stderr);
+		if (st.interrupted) {
+			fprintf(stderr, "docket: interrupted by signal %d; resume with:\n  %s\n", st.signal,
+				hint.data);
+			rc = 128 + st.signal;
+		} else if (st.max_failures_hit) {
+			dk_cli_error("stopped: more than %lld records in error (--max-failures)",
+				     (long long)p.max_failures);
+			rc = DK_EXIT_PARTIAL;
+		} else if (st.errors) {
+			rc = DK_EXIT_PARTIAL;
+		} else if (st.fail_on_hits) {
+			dk_cli_error("%llu file(s) got a --fail-on label", (unsigned long long)st.fail_on_hits);
+			rc = DK_EXIT_PARTIAL;
+		} else {
+			rc = DK_EXIT_OK;
+		}
+	}
+	dk_buf_free(&hint);
+	dk_pipeline_free(pl);
+out:
+	free(inc);
+	free(exc);
+	free(fail_on);
+	return rc;
+}
+
+int dk_cmd_run(int argc, char **argv) { return dk_cli_run_main(argc, argv, false); }

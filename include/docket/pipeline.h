@@ -1,0 +1,142 @@
+/*
+ * Pipelines: a JSON file (pipelines/<name>.json, shape documented in
+ * pipelines/pipeline.schema.json) that names a task, input filters,
+ * chunking, prompt templates, generation settings and the output shape.
+ *
+ * Templates are text files (prompts/...) located relative to the pipeline
+ * file, with {{name}} placeholders.  Known names: text, path, name, member,
+ * mime, bytes, labels, schema, chunk_index, chunk_count, summaries, field,
+ * field_description.  An unknown placeholder, a missing file, a wrong type
+ * or a missing required field is a load error naming file, line and field.
+ *
+ * A rendered prompt is a list of segments: template text (which may spell
+ * chat control tokens) and substituted values (never parsed as control
+ * tokens).  Everything before the first per-chunk value is identical for
+ * every chunk of a run, so it tokenizes identically and the engine's
+ * prefix cache serves it.
+ */
+#ifndef DOCKET_PIPELINE_H
+#define DOCKET_PIPELINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "docket/docket.h"
+
+enum dk_task { DK_TASK_SUMMARIZE, DK_TASK_CLASSIFY, DK_TASK_EXTRACT, DK_TASK_GENERATE };
+const char *dk_task_name(enum dk_task t);
+
+/* A parsed template: literal text and placeholders, alternating. */
+struct dk_tmpl_part {
+	bool is_var;
+	char *text; /* literal text, or the placeholder's name */
+};
+struct dk_tmpl {
+	char *path;  /* file it came from (for messages) */
+	char *src;   /* whole file content */
+	struct dk_tmpl_part *parts;
+	size_t n_parts;
+};
+
+/* One field of an extract pipeline (from schema.properties, in file order). */
+struct dk_field {
+	char *name;
+	char *type;        /* "string", "number", "integer", "boolean" */
+	char *description; /* "" when none */
+};
+
+struct dk_pipeline {
+	char *name;
+	char *path;         /* the pipeline file */
+	char *dir;          /* its directory: prompt paths are relative to it */
+	char *description;
+	enum dk_task task;
+
+	/* input */
+	char **include, **exclude;
+	size_t n_include, n_exclude;
+
+	/* chunking (tokens of the model's tokenizer) */
+	int chunk_tokens;   /* default 384 */
+	int chunk_overlap;  /* default 32 */
+
+	/* prompts; NULL when not given */
+	struct dk_tmpl *system;
+	struct dk_tmpl *user;    /* the per-chunk prompt ("map" for summarize) */
+	struct dk_tmpl *reduce;  /* summarize: combines chunk summaries */
+
+	/* classify */
+	char **labels;
+	size_t n_labels;
+	/* extract: the JSON Schema text (object with properties) and its fields */
+	char *schema_json;
+	struct dk_field *fields;
+	size_t n_fields;
+
+	/* generation */
+	int max_tokens;      /* default 128 */
+	int reduce_max_tokens; /* default max_tokens */
+	float temperature;   /* default 0 (greedy) */
+	float top_p;         /* default 1 */
+	int top_k;           /* default 0 (off) */
+	float repeat_penalty;/* default 1 */
+	uint64_t seed;       /* default 0 */
+	char **stop;
+	size_t n_stop;
+
+	bool per_chunk;      /* output shape: one record per chunk (else per document) */
+	bool sensitive;      /* default true: never leaves the machine unless allowed */
+
+	/* fallback block (parsed, stored; used by the routing layer) */
+	bool has_fallback;
+	char *fallback_url, *fallback_model, *fallback_key_env;
+	char **fallback_when;
+	size_t n_fallback_when;
+
+	char hash[65];       /* sha256 of the canonical pipeline JSON + every prompt file */
+};
+
+/* Loads a pipeline by path, or by name ("summarize-records") from the
+ * shipped pipelines (DK_SOURCE_DIR/pipelines, then $DOCKET_PIPELINES, then
+ * <prefix>/share/docket/pipelines).  On failure returns NULL and writes a
+ * message into err (size n), e.g.
+ *   "pipelines/x.json:12: generation.temperature: expected a number". */
+struct dk_pipeline *dk_pipeline_load(const char *path_or_name, char *err, size_t n);
+void dk_pipeline_free(struct dk_pipeline *p);
+/* Resolves a name to a file path (malloc'd, caller frees) or NULL. */
+char *dk_pipeline_find(const char *path_or_name);
+
+/* Template parsing; NULL on error (err names path:line and the placeholder). */
+struct dk_tmpl *dk_tmpl_parse(const char *path, const char *src, char *err, size_t n);
+void dk_tmpl_free(struct dk_tmpl *t);
+bool dk_tmpl_known_var(const char *name);
+bool dk_tmpl_uses(const struct dk_tmpl *t, const char *var);
+
+/* Values for rendering: name -> value pairs (borrowed). */
+struct dk_tmpl_var {
+	const char *name;
+	const char *value;
+};
+
+/* A rendered prompt segment.  special: template text (may spell control
+ * tokens); otherwise a substituted value. */
+struct dk_seg {
+	char *text;
+	size_t len;
+	bool special;
+};
+struct dk_segs {
+	struct dk_seg *v;
+	size_t n, cap;
+};
+/* Appends t rendered with vars to out; a placeholder without a value
+ * renders as "".  Returns 0, -1 on out of memory. */
+int dk_tmpl_render(const struct dk_tmpl *t, const struct dk_tmpl_var *vars, size_t n_vars,
+		   struct dk_segs *out);
+int dk_segs_add(struct dk_segs *s, const char *text, size_t len, bool special);
+void dk_segs_free(struct dk_segs *s);
+/* Concatenation of all segments (malloc'd). */
+char *dk_segs_join(const struct dk_segs *s);
+
+#endif

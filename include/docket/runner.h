@@ -1,0 +1,129 @@
+/*
+ * The job runner behind `docket run` and `docket batch`.
+ *
+ * Documents come from ingest (files, directories, archives) one at a time;
+ * each is chunked with the model's tokenizer, every chunk becomes one or
+ * more engine jobs (a prompt plus either "generate" or "score this
+ * continuation"), and jobs are fanned into the engine's batched decode with
+ * up to n_seq sequences in flight.  Jobs of one document are queued
+ * together, and a job whose prompt prefix is not yet in the prefix cache
+ * waits until one job with that prefix has computed it, so sequences that
+ * share a prefix run together and reuse it.  At most max_open_docs
+ * documents are open at once: memory stays flat on huge trees.
+ *
+ * Records are written in completion order, one JSON object per line (shape:
+ * pipelines/record.schema.json), appended and flushed as they complete,
+ * with a checkpoint journal beside the output (see src/runner/output.h).
+ * With greedy decoding (temperature 0) and the engine's deterministic mode
+ * a record does not depend on its batch mates, so a resumed run yields the
+ * same records as an uninterrupted one.
+ */
+#ifndef DOCKET_RUNNER_H
+#define DOCKET_RUNNER_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "docket/docket.h"
+#include "docket/pipeline.h"
+#include "docket/tokenizer.h"
+
+enum dk_out_format { DK_FORMAT_DOCKET, DK_FORMAT_OPENAI_BATCH };
+enum dk_progress { DK_PROGRESS_AUTO, DK_PROGRESS_BAR, DK_PROGRESS_JSONL, DK_PROGRESS_NONE };
+
+/*
+ * Per-sequence constraint hook (grammar-constrained decoding).  begin is
+ * called when a generate job starts and returns the sequence's state (NULL:
+ * unconstrained); mask sets disallowed logits to -INFINITY before
+ * sampling; accept advances past the chosen token; complete says the
+ * output may end now (then the job finishes); end frees the state.
+ * field is the extract field being asked (NULL otherwise).
+ */
+struct dk_constraint {
+	void *ud;
+	void *(*begin)(void *ud, const struct dk_pipeline *p, const char *field);
+	void (*mask)(void *state, float *logits, int32_t n_vocab, int32_t budget);
+	void (*accept)(void *state, dk_token t);
+	bool (*complete)(void *state);
+	void (*end)(void *state);
+};
+
+/* Fallback routing settings, parsed and stored for the routing layer.
+ * route is "local" for every record until that layer is wired. */
+struct dk_fallback_opts {
+	const char *url, *model, *key_env;
+	const char *when;       /* comma list, e.g. "error,too-long" */
+	const char *audit;      /* audit log file */
+	bool allow_sensitive, redact, disabled;
+};
+
+struct dk_runner_params {
+	const struct dk_pipeline *pipeline; /* borrowed; NULL for batch files */
+	const char *model_path;
+	const char *output;        /* "-" = stdout */
+	int mode;                  /* enum dk_out_mode (runner/output.h) */
+	bool force;
+	enum dk_out_format format;
+	int shard_k, shard_n;      /* shard_n 0 = no sharding; 0 <= shard_k < shard_n */
+	int n_threads;             /* 0 = default */
+	int n_seq;                 /* sequences in flight (default 8) */
+	int n_ctx;                 /* per sequence (default min(2048, n_ctx_train)) */
+	int n_batch;               /* tokens per decode (default 512) */
+	bool prefix_cache;         /* default true */
+	int max_open_docs;         /* default 4 * n_seq */
+	int64_t max_failures;      /* stop after more errors than this; < 0 = no limit */
+	/* generation overrides; < 0 = the pipeline's */
+	int max_tokens;
+	float temperature;
+	int64_t seed;
+	/* ingest */
+	bool hidden, no_archives;
+	const char **include, **exclude; /* added to the pipeline's; borrowed */
+	size_t n_include, n_exclude;
+	/* operator */
+	enum dk_progress progress;
+	const char *report_path;
+	const char *const *fail_on;   /* classify: labels that fail the run */
+	size_t n_fail_on;
+	const char *resume_hint;      /* command printed when interrupted */
+	volatile sig_atomic_t *stop;  /* set by a signal handler: stop cleanly */
+	const struct dk_constraint *constraint; /* NULL = none */
+	struct dk_fallback_opts fallback;
+	int sync_every, sync_ms;      /* checkpoint fsync interval (defaults 64 records / 1000 ms) */
+};
+void dk_runner_default_params(struct dk_runner_params *p);
+
+struct dk_runner_stats {
+	uint64_t docs, chunks;          /* documents seen (in this shard), chunks processed */
+	uint64_t ok, skipped, errors;   /* records written */
+	uint64_t resumed;               /* records already in the output (not redone) */
+	uint64_t unchanged;             /* --incremental: documents skipped as unchanged */
+	uint64_t other_shards;          /* documents left to other shards */
+	uint64_t prompt_tokens, cached_tokens, completion_tokens;
+	uint64_t fail_on_hits;          /* records whose label is in fail_on */
+	double wall_ms;
+	bool interrupted;               /* stopped by *stop */
+	int signal;                     /* the value *stop held */
+	bool max_failures_hit;
+};
+
+/* Runs the pipeline over inputs.  DK_OK: the run finished (see stats for
+ * errors); DK_SKIP: a usage/configuration refusal (bad pipeline vs model,
+ * output exists or locked, resume mismatch; message in err); DK_FATAL: the
+ * run could not go on (model load, I/O).  An interrupted run returns DK_OK
+ * with stats->interrupted. */
+enum dk_status dk_runner_run(const struct dk_runner_params *p, const char *const *inputs,
+			     size_t n_inputs, struct dk_runner_stats *stats, char *err, size_t n);
+
+/* Runs an OpenAI Batch input file (JSONL of {custom_id, method, url:
+ * "/v1/chat/completions", body}) and writes OpenAI Batch output lines.
+ * p->pipeline is ignored; generation defaults come from each body. */
+enum dk_status dk_runner_batch(const struct dk_runner_params *p, const char *in_path,
+			       struct dk_runner_stats *stats, char *err, size_t n);
+
+/* Shard of a path: hash(path) mod n. */
+int dk_runner_shard_of(const char *path, int n);
+
+#endif

@@ -1,0 +1,862 @@
+/* Pipeline files: load, validate with file:line: field messages, hash. */
+#include "docket/pipeline.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/buf.h"
+#include "util/err.h"
+#include "util/sha256.h"
+
+#ifndef DK_SOURCE_DIR
+#define DK_SOURCE_DIR "."
+#endif
+
+const char *dk_task_name(enum dk_task t)
+{
+	switch (t) {
+	case DK_TASK_SUMMARIZE: return "summarize";
+	case DK_TASK_CLASSIFY: return "classify";
+	case DK_TASK_EXTRACT: return "extract";
+	case DK_TASK_GENERATE: return "generate";
+	}
+	return "?";
+}
+
+static const char *const known_vars[] = {
+	"text", "path", "name", "member", "mime", "bytes", "labels", "schema",
+	"chunk_index", "chunk_count", "summaries", "field", "field_description",
+};
+
+bool dk_tmpl_known_var(const char *name)
+{
+	for (size_t i = 0; i < sizeof known_vars / sizeof known_vars[0]; i++)
+		if (!strcmp(name, known_vars[i]))
+			return true;
+	return false;
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	struct dk_buf b = {0};
+	char tmp[8192];
+	size_t k;
+	while ((k = fread(tmp, 1, sizeof tmp, f)) > 0)
+		if (dk_buf_append(&b, tmp, k)) {
+			fclose(f);
+			dk_buf_free(&b);
+			return NULL;
+		}
+	int bad = ferror(f);
+	fclose(f);
+	if (bad) {
+		dk_buf_free(&b);
+		return NULL;
+	}
+	if (len)
+		*len = b.len;
+	return dk_buf_steal(&b);
+}
+
+static int line_at(const char *s, size_t off)
+{
+	int line = 1;
+	for (size_t i = 0; i < off && s[i]; i++)
+		line += s[i] == '\n';
+	return line;
+}
+
+static int add_part(struct dk_tmpl *t, bool var, const char *s, size_t n)
+{
+	struct dk_tmpl_part *p = realloc(t->parts, (t->n_parts + 1) * sizeof *p);
+	if (!p)
+		return -1;
+	t->parts = p;
+	char *c = strndup(s, n);
+	if (!c)
+		return -1;
+	p[t->n_parts].is_var = var;
+	p[t->n_parts].text = c;
+	t->n_parts++;
+	return 0;
+}
+
+struct dk_tmpl *dk_tmpl_parse(const char *path, const char *src, char *err, size_t n)
+{
+	struct dk_tmpl *t = calloc(1, sizeof *t);
+	if (!t || !(t->path = strdup(path ? path : "<template>")) || !(t->src = strdup(src))) {
+		dk_tmpl_free(t);
+		dk_err(err, n, DK_FATAL, "out of memory");
+		return NULL;
+	}
+	const char *p = src, *lit = src;
+	while ((p = strstr(p, "{{")) != NULL) {
+		const char *e = strstr(p + 2, "}}");
+		if (!e) {
+			dk_err(err, n, DK_SKIP, "%s:%d: unterminated placeholder '{{'", t->path,
+			       line_at(src, (size_t)(p - src)));
+			dk_tmpl_free(t);
+			return NULL;
+		}
+		const char *a = p + 2, *b = e;
+		while (a < b && (*a == ' ' || *a == '\t'))
+			a++;
+		while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+			b--;
+		char name[64];
+		size_t len = (size_t)(b - a);
+		if (len == 0 || len >= sizeof name) {
+			dk_err(err, n, DK_SKIP, "%s:%d: bad placeholder '%.*s'", t->path,
+			       line_at(src, (size_t)(p - src)), (int)(e + 2 - p), p);
+			dk_tmpl_free(t);
+			return NULL;
+		}
+		memcpy(name, a, len);
+		name[len] = 0;
+		if (!dk_tmpl_known_var(name)) {
+			dk_err(err, n, DK_SKIP,
+			       "%s:%d: unknown placeholder '{{%s}}' (known: text, path, name, member, mime, "
+			       "bytes, labels, schema, chunk_index, chunk_count, summaries, field, "
+			       "field_description)",
+			       t->path, line_at(src, (size_t)(p - src)), name);
+			dk_tmpl_free(t);
+			return NULL;
+		}
+		if ((p > lit && add_part(t, false, lit, (size_t)(p - lit))) ||
+		    add_part(t, true, name, len)) {
+			dk_err(err, n, DK_FATAL, "out of memory");
+			dk_tmpl_free(t);
+			return NULL;
+		}
+		p = lit = e + 2;
+	}
+	if (*lit && add_part(t, false, lit, strlen(lit))) {
+		dk_err(err, n, DK_FATAL, "out of memory");
+		dk_tmpl_free(t);
+		return NULL;
+	}
+	return t;
+}
+
+void dk_tmpl_free(struct dk_tmpl *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < t->n_parts; i++)
+		free(t->parts[i].text);
+	free(t->parts);
+	free(t->path);
+	free(t->src);
+	free(t);
+}
+
+bool dk_tmpl_uses(const struct dk_tmpl *t, const char *var)
+{
+	if (!t)
+		return false;
+	for (size_t i = 0; i < t->n_parts; i++)
+		if (t->parts[i].is_var && !strcmp(t->parts[i].text, var))
+			return true;
+	return false;
+}
+
+int dk_segs_add(struct dk_segs *s, const char *text, size_t len, bool special)
+{
+	if (len == 0)
+		return 0;
+	/* merge with the previous segment of the same kind */
+	if (s->n && s->v[s->n - 1].special == special) {
+		struct dk_seg *g = &s->v[s->n - 1];
+		char *p = realloc(g->text, g->len + len + 1);
+		if (!p)
+			return -1;
+		memcpy(p + g->len, text, len);
+		g->len += len;
+		p[g->len] = 0;
+		g->text = p;
+		return 0;
+	}
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 8;
+		struct dk_seg *v = realloc(s->v, cap * sizeof *v);
+		if (!v)
+			return -1;
+		s->v = v;
+		s->cap = cap;
+	}
+	char *c = malloc(len + 1);
+	if (!c)
+		return -1;
+	memcpy(c, text, len);
+	c[len] = 0;
+	s->v[s->n++] = (struct dk_seg){c, len, special};
+	return 0;
+}
+
+void dk_segs_free(struct dk_segs *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->v[i].text);
+	free(s->v);
+	memset(s, 0, sizeof *s);
+}
+
+char *dk_segs_join(const struct dk_segs *s)
+{
+	struct dk_buf b = {0};
+	for (size_t i = 0; i < s->n; i++)
+		if (dk_buf_append(&b, s->v[i].text, s->v[i].len)) {
+			dk_buf_free(&b);
+			return NULL;
+		}
+	return dk_buf_steal(&b);
+}
+
+int dk_tmpl_render(const struct dk_tmpl *t, const struct dk_tmpl_var *vars, size_t n_vars,
+		   struct dk_segs *out)
+{
+	for (size_t i = 0; t && i < t->n_parts; i++) {
+		const struct dk_tmpl_part *p = &t->parts[i];
+		if (!p->is_var) {
+			if (dk_segs_add(out, p->text, strlen(p->text), true))
+				return -1;
+			continue;
+		}
+		for (size_t k = 0; k < n_vars; k++)
+			if (!strcmp(vars[k].name, p->text)) {
+				if (vars[k].value &&
+				    dk_segs_add(out, vars[k].value, strlen(vars[k].value), false))
+					return -1;
+				break;
+			}
+	}
+	return 0;
+}
+
+/* ---- pipeline files ---- */
+
+struct loader {
+	const char *path;
+	const char *src; /* raw text, to find the line of a field */
+	char *err;
+	size_t n;
+};
+
+/* Line of the key named by the last component of a dotted field path,
+ * searched after the lines of its parents: good enough to point the user
+ * at the right place without a position-tracking parser. */
+static int field_line(const struct loader *L, const char *field)
+{
+	const char *from = L->src;
+	char comp[128];
+	const char *f = field;
+	while (*f) {
+		size_t k = strcspn(f, ".[");
+		if (k && k < sizeof comp - 3) {
+			comp[0] = '"';
+			memcpy(comp + 1, f, k);
+			comp[k + 1] = '"';
+			comp[k + 2] = 0;
+			const char *hit = strstr(from, comp);
+			if (hit)
+				from = hit;
+		}
+		f += k;
+		while (*f == '.' || *f == '[' || *f == ']' || (*f >= '0' && *f <= '9'))
+			f++;
+	}
+	return line_at(L->src, (size_t)(from - L->src));
+}
+
+static struct dk_pipeline *fail(struct loader *L, struct dk_pipeline *p, const char *field,
+				const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static struct dk_pipeline *fail(struct loader *L, struct dk_pipeline *p, const char *field,
+				const char *fmt, ...)
+{
+	char msg[DK_ERRMSG_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (field)
+		dk_err(L->err, L->n, DK_SKIP, "%s:%d: %s: %s", L->path, field_line(L, field), field,
+		       msg);
+	else
+		dk_err(L->err, L->n, DK_SKIP, "%s: %s", L->path, msg);
+	dk_pipeline_free(p);
+	return NULL;
+}
+
+static const char *jtype(const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: return "an object";
+	case JSON_ARRAY: return "an array";
+	case JSON_STRING: return "a string";
+	case JSON_INTEGER: return "an integer";
+	case JSON_REAL: return "a number";
+	case JSON_TRUE:
+	case JSON_FALSE: return "a boolean";
+	case JSON_NULL: return "null";
+	}
+	return "?";
+}
+
+/* Checks that obj has only the listed keys. Returns the first stray key. */
+static const char *stray_key(json_t *obj, const char *const *keys)
+{
+	const char *k;
+	json_t *v;
+	json_object_foreach(obj, k, v) {
+		bool ok = false;
+		for (size_t i = 0; keys[i]; i++)
+			if (!strcmp(k, keys[i]))
+				ok = true;
+		if (!ok)
+			return k;
+	}
+	return NULL;
+}
+
+/* String array at field; 0 ok, -1 wrong type (message in L). */
+static int str_array(struct loader *L, json_t *v, const char *field, char ***out, size_t *n)
+{
+	if (!v)
+		return 0;
+	if (!json_is_array(v)) {
+		fail(L, NULL, field, "expected an array of strings, got %s", jtype(v));
+		return -1;
+	}
+	size_t m = json_array_size(v);
+	char **a = calloc(m ? m : 1, sizeof *a);
+	if (!a) {
+		fail(L, NULL, field, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < m; i++) {
+		json_t *e = json_array_get(v, i);
+		if (!json_is_string(e)) {
+			for (size_t j = 0; j < i; j++)
+				free(a[j]);
+			free(a);
+			fail(L, NULL, field, "item %zu: expected a string, got %s", i, jtype(e));
+			return -1;
+		}
+		a[i] = strdup(json_string_value(e));
+	}
+	*out = a;
+	*n = m;
+	return 0;
+}
+
+static struct dk_tmpl *load_tmpl(struct loader *L, const char *dir, json_t *v, const char *field,
+				 struct dk_sha256 *h)
+{
+	if (!json_is_string(v)) {
+		fail(L, NULL, field, "expected a file name (string), got %s", jtype(v));
+		return NULL;
+	}
+	const char *rel = json_string_value(v);
+	char path[PATH_MAX];
+	if (rel[0] == '/')
+		snprintf(path, sizeof path, "%s", rel);
+	else
+		snprintf(path, sizeof path, "%s/%s", dir, rel);
+	char *src = read_file(path, NULL);
+	if (!src) {
+		fail(L, NULL, field, "cannot read prompt file '%s': %s", path, strerror(errno));
+		return NULL;
+	}
+	char msg[DK_ERRMSG_MAX];
+	struct dk_tmpl *t = dk_tmpl_parse(path, src, msg, sizeof msg);
+	if (!t) {
+		dk_err(L->err, L->n, DK_SKIP, "%s: %s: %s", L->path, field, msg);
+		free(src);
+		return NULL;
+	}
+	/* the prompt text, not its location, is what defines the pipeline */
+	dk_sha256_update(h, field, strlen(field) + 1);
+	dk_sha256_update(h, src, strlen(src) + 1);
+	free(src);
+	return t;
+}
+
+static char *dir_of(const char *path)
+{
+	const char *s = strrchr(path, '/');
+	if (!s)
+		return strdup(".");
+	if (s == path)
+		return strdup("/");
+	return strndup(path, (size_t)(s - path));
+}
+
+static bool is_file(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+char *dk_pipeline_find(const char *name)
+{
+	if (!name || !*name)
+		return NULL;
+	if (strchr(name, '/') || is_file(name))
+		return is_file(name) ? strdup(name) : NULL;
+	char buf[PATH_MAX + 128];
+	const char *env = getenv("DOCKET_PIPELINES");
+	const char *dirs[] = {env, DK_SOURCE_DIR "/pipelines", "/usr/local/share/docket/pipelines",
+			      "/usr/share/docket/pipelines"};
+	for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+		if (!dirs[i] || !*dirs[i])
+			continue;
+		snprintf(buf, sizeof buf, "%s/%s.json", dirs[i], name);
+		if (is_file(buf))
+			return strdup(buf);
+		snprintf(buf, sizeof buf, "%s/%s", dirs[i], name);
+		if (is_file(buf))
+			return strdup(buf);
+	}
+	/* beside the executable: <prefix>/bin/docket -> <prefix>/share/docket/pipelines */
+	char exe[PATH_MAX];
+	ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (k > 0) {
+		exe[k] = 0;
+		char *s = strrchr(exe, '/');
+		if (s) {
+			*s = 0;
+			snprintf(buf, sizeof buf, "%s/../share/docket/pipelines/%s.json", exe, name);
+			if (is_file(buf))
+				return strdup(buf);
+		}
+	}
+	return NULL;
+}
+
+static int get_int(struct loader *L, json_t *o, const char *key, const char *field, int lo, int hi,
+		   int *out)
+{
+	json_t *v = json_object_get(o, key);
+	if (!v)
+		return 0;
+	if (!json_is_integer(v)) {
+		fail(L, NULL, field, "expected an integer, got %s", jtype(v));
+		return -1;
+	}
+	json_int_t x = json_integer_value(v);
+	if (x < lo || x > hi) {
+		fail(L, NULL, field, "%lld is out of range [%d, %d]", (long long)x, lo, hi);
+		return -1;
+	}
+	*out = (int)x;
+	return 0;
+}
+
+static int get_num(struct loader *L, json_t *o, const char *key, const char *field, double lo,
+		   double hi, float *out)
+{
+	json_t *v = json_object_get(o, key);
+	if (!v)
+		return 0;
+	if (!json_is_number(v)) {
+		fail(L, NULL, field, "expected a number, got %s", jtype(v));
+		return -1;
+	}
+	double x = json_number_value(v);
+	if (x < lo || x > hi) {
+		fail(L, NULL, field, "%g is out of range [%g, %g]", x, lo, hi);
+		return -1;
+	}
+	*out = (float)x;
+	return 0;
+}
+
+static int get_bool(struct loader *L, json_t *o, const char *key, const char *field, bool *out)
+{
+	json_t *v = json_object_get(o, key);
+	if (!v)
+		return 0;
+	if (!json_is_boolean(v)) {
+		fail(L, NULL, field, "expected true or false, got %s", jtype(v));
+		return -1;
+	}
+	*out = json_is_true(v);
+	return 0;
+}
+
+static int get_str(struct loader *L, json_t *o, const char *key, const char *field, char **out)
+{
+	json_t *v = json_object_get(o, key);
+	if (!v)
+		return 0;
+	if (!json_is_string(v)) {
+		fail(L, NULL, field, "expected a string, got %s", jtype(v));
+		return -1;
+	}
+	free(*out);
+	*out = strdup(json_string_value(v));
+	return 0;
+}
+
+static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
+{
+	struct loader L = {path, NULL, err, n};
+	size_t len;
+	char *src = read_file(path, &len);
+	if (!src) {
+		dk_err(err, n, DK_SKIP, "cannot read pipeline '%s': %s", path, strerror(errno));
+		return NULL;
+	}
+	L.src = src;
+	json_error_t je;
+	json_t *root = json_loadb(src, len, JSON_REJECT_DUPLICATES, &je);
+	if (!root) {
+		dk_err(err, n, DK_SKIP, "%s:%d:%d: invalid JSON: %s", path, je.line, je.column, je.text);
+		free(src);
+		return NULL;
+	}
+	struct dk_pipeline *p = calloc(1, sizeof *p);
+	struct dk_sha256 h;
+	dk_sha256_init(&h);
+	if (!p) {
+		fail(&L, NULL, NULL, "out of memory");
+		goto out;
+	}
+	p->path = strdup(path);
+	p->dir = dir_of(path);
+	p->chunk_tokens = 384;
+	p->chunk_overlap = 32;
+	p->max_tokens = 128;
+	p->reduce_max_tokens = -1;
+	p->temperature = 0;
+	p->top_p = 1;
+	p->repeat_penalty = 1;
+	p->sensitive = true;
+
+	if (!json_is_object(root)) {
+		p = fail(&L, p, NULL, "expected a JSON object at the top level, got %s", jtype(root));
+		goto out;
+	}
+	static const char *const top[] = {"$schema", "name", "description", "task", "input",
+					  "chunking", "prompts", "labels", "schema", "generation",
+					  "output", "sensitive", "fallback", NULL};
+	const char *bad = stray_key(root, top);
+	if (bad) {
+		p = fail(&L, p, bad, "unknown field (see pipelines/pipeline.schema.json)");
+		goto out;
+	}
+	json_t *v = json_object_get(root, "name");
+	if (!v) {
+		p = fail(&L, p, NULL, "missing required field 'name'");
+		goto out;
+	}
+	if (get_str(&L, root, "name", "name", &p->name) || get_str(&L, root, "description", "description", &p->description)) {
+		dk_pipeline_free(p);
+		p = NULL;
+		goto out;
+	}
+	v = json_object_get(root, "task");
+	if (!v) {
+		p = fail(&L, p, NULL, "missing required field 'task'");
+		goto out;
+	}
+	const char *task = json_string_value(v);
+	if (!task) {
+		p = fail(&L, p, "task", "expected a string, got %s", jtype(v));
+		goto out;
+	}
+	if (!strcmp(task, "summarize"))
+		p->task = DK_TASK_SUMMARIZE;
+	else if (!strcmp(task, "classify"))
+		p->task = DK_TASK_CLASSIFY;
+	else if (!strcmp(task, "extract"))
+		p->task = DK_TASK_EXTRACT;
+	else if (!strcmp(task, "generate"))
+		p->task = DK_TASK_GENERATE;
+	else {
+		p = fail(&L, p, "task", "'%s' is not one of summarize, classify, extract, generate",
+			 task);
+		goto out;
+	}
+
+	json_t *in = json_object_get(root, "input");
+	if (in) {
+		static const char *const ik[] = {"include", "exclude", NULL};
+		if (!json_is_object(in)) {
+			p = fail(&L, p, "input", "expected an object, got %s", jtype(in));
+			goto out;
+		}
+		if ((bad = stray_key(in, ik))) {
+			char f[160];
+			snprintf(f, sizeof f, "input.%s", bad);
+			p = fail(&L, p, f, "unknown field");
+			goto out;
+		}
+		if (str_array(&L, json_object_get(in, "include"), "input.include", &p->include, &p->n_include) ||
+		    str_array(&L, json_object_get(in, "exclude"), "input.exclude", &p->exclude, &p->n_exclude)) {
+			dk_pipeline_free(p);
+			p = NULL;
+			goto out;
+		}
+	}
+	json_t *ch = json_object_get(root, "chunking");
+	if (ch) {
+		static const char *const ck[] = {"max_tokens", "overlap_tokens", NULL};
+		if (!json_is_object(ch)) {
+			p = fail(&L, p, "chunking", "expected an object, got %s", jtype(ch));
+			goto out;
+		}
+		if ((bad = stray_key(ch, ck))) {
+			char f[160];
+			snprintf(f, sizeof f, "chunking.%s", bad);
+			p = fail(&L, p, f, "unknown field");
+			goto out;
+		}
+		if (get_int(&L, ch, "max_tokens", "chunking.max_tokens", 16, 1 << 20, &p->chunk_tokens) ||
+		    get_int(&L, ch, "overlap_tokens", "chunking.overlap_tokens", 0, 1 << 19, &p->chunk_overlap)) {
+			dk_pipeline_free(p);
+			p = NULL;
+			goto out;
+		}
+		if (p->chunk_overlap > p->chunk_tokens / 2) {
+			p = fail(&L, p, "chunking.overlap_tokens", "must be at most half of max_tokens (%d)",
+				 p->chunk_tokens / 2);
+			goto out;
+		}
+	}
+
+	json_t *pr = json_object_get(root, "prompts");
+	if (!pr) {
+		p = fail(&L, p, NULL, "missing required field 'prompts'");
+		goto out;
+	}
+	if (!json_is_object(pr)) {
+		p = fail(&L, p, "prompts", "expected an object, got %s", jtype(pr));
+		goto out;
+	}
+	static const char *const pk[] = {"system", "user", "reduce", NULL};
+	if ((bad = stray_key(pr, pk))) {
+		char f[160];
+		snprintf(f, sizeof f, "prompts.%s", bad);
+		p = fail(&L, p, f, "unknown prompt (known: system, user, reduce)");
+		goto out;
+	}
+	if ((v = json_object_get(pr, "system")) && !(p->system = load_tmpl(&L, p->dir, v, "prompts.system", &h)))
+		goto bad;
+	if (!(v = json_object_get(pr, "user"))) {
+		p = fail(&L, p, "prompts", "missing required prompt 'user'");
+		goto out;
+	}
+	if (!(p->user = load_tmpl(&L, p->dir, v, "prompts.user", &h)))
+		goto bad;
+	if ((v = json_object_get(pr, "reduce")) && !(p->reduce = load_tmpl(&L, p->dir, v, "prompts.reduce", &h)))
+		goto bad;
+	if (!dk_tmpl_uses(p->user, "text")) {
+		p = fail(&L, p, "prompts.user", "the user prompt must contain {{text}}");
+		goto out;
+	}
+	if (p->reduce && !dk_tmpl_uses(p->reduce, "summaries")) {
+		p = fail(&L, p, "prompts.reduce", "the reduce prompt must contain {{summaries}}");
+		goto out;
+	}
+
+	if (str_array(&L, json_object_get(root, "labels"), "labels", &p->labels, &p->n_labels))
+		goto bad;
+	if (p->task == DK_TASK_CLASSIFY && p->n_labels < 2) {
+		p = fail(&L, p, json_object_get(root, "labels") ? "labels" : NULL,
+			 "a classify pipeline needs 'labels' with at least two labels");
+		goto out;
+	}
+	for (size_t i = 0; i < p->n_labels; i++)
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(p->labels[i], p->labels[j]) || !*p->labels[i]) {
+				p = fail(&L, p, "labels", "label %zu ('%s') is empty or repeated", i,
+					 p->labels[i]);
+				goto out;
+			}
+
+	json_t *sc = json_object_get(root, "schema");
+	if (sc) {
+		if (!json_is_object(sc)) {
+			p = fail(&L, p, "schema", "expected a JSON Schema object, got %s", jtype(sc));
+			goto out;
+		}
+		json_t *props = json_object_get(sc, "properties");
+		if (!json_is_object(props) || json_object_size(props) == 0) {
+			p = fail(&L, p, "schema", "expected an object schema with 'properties'");
+			goto out;
+		}
+		p->schema_json = json_dumps(sc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		p->fields = calloc(json_object_size(props), sizeof *p->fields);
+		const char *k;
+		json_t *fv;
+		json_object_foreach(props, k, fv) {
+			char f[200];
+			snprintf(f, sizeof f, "schema.properties.%s", k);
+			if (!json_is_object(fv)) {
+				p = fail(&L, p, f, "expected an object, got %s", jtype(fv));
+				goto out;
+			}
+			const char *ty = json_string_value(json_object_get(fv, "type"));
+			if (!ty)
+				ty = "string";
+			if (strcmp(ty, "string") && strcmp(ty, "number") && strcmp(ty, "integer") &&
+			    strcmp(ty, "boolean")) {
+				p = fail(&L, p, f, "type '%s' is not one of string, number, integer, boolean", ty);
+				goto out;
+			}
+			const char *d = json_string_value(json_object_get(fv, "description"));
+			struct dk_field *fd = &p->fields[p->n_fields++];
+			fd->name = strdup(k);
+			fd->type = strdup(ty);
+			fd->description = strdup(d ? d : "");
+		}
+	}
+	if (p->task == DK_TASK_EXTRACT && !p->n_fields) {
+		p = fail(&L, p, NULL, "an extract pipeline needs 'schema' with 'properties'");
+		goto out;
+	}
+	if (p->task == DK_TASK_EXTRACT && !dk_tmpl_uses(p->user, "field")) {
+		p = fail(&L, p, "prompts.user", "an extract prompt must contain {{field}} (asked once per field)");
+		goto out;
+	}
+
+	json_t *g = json_object_get(root, "generation");
+	if (g) {
+		static const char *const gk[] = {"max_tokens", "reduce_max_tokens", "temperature", "top_p",
+						 "top_k", "repeat_penalty", "seed", "stop", NULL};
+		if (!json_is_object(g)) {
+			p = fail(&L, p, "generation", "expected an object, got %s", jtype(g));
+			goto out;
+		}
+		if ((bad = stray_key(g, gk))) {
+			char f[160];
+			snprintf(f, sizeof f, "generation.%s", bad);
+			p = fail(&L, p, f, "unknown field");
+			goto out;
+		}
+		int seed = 0;
+		if (get_int(&L, g, "max_tokens", "generation.max_tokens", 1, 1 << 16, &p->max_tokens) ||
+		    get_int(&L, g, "reduce_max_tokens", "generation.reduce_max_tokens", 1, 1 << 16, &p->reduce_max_tokens) ||
+		    get_num(&L, g, "temperature", "generation.temperature", 0, 10, &p->temperature) ||
+		    get_num(&L, g, "top_p", "generation.top_p", 0, 1, &p->top_p) ||
+		    get_int(&L, g, "top_k", "generation.top_k", 0, 1 << 20, &p->top_k) ||
+		    get_num(&L, g, "repeat_penalty", "generation.repeat_penalty", 0.5, 5, &p->repeat_penalty) ||
+		    get_int(&L, g, "seed", "generation.seed", 0, INT_MAX, &seed) ||
+		    str_array(&L, json_object_get(g, "stop"), "generation.stop", &p->stop, &p->n_stop))
+			goto bad;
+		p->seed = (uint64_t)seed;
+	}
+	if (p->reduce_max_tokens < 0)
+		p->reduce_max_tokens = p->max_tokens;
+
+	v = json_object_get(root, "output");
+	if (v) {
+		const char *o = json_string_value(v);
+		if (!o || (strcmp(o, "per_chunk") && strcmp(o, "per_document"))) {
+			p = fail(&L, p, "output", "expected \"per_chunk\" or \"per_document\"");
+			goto out;
+		}
+		p->per_chunk = !strcmp(o, "per_chunk");
+	}
+	if (get_bool(&L, root, "sensitive", "sensitive", &p->sensitive))
+		goto bad;
+	json_t *fb = json_object_get(root, "fallback");
+	if (fb) {
+		static const char *const fk[] = {"url", "model", "key_env", "when", NULL};
+		if (!json_is_object(fb)) {
+			p = fail(&L, p, "fallback", "expected an object, got %s", jtype(fb));
+			goto out;
+		}
+		if ((bad = stray_key(fb, fk))) {
+			char f[160];
+			snprintf(f, sizeof f, "fallback.%s", bad);
+			p = fail(&L, p, f, "unknown field");
+			goto out;
+		}
+		p->has_fallback = true;
+		if (get_str(&L, fb, "url", "fallback.url", &p->fallback_url) ||
+		    get_str(&L, fb, "model", "fallback.model", &p->fallback_model) ||
+		    get_str(&L, fb, "key_env", "fallback.key_env", &p->fallback_key_env) ||
+		    str_array(&L, json_object_get(fb, "when"), "fallback.when", &p->fallback_when, &p->n_fallback_when))
+			goto bad;
+	}
+
+	/* hash: canonical JSON (key order and whitespace do not matter) + prompts */
+	char *canon = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
+	if (canon) {
+		dk_sha256_update(&h, canon, strlen(canon) + 1);
+		free(canon);
+	}
+	uint8_t d[32];
+	dk_sha256_final(&h, d);
+	dk_sha256_hex(d, p->hash);
+	goto out;
+bad:
+	dk_pipeline_free(p);
+	p = NULL;
+out:
+	json_decref(root);
+	free(src);
+	return p;
+}
+
+struct dk_pipeline *dk_pipeline_load(const char *path_or_name, char *err, size_t n)
+{
+	char *path = dk_pipeline_find(path_or_name);
+	if (!path) {
+		dk_err(err, n, DK_SKIP,
+		       "no pipeline '%s' (not a file, and not a shipped pipeline: summarize-records, "
+		       "classify-files, extract-fields)",
+		       path_or_name ? path_or_name : "");
+		return NULL;
+	}
+	struct dk_pipeline *p = load_file(path, err, n);
+	free(path);
+	return p;
+}
+
+static void free_strv(char **v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+void dk_pipeline_free(struct dk_pipeline *p)
+{
+	if (!p)
+		return;
+	free(p->name);
+	free(p->path);
+	free(p->dir);
+	free(p->description);
+	free_strv(p->include, p->n_include);
+	free_strv(p->exclude, p->n_exclude);
+	dk_tmpl_free(p->system);
+	dk_tmpl_free(p->user);
+	dk_tmpl_free(p->reduce);
+	free_strv(p->labels, p->n_labels);
+	free(p->schema_json);
+	for (size_t i = 0; i < p->n_fields; i++) {
+		free(p->fields[i].name);
+		free(p->fields[i].type);
+		free(p->fields[i].description);
+	}
+	free(p->fields);
+	free_strv(p->stop, p->n_stop);
+	free(p->fallback_url);
+	free(p->fallback_model);
+	free(p->fallback_key_env);
+	free_strv(p->fallback_when, p->n_fallback_when);
+	free(p);
+}

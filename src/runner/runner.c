@@ -1,0 +1,2159 @@
+/* The job runner: documents -> chunks -> engine jobs -> records. */
+#include "docket/runner.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "docket/chat.h"
+#include "docket/ingest.h"
+#include "docket/model.h"
+#include "docket/sampler.h"
+#include "runner/output.h"
+#include "util/buf.h"
+#include "util/err.h"
+#include "util/sha256.h"
+
+enum job_kind { JOB_GEN, JOB_SCORE };
+enum job_role { ROLE_MAP, ROLE_REDUCE, ROLE_FIELD, ROLE_LABEL, ROLE_BATCH };
+
+struct doc;
+
+struct job {
+	struct doc *doc;
+	int chunk;            /* chunk index, -1 for reduce/batch */
+	int sub;              /* field or label index */
+	enum job_kind kind;
+	enum job_role role;
+	dk_token *toks;
+	int n_toks;
+	int n_prefix;         /* leading tokens shared with sibling jobs */
+	uint64_t pkey;        /* hash of toks[0..n_prefix) */
+	int score_from;       /* SCORE: first scored token */
+	int max_tokens;
+	struct dk_sampler_params sp;
+	char **stop;          /* borrowed */
+	size_t n_stop;
+	struct job *next;
+	/* in flight */
+	int slot;
+	int n_past;
+	int n_cached;
+	bool warmed;
+	dk_token last;
+	int n_gen;
+	struct dk_buf text;
+	double logp;
+	int bfirst, bcount;
+	const char *finish;   /* "stop", "length" */
+	char *error;
+	struct dk_detok dt;
+	void *cstate;
+};
+
+struct cres {
+	uint64_t pt, ct, gt;  /* usage: prompt, cached, completion tokens */
+	char *gen;
+	double *logp;     /* per label */
+	char **fields;    /* per field, raw text */
+	char *error;
+	bool want;
+	int pending;
+};
+
+struct doc {
+	char *path, *member, *mime;
+	char sha256[65];
+	uint64_t bytes;
+	char *text;
+	struct dk_chunk *chunks;
+	size_t n_chunks;
+	struct cres *cr;
+	size_t n_fields;
+	int pending;          /* jobs not finished */
+	bool reduced;
+	char *reduce_out;
+	char id[33];
+	uint64_t prompt_tokens, cached_tokens, completion_tokens;
+	double t0;
+	bool is_calib;
+	/* batch requests */
+	char *custom_id;
+	char *req_model;
+	char **stops;
+	size_t n_stops;
+	const char *finish;
+	char *batch_error;
+	struct doc *next;
+};
+
+struct slot {
+	struct job *job;
+	struct dk_sampler *smp;
+};
+
+struct runner {
+	const struct dk_runner_params *p;
+	const struct dk_pipeline *pl;
+	struct dk_model *model;
+	struct dk_ctx *ctx;
+	const struct dk_tokenizer *tok;
+	enum dk_chat_family chat;
+	int32_t n_vocab, n_ctx, n_seq, n_batch;
+	const char *model_sha, *model_name;
+	struct dk_out *out;
+	struct dk_ingest *ing;
+	FILE *batch_in;
+	uint64_t batch_line;
+	struct dk_batch *batch;
+	float *scratch;
+	struct slot *slots;
+	struct job *q_head, *q_tail;
+	int q_len;
+	struct doc *docs;
+	int n_open;
+	bool eof;
+	bool stopping;
+	bool io_failed;
+	bool warmed_up;
+	double *calib;        /* classify: label log-probabilities for a content-free document */
+	bool calib_pending;
+	uint64_t warm[512];
+	int n_warm, warm_pos;
+	struct dk_runner_stats *st;
+	int max_tokens;
+	float temperature;
+	uint64_t seed;
+	char err[DK_ERRMSG_MAX];
+	double t0, last_progress;
+	bool progress_bar, progress_jsonl;
+	int last_bar_len;
+};
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+void dk_runner_default_params(struct dk_runner_params *p)
+{
+	memset(p, 0, sizeof *p);
+	p->output = "-";
+	p->n_seq = 8;
+	p->n_batch = 512;
+	p->prefix_cache = true;
+	p->max_failures = -1;
+	p->max_tokens = -1;
+	p->temperature = -1;
+	p->seed = -1;
+	p->progress = DK_PROGRESS_AUTO;
+}
+
+static uint64_t hash64(const void *p, size_t n)
+{
+	uint8_t d[32];
+	dk_sha256(p, n, d);
+	uint64_t k = 0;
+	for (int i = 0; i < 8; i++)
+		k = k << 8 | d[i];
+	return k;
+}
+
+int dk_runner_shard_of(const char *path, int n)
+{
+	if (n <= 1)
+		return 0;
+	return (int)(hash64(path, strlen(path)) % (uint64_t)n);
+}
+
+static void id32(char out[33], const char *kind, const char *a, const char *b, const char *c)
+{
+	struct dk_sha256 s;
+	dk_sha256_init(&s);
+	const char *v[4] = {kind, a ? a : "", b ? b : "", c ? c : ""};
+	for (int i = 0; i < 4; i++)
+		dk_sha256_update(&s, v[i], strlen(v[i]) + 1);
+	uint8_t d[32];
+	dk_sha256_final(&s, d);
+	char hex[65];
+	dk_sha256_hex(d, hex);
+	memcpy(out, hex, 32);
+	out[32] = 0;
+}
+
+/* ---- tokens ---- */
+
+struct tokv {
+	dk_token *v;
+	int n, cap;
+};
+
+static int tokv_push_text(struct runner *R, struct tokv *t, const char *s, size_t len, bool add,
+			  bool special)
+{
+	for (;;) {
+		int room = t->cap - t->n;
+		int k = dk_tokenize(R->tok, s, len, add, special, t->v ? t->v + t->n : NULL, room);
+		if (k >= 0) {
+			t->n += k;
+			return 0;
+		}
+		int cap = t->cap ? t->cap : 256;
+		while (cap - t->n < -k)
+			cap *= 2;
+		dk_token *v = realloc(t->v, (size_t)cap * sizeof *v);
+		if (!v)
+			return -1;
+		t->v = v;
+		t->cap = cap;
+	}
+}
+
+static int count_tokens(void *ud, const char *text, size_t len)
+{
+	struct runner *R = ud;
+	dk_token dummy[1];
+	int k = dk_tokenize(R->tok, text, len, false, false, dummy, 0);
+	return k < 0 ? -k : k;
+}
+
+/* ---- prompts ---- */
+
+/* Renders t into segs, noting in *split the byte offset where variable
+ * split_var first appears (left alone when it does not). */
+static int render_tmpl(const struct dk_tmpl *t, const struct dk_tmpl_var *vars, size_t nv,
+		       const char *split_var, struct dk_segs *segs, size_t *split)
+{
+	for (size_t i = 0; t && i < t->n_parts; i++) {
+		const struct dk_tmpl_part *p = &t->parts[i];
+		if (!p->is_var) {
+			if (dk_segs_add(segs, p->text, strlen(p->text), true))
+				return -1;
+			continue;
+		}
+		if (split_var && *split == (size_t)-1 && !strcmp(p->text, split_var)) {
+			size_t off = 0;
+			for (size_t k = 0; k < segs->n; k++)
+				off += segs->v[k].len;
+			*split = off;
+		}
+		for (size_t k = 0; k < nv; k++)
+			if (!strcmp(vars[k].name, p->text)) {
+				if (vars[k].value && *vars[k].value &&
+				    dk_segs_add(segs, vars[k].value, strlen(vars[k].value), false))
+					return -1;
+				break;
+			}
+	}
+	return 0;
+}
+
+static size_t segs_bytes(const struct dk_segs *s)
+{
+	size_t off = 0;
+	for (size_t k = 0; k < s->n; k++)
+		off += s->v[k].len;
+	return off;
+}
+
+/*
+ * The prompt of one job: [chat head] system [chat between] user [chat tail].
+ * Template text may spell control tokens; substituted values never do.
+ * *n_prefix: tokens before the first occurrence of split_var in the user
+ * template (or all tokens when split_var is NULL).
+ */
+static int build_prompt(struct runner *R, const struct dk_tmpl *sys, const struct dk_tmpl *user,
+			const struct dk_tmpl_var *vars, size_t nv, const char *split_var,
+			struct tokv *out, int *n_prefix)
+{
+	struct dk_segs s_sys = {0}, s_user = {0}, all = {0};
+	size_t split_user = (size_t)-1, dummy = (size_t)-1;
+	int rc = -1;
+	char *rendered = NULL;
+	if (render_tmpl(sys, vars, nv, NULL, &s_sys, &dummy) ||
+	    render_tmpl(user, vars, nv, split_var, &s_user, &split_user))
+		goto out;
+	size_t split = (size_t)-1;
+	if (R->chat == DK_CHAT_RAW || R->chat == DK_CHAT_UNKNOWN) {
+		for (size_t i = 0; i < s_sys.n; i++)
+			dk_segs_add(&all, s_sys.v[i].text, s_sys.v[i].len, s_sys.v[i].special);
+		if (s_sys.n)
+			dk_segs_add(&all, "\n\n", 2, true);
+		size_t base = segs_bytes(&all);
+		for (size_t i = 0; i < s_user.n; i++)
+			dk_segs_add(&all, s_user.v[i].text, s_user.v[i].len, s_user.v[i].special);
+		if (split_user != (size_t)-1)
+			split = base + split_user;
+		/* one string: no chat control tokens to honour */
+		char *j = dk_segs_join(&all);
+		if (!j || tokv_push_text(R, out, j, strlen(j), true, false)) {
+			free(j);
+			goto out;
+		}
+		if (split != (size_t)-1) {
+			struct tokv pre = {0};
+			if (tokv_push_text(R, &pre, j, split, true, false)) {
+				free(j);
+				goto out;
+			}
+			int k = 0;
+			while (k < pre.n && k < out->n && pre.v[k] == out->v[k])
+				k++;
+			*n_prefix = k;
+			free(pre.v);
+		} else {
+			*n_prefix = out->n;
+		}
+		free(j);
+		rc = 0;
+		goto out;
+	}
+	/* chat: render with markers where the contents go, then splice */
+	struct dk_chat_msg msgs[2];
+	size_t nm = 0;
+	if (sys)
+		msgs[nm++] = (struct dk_chat_msg){"system", "\x01S\x01"};
+	msgs[nm++] = (struct dk_chat_msg){"user", "\x01U\x01"};
+	rendered = dk_chat_render(R->chat, msgs, nm, true);
+	if (!rendered)
+		goto out;
+	const char *ms = sys ? strstr(rendered, "\x01S\x01") : NULL;
+	const char *mu = strstr(rendered, "\x01U\x01");
+	if (!mu || (sys && (!ms || ms > mu)))
+		goto out;
+	const char *cur = rendered;
+	if (ms) {
+		dk_segs_add(&all, cur, (size_t)(ms - cur), true);
+		for (size_t i = 0; i < s_sys.n; i++)
+			dk_segs_add(&all, s_sys.v[i].text, s_sys.v[i].len, s_sys.v[i].special);
+		cur = ms + 3;
+	}
+	dk_segs_add(&all, cur, (size_t)(mu - cur), true);
+	size_t base = segs_bytes(&all);
+	for (size_t i = 0; i < s_user.n; i++)
+		dk_segs_add(&all, s_user.v[i].text, s_user.v[i].len, s_user.v[i].special);
+	cur = mu + 3;
+	dk_segs_add(&all, cur, strlen(cur), true);
+	if (split_user != (size_t)-1)
+		split = base + split_user;
+	size_t off = 0;
+	*n_prefix = -1;
+	for (size_t i = 0; i < all.n; i++) {
+		if (split != (size_t)-1 && off >= split && *n_prefix < 0)
+			*n_prefix = out->n;
+		if (tokv_push_text(R, out, all.v[i].text, all.v[i].len, i == 0, all.v[i].special))
+			goto out;
+		off += all.v[i].len;
+	}
+	if (*n_prefix < 0)
+		*n_prefix = out->n;
+	rc = 0;
+out:
+	free(rendered);
+	dk_segs_free(&s_sys);
+	dk_segs_free(&s_user);
+	dk_segs_free(&all);
+	return rc;
+}
+
+/* ---- jobs ---- */
+
+static struct job *job_new(struct doc *d, int chunk, int sub, enum job_kind kind, enum job_role role)
+{
+	struct job *j = calloc(1, sizeof *j);
+	if (!j)
+		return NULL;
+	j->doc = d;
+	j->chunk = chunk;
+	j->sub = sub;
+	j->kind = kind;
+	j->role = role;
+	j->slot = -1;
+	return j;
+}
+
+static void job_free(struct job *j)
+{
+	if (!j)
+		return;
+	free(j->toks);
+	dk_buf_free(&j->text);
+	free(j->error);
+	free(j);
+}
+
+static void enqueue(struct runner *R, struct job *j)
+{
+	j->pkey = hash64(j->toks, (size_t)j->n_prefix * sizeof *j->toks);
+	j->next = NULL;
+	if (R->q_tail)
+		R->q_tail->next = j;
+	else
+		R->q_head = j;
+	R->q_tail = j;
+	R->q_len++;
+	j->doc->pending++;
+	if (j->chunk >= 0)
+		j->doc->cr[j->chunk].pending++;
+}
+
+static struct dk_sampler_params gen_params(struct runner *R, uint64_t salt)
+{
+	struct dk_sampler_params sp = dk_sampler_default_params();
+	const struct dk_pipeline *pl = R->pl;
+	sp.temperature = R->temperature;
+	sp.top_k = pl ? pl->top_k : 0;
+	sp.top_p = pl ? pl->top_p : 1;
+	sp.min_p = 0;
+	sp.repeat_penalty = pl ? pl->repeat_penalty : 1;
+	/* per-job seed: the draw does not depend on scheduling */
+	sp.seed = R->seed ^ salt;
+	return sp;
+}
+
+/* ---- records ---- */
+
+static json_t *source_json(const struct doc *d)
+{
+	json_t *s = json_object();
+	json_object_set_new(s, "path", json_string(d->path));
+	json_object_set_new(s, "member", d->member ? json_string(d->member) : json_null());
+	json_object_set_new(s, "mime", json_string(d->mime ? d->mime : ""));
+	json_object_set_new(s, "bytes", json_integer((json_int_t)d->bytes));
+	json_object_set_new(s, "sha256", json_string(d->sha256));
+	return s;
+}
+
+/* Writes one output line (consumes line) and counts it. */
+static void put_line(struct runner *R, const char *out_id, json_t *line, const char *status)
+{
+	struct dk_runner_stats *st = R->st;
+	char *s = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
+	json_decref(line);
+	if (!s) {
+		R->stopping = true;
+		dk_err(R->err, sizeof R->err, DK_FATAL, "out of memory");
+		return;
+	}
+	if (dk_out_write(R->out, s, strlen(s), out_id) != DK_OK) {
+		snprintf(R->err, sizeof R->err, "%s", dk_out_error(R->out));
+		R->stopping = true;
+		R->io_failed = true;
+		free(s);
+		return;
+	}
+	free(s);
+	if (!strcmp(status, "ok"))
+		st->ok++;
+	else if (!strcmp(status, "skipped"))
+		st->skipped++;
+	else {
+		st->errors++;
+		if (R->p->max_failures >= 0 && st->errors > (uint64_t)R->p->max_failures) {
+			st->max_failures_hit = true;
+			R->stopping = true;
+		}
+	}
+}
+
+static void write_record(struct runner *R, const char *id, json_t *rec, const char *status)
+{
+	json_t *line = rec;
+	const char *out_id = id;
+	char bid[64];
+	if (R->p->format == DK_FORMAT_OPENAI_BATCH) {
+		/* OpenAI Batch output line carrying the record's output */
+		snprintf(bid, sizeof bid, "batch_req_%s", id);
+		out_id = bid;
+		line = json_object();
+		json_object_set_new(line, "id", json_string(bid));
+		json_object_set_new(line, "custom_id", json_string(id));
+		if (!strcmp(status, "ok")) {
+			json_t *o = json_object_get(rec, "output");
+			char *content = json_is_string(o) ? strdup(json_string_value(o))
+							  : json_dumps(o, JSON_COMPACT);
+			json_t *u = json_object_get(rec, "usage");
+			json_int_t pt = json_integer_value(json_object_get(u, "prompt_tokens"));
+			json_int_t ct = json_integer_value(json_object_get(u, "completion_tokens"));
+			json_t *body = json_pack(
+				"{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s}, s:s}], s:{s:I, s:I, s:I}}",
+				"id", id, "object", "chat.completion", "created", (json_int_t)time(NULL),
+				"model", R->model_name, "choices", "index", 0, "message", "role",
+				"assistant", "content", content ? content : "", "finish_reason", "stop",
+				"usage", "prompt_tokens", pt, "completion_tokens", ct, "total_tokens",
+				pt + ct);
+			free(content);
+			json_object_set_new(line, "response",
+					    json_pack("{s:i, s:s, s:o}", "status_code", 200,
+						      "request_id", id, "body", body));
+			json_object_set_new(line, "error", json_null());
+		} else {
+			json_object_set_new(line, "response", json_null());
+			const char *msg = json_string_value(json_object_get(rec, "error"));
+			if (!msg)
+				msg = json_string_value(json_object_get(rec, "skip_reason"));
+			json_object_set_new(line, "error",
+					    json_pack("{s:s, s:s}", "code", status, "message",
+						      msg ? msg : status));
+		}
+	}
+	if (line != rec)
+		json_decref(rec);
+	put_line(R, out_id, line, status);
+}
+
+static json_t *record_base(struct runner *R, const char *id, const struct doc *d,
+			   const struct dk_chunk *c)
+{
+	json_t *r = json_object();
+	json_object_set_new(r, "id", json_string(id));
+	json_object_set_new(r, "source", source_json(d));
+	if (c)
+		json_object_set_new(r, "chunk",
+				    json_pack("{s:i, s:i, s:I, s:I, s:i}", "index", c->index, "count",
+					      c->count, "start", (json_int_t)c->start, "end",
+					      (json_int_t)c->end, "tokens", c->tokens));
+	if (R->pl)
+		json_object_set_new(r, "pipeline",
+				    json_pack("{s:s, s:s, s:s}", "name", R->pl->name, "task",
+					      dk_task_name(R->pl->task), "hash", R->pl->hash));
+	json_object_set_new(r, "model", json_pack("{s:s, s:s}", "name", R->model_name, "sha256",
+						  R->model_sha ? R->model_sha : ""));
+	return r;
+}
+
+static void record_finish(struct runner *R, json_t *r, const char *status, json_t *output,
+			  const char *error, const char *skip, uint64_t pt, uint64_t ct, uint64_t gt,
+			  double ms)
+{
+	json_object_set_new(r, "status", json_string(status));
+	json_object_set_new(r, "output", output ? output : json_null());
+	if (error)
+		json_object_set_new(r, "error", json_string(error));
+	if (skip)
+		json_object_set_new(r, "skip_reason", json_string(skip));
+	json_object_set_new(r, "usage", json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)pt,
+						  "cached_tokens", (json_int_t)ct,
+						  "completion_tokens", (json_int_t)gt));
+	json_object_set_new(r, "timing_ms", json_real(round(ms * 10) / 10));
+	json_object_set_new(r, "route", json_string("local"));
+}
+
+static char *trim_dup(const char *s)
+{
+	while (*s && isspace((unsigned char)*s))
+		s++;
+	size_t n = strlen(s);
+	while (n && isspace((unsigned char)s[n - 1]))
+		n--;
+	return strndup(s, n);
+}
+
+/* Small models often answer in a sentence that restates the question:
+ * "The date (the date of the purchase) is 14/03/2024."  Keeps what follows
+ * " is " when the sentence starts by naming the field. */
+static void strip_restatement(char *v, const char *field)
+{
+	if (strncasecmp(v, "the ", 4) || strncasecmp(v + 4, field, strlen(field)))
+		return;
+	char *is = strstr(v, " is ");
+	if (!is || is - v > 160)
+		return;
+	memmove(v, is + 4, strlen(is + 4) + 1);
+	size_t n = strlen(v);
+	if (n && v[n - 1] == '.')
+		v[n - 1] = 0;
+}
+
+/* Lowercase with runs of whitespace as one space (malloc'd). */
+static char *norm_ws(const char *s, bool drop_commas)
+{
+	size_t n = strlen(s);
+	char *o = malloc(n + 1), *w = o;
+	if (!o)
+		return NULL;
+	bool sp = true;
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (drop_commas && c == ',')
+			continue;
+		if (isspace(c)) {
+			if (!sp)
+				*w++ = ' ';
+			sp = true;
+		} else {
+			*w++ = (char)tolower(c);
+			sp = false;
+		}
+	}
+	while (w > o && w[-1] == ' ')
+		w--;
+	*w = 0;
+	return o;
+}
+
+/* The answer appears in the document (ignoring case and spacing): small
+ * models invent plausible values, and an extract record must not carry
+ * values the document does not hold. */
+static bool grounded(const char *doc, const char *value, bool drop_commas)
+{
+	if (!doc)
+		return true;
+	char *a = norm_ws(doc, drop_commas), *b = norm_ws(value, drop_commas);
+	bool ok = a && b && *b && strstr(a, b);
+	free(a);
+	free(b);
+	return ok;
+}
+
+/* A field's raw answer as a JSON value of its schema type (null if none,
+ * or if doc is given and does not contain it). */
+static json_t *field_value(const struct dk_field *f, const char *raw, const char *doc)
+{
+	char *v = trim_dup(raw ? raw : "");
+	strip_restatement(v, f->name);
+	size_t n = strlen(v);
+	/* strip surrounding quotes and a trailing period */
+	if (n >= 2 && (v[0] == '"' || v[0] == '\'') && v[n - 1] == v[0]) {
+		memmove(v, v + 1, n - 2);
+		v[n - 2] = 0;
+		n -= 2;
+	}
+	json_t *out = NULL;
+	if (!n || !strcasecmp(v, "null") || !strcasecmp(v, "none") || !strcasecmp(v, "n/a") ||
+	    !strcasecmp(v, "unknown")) {
+		out = json_null();
+	} else if (!strcmp(f->type, "number") || !strcmp(f->type, "integer")) {
+		char num[64];
+		size_t k = 0;
+		const char *s = v;
+		while (*s && !isdigit((unsigned char)*s))
+			s++;
+		if (s > v && s[-1] == '-' && k < sizeof num - 1)
+			num[k++] = '-';
+		bool dot = false;
+		for (; *s && k < sizeof num - 1; s++) {
+			if (isdigit((unsigned char)*s))
+				num[k++] = *s;
+			else if (*s == ',' && isdigit((unsigned char)s[1]))
+				continue;
+			else if (*s == '.' && !dot && isdigit((unsigned char)s[1])) {
+				num[k++] = '.';
+				dot = true;
+			} else
+				break;
+		}
+		num[k] = 0;
+		if (k == 0 || (k == 1 && num[0] == '-') || !grounded(doc, num[0] == '-' ? num + 1 : num, true))
+			out = json_null();
+		else if (!strcmp(f->type, "integer"))
+			out = json_integer((json_int_t)strtoll(num, NULL, 10));
+		else
+			out = json_real(strtod(num, NULL));
+	} else if (!strcmp(f->type, "boolean")) {
+		if (!strncasecmp(v, "yes", 3) || !strncasecmp(v, "true", 4))
+			out = json_true();
+		else if (!strncasecmp(v, "no", 2) || !strncasecmp(v, "false", 5))
+			out = json_false();
+		else
+			out = json_null();
+	} else {
+		out = grounded(doc, v, false) ? json_string(v) : json_null();
+	}
+	free(v);
+	return out ? out : json_null();
+}
+
+/* Required fields present and every value of its type. */
+static bool schema_valid(const struct dk_pipeline *pl, json_t *obj)
+{
+	json_t *sc = json_loads(pl->schema_json, 0, NULL);
+	json_t *req = json_object_get(sc, "required");
+	bool ok = true;
+	size_t i;
+	json_t *v;
+	json_array_foreach(req, i, v) {
+		json_t *x = json_object_get(obj, json_string_value(v));
+		if (!x || json_is_null(x))
+			ok = false;
+	}
+	json_decref(sc);
+	return ok;
+}
+
+static void labels_json(struct runner *R, const double *probs, json_t **labels, const char **best)
+{
+	*labels = json_object();
+	size_t bi = 0;
+	for (size_t i = 0; i < R->pl->n_labels; i++) {
+		json_object_set_new(*labels, R->pl->labels[i], json_real(round(probs[i] * 1e6) / 1e6));
+		if (probs[i] > probs[bi])
+			bi = i;
+	}
+	*best = R->pl->labels[bi];
+}
+
+/* Label distribution of one chunk.  Small models prefer some labels
+ * whatever the text says; dividing by the probabilities they give a
+ * content-free document ("contextual calibration", Zhao et al. 2021)
+ * removes that bias. */
+static void chunk_probs(struct runner *R, const double *logp, double *out)
+{
+	double mx = -INFINITY;
+	size_t n = R->pl->n_labels;
+	for (size_t i = 0; i < n; i++) {
+		out[i] = logp[i] - (R->calib ? R->calib[i] : 0);
+		if (out[i] > mx)
+			mx = out[i];
+	}
+	double sum = 0;
+	for (size_t i = 0; i < n; i++)
+		sum += out[i] = exp(out[i] - mx);
+	for (size_t i = 0; i < n; i++)
+		out[i] /= sum;
+}
+
+static bool fail_on_label(struct runner *R, const char *label)
+{
+	for (size_t i = 0; i < R->p->n_fail_on; i++)
+		if (!strcmp(R->p->fail_on[i], label))
+			return true;
+	return false;
+}
+
+/* The output of chunk ci (per-chunk records) or of the whole document. */
+static json_t *chunk_output(struct runner *R, struct doc *d, int ci, json_t *rec)
+{
+	const struct dk_pipeline *pl = R->pl;
+	struct cres *c = &d->cr[ci];
+	switch (pl->task) {
+	case DK_TASK_SUMMARIZE:
+	case DK_TASK_GENERATE:
+		return json_string(c->gen ? c->gen : "");
+	case DK_TASK_CLASSIFY: {
+		double *pr = calloc(pl->n_labels, sizeof *pr);
+		chunk_probs(R, c->logp, pr);
+		json_t *labels;
+		const char *best;
+		labels_json(R, pr, &labels, &best);
+		free(pr);
+		json_object_set_new(rec, "labels", labels);
+		if (fail_on_label(R, best))
+			R->st->fail_on_hits++;
+		return json_string(best);
+	}
+	case DK_TASK_EXTRACT: {
+		json_t *o = json_object();
+		for (size_t i = 0; i < pl->n_fields; i++)
+			json_object_set_new(o, pl->fields[i].name, field_value(&pl->fields[i], c->fields[i], d->text));
+		json_object_set_new(rec, "schema_valid", json_boolean(schema_valid(pl, o)));
+		return o;
+	}
+	}
+	return json_null();
+}
+
+static json_t *doc_output(struct runner *R, struct doc *d, json_t *rec)
+{
+	const struct dk_pipeline *pl = R->pl;
+	if (d->n_chunks == 1)
+		return chunk_output(R, d, 0, rec);
+	switch (pl->task) {
+	case DK_TASK_SUMMARIZE:
+		/* without a reduce prompt the parts are joined, as for generate */
+		if (d->reduce_out)
+			return json_string(d->reduce_out);
+		/* fall through */
+	case DK_TASK_GENERATE: {
+		struct dk_buf b = {0};
+		for (size_t i = 0; i < d->n_chunks; i++) {
+			if (i)
+				dk_buf_putc(&b, '\n');
+			dk_buf_puts(&b, d->cr[i].gen ? d->cr[i].gen : "");
+		}
+		json_t *s = json_string(b.data ? b.data : "");
+		dk_buf_free(&b);
+		return s;
+	}
+	case DK_TASK_CLASSIFY: {
+		/* mean of the chunks' label distributions */
+		size_t n = pl->n_labels;
+		double *acc = calloc(n, sizeof *acc), *pr = calloc(n, sizeof *pr);
+		for (size_t c = 0; c < d->n_chunks; c++) {
+			chunk_probs(R, d->cr[c].logp, pr);
+			for (size_t i = 0; i < n; i++)
+				acc[i] += pr[i] / (double)d->n_chunks;
+		}
+		json_t *labels;
+		const char *best;
+		labels_json(R, acc, &labels, &best);
+		free(acc);
+		free(pr);
+		json_object_set_new(rec, "labels", labels);
+		if (fail_on_label(R, best))
+			R->st->fail_on_hits++;
+		return json_string(best);
+	}
+	case DK_TASK_EXTRACT: {
+		/* first non-null value over the chunks, in order */
+		json_t *o = json_object();
+		for (size_t i = 0; i < pl->n_fields; i++) {
+			json_t *v = json_null();
+			for (size_t c = 0; c < d->n_chunks && json_is_null(v); c++) {
+				json_decref(v);
+				v = field_value(&pl->fields[i], d->cr[c].fields[i], d->text);
+			}
+			json_object_set_new(o, pl->fields[i].name, v);
+		}
+		json_object_set_new(rec, "schema_valid", json_boolean(schema_valid(pl, o)));
+		return o;
+	}
+	}
+	return json_null();
+}
+
+static void doc_free(struct doc *d)
+{
+	if (!d)
+		return;
+	for (size_t i = 0; d->cr && i < d->n_chunks; i++) {
+		free(d->cr[i].gen);
+		free(d->cr[i].logp);
+		free(d->cr[i].error);
+		for (size_t k = 0; d->cr[i].fields && k < d->n_fields; k++)
+			free(d->cr[i].fields[k]);
+		free(d->cr[i].fields);
+	}
+	free(d->cr);
+	free(d->path);
+	free(d->member);
+	free(d->mime);
+	free(d->text);
+	free(d->chunks);
+	free(d->reduce_out);
+	free(d->custom_id);
+	free(d->req_model);
+	for (size_t i = 0; i < d->n_stops; i++)
+		free(d->stops[i]);
+	free(d->stops);
+	free(d->batch_error);
+	free(d);
+}
+
+/* ---- document lifecycle ---- */
+
+static void close_doc(struct runner *R, struct doc *d)
+{
+	struct doc **pp = &R->docs;
+	while (*pp && *pp != d)
+		pp = &(*pp)->next;
+	if (*pp) {
+		*pp = d->next;
+		R->n_open--;
+	}
+	doc_free(d);
+}
+
+static void chunk_id(struct runner *R, const struct doc *d, size_t ci, char out[33])
+{
+	id32(out, "chunk", d->path, d->chunks[ci].id, R->pl->hash);
+}
+
+static void emit_chunk(struct runner *R, struct doc *d, size_t ci)
+{
+	struct cres *c = &d->cr[ci];
+	char id[33];
+	chunk_id(R, d, ci, id);
+	json_t *rec = record_base(R, id, d, &d->chunks[ci]);
+	double ms = now_ms() - d->t0;
+	R->st->chunks++;
+	if (c->error) {
+		record_finish(R, rec, "error", NULL, c->error, NULL, c->pt, c->ct, c->gt, ms);
+		write_record(R, id, rec, "error");
+		return;
+	}
+	json_t *o = chunk_output(R, d, (int)ci, rec);
+	record_finish(R, rec, "ok", o, NULL, NULL, c->pt, c->ct, c->gt, ms);
+	write_record(R, id, rec, "ok");
+}
+
+static void emit_doc(struct runner *R, struct doc *d, const char *error)
+{
+	json_t *rec = record_base(R, d->id, d, NULL);
+	double ms = now_ms() - d->t0;
+	R->st->chunks += d->n_chunks;
+	if (!error)
+		for (size_t i = 0; i < d->n_chunks && !error; i++)
+			error = d->cr[i].error;
+	if (error) {
+		record_finish(R, rec, "error", NULL, error, NULL, d->prompt_tokens, d->cached_tokens,
+			      d->completion_tokens, ms);
+		write_record(R, d->id, rec, "error");
+		return;
+	}
+	json_t *o = doc_output(R, d, rec);
+	record_finish(R, rec, "ok", o, NULL, NULL, d->prompt_tokens, d->cached_tokens,
+		      d->completion_tokens, ms);
+	write_record(R, d->id, rec, "ok");
+}
+
+static void emit_skip(struct runner *R, struct doc *d, const char *reason, const char *detail)
+{
+	json_t *rec = record_base(R, d->id, d, NULL);
+	record_finish(R, rec, "skipped", NULL, detail, reason, 0, 0, 0, now_ms() - d->t0);
+	write_record(R, d->id, rec, "skipped");
+}
+
+static char *too_long(struct runner *R, int n_prompt, int n_gen)
+{
+	struct dk_buf b = {0};
+	dk_buf_printf(&b,
+		      "too-long: prompt of %d tokens + %d to generate does not fit the context of %d "
+		      "tokens (lower chunking.max_tokens or raise --ctx)",
+		      n_prompt, n_gen, R->n_ctx);
+	return dk_buf_steal(&b);
+}
+
+/* Queues a generate/score job, or records why it cannot run. */
+static int submit(struct runner *R, struct job *j, struct tokv *t, int n_prefix, char **err_slot)
+{
+	j->toks = t->v;
+	j->n_toks = t->n;
+	t->v = NULL;
+	t->n = t->cap = 0;
+	j->n_prefix = n_prefix > j->n_toks ? j->n_toks : n_prefix;
+	int need = j->n_toks + (j->kind == JOB_GEN ? j->max_tokens : 0);
+	if (j->n_toks == 0 || need > R->n_ctx) {
+		if (!*err_slot)
+			*err_slot = too_long(R, j->n_toks, j->kind == JOB_GEN ? j->max_tokens : 0);
+		job_free(j);
+		return -1;
+	}
+	enqueue(R, j);
+	return 0;
+}
+
+static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
+{
+	const struct dk_pipeline *pl = R->pl;
+	const struct dk_chunk *c = &d->chunks[ci];
+	struct cres *cr = &d->cr[ci];
+	char *text = strndup(d->text + c->start, c->end - c->start);
+	char idx[24], cnt[24], bytes[24];
+	snprintf(idx, sizeof idx, "%d", c->index + 1);
+	snprintf(cnt, sizeof cnt, "%d", c->count);
+	snprintf(bytes, sizeof bytes, "%llu", (unsigned long long)d->bytes);
+	struct dk_buf labels = {0};
+	for (size_t i = 0; i < pl->n_labels; i++)
+		dk_buf_printf(&labels, "%s%s", i ? ", " : "", pl->labels[i]);
+	const char *base = strrchr(d->path, '/');
+	base = base ? base + 1 : d->path;
+	struct dk_tmpl_var vars[12] = {
+		{"text", text},
+		{"path", d->path},
+		{"name", base},
+		{"member", d->member ? d->member : ""},
+		{"mime", d->mime},
+		{"bytes", bytes},
+		{"labels", labels.data ? labels.data : ""},
+		{"schema", pl->schema_json ? pl->schema_json : ""},
+		{"chunk_index", idx},
+		{"chunk_count", cnt},
+		{"field", ""},
+		{"field_description", ""},
+	};
+	struct tokv t = {0};
+	int n_prefix = 0;
+	switch (pl->task) {
+	case DK_TASK_SUMMARIZE:
+	case DK_TASK_GENERATE: {
+		struct job *j = job_new(d, (int)ci, 0, JOB_GEN, ROLE_MAP);
+		j->max_tokens = R->max_tokens;
+		j->sp = gen_params(R, hash64(c->id, 64));
+		j->stop = pl->stop;
+		j->n_stop = pl->n_stop;
+		if (build_prompt(R, pl->system, pl->user, vars, 10, "text", &t, &n_prefix)) {
+			cr->error = strdup("cannot render the prompt");
+			job_free(j);
+			break;
+		}
+		submit(R, j, &t, n_prefix, &cr->error);
+		break;
+	}
+	case DK_TASK_CLASSIFY: {
+		cr->logp = calloc(pl->n_labels, sizeof *cr->logp);
+		if (build_prompt(R, pl->system, pl->user, vars, 10, NULL, &t, &n_prefix)) {
+			cr->error = strdup("cannot render the prompt");
+			break;
+		}
+		int n_prompt = t.n;
+		for (size_t i = 0; i < pl->n_labels && !cr->error; i++) {
+			struct tokv full = {0};
+			full.cap = n_prompt + 64;
+			full.v = malloc((size_t)full.cap * sizeof *full.v);
+			if (!full.v) {
+				cr->error = strdup("out of memory");
+				break;
+			}
+			memcpy(full.v, t.v, (size_t)n_prompt * sizeof *t.v);
+			full.n = n_prompt;
+			const char *lab = pl->labels[i];
+			if (tokv_push_text(R, &full, lab, strlen(lab), false, false) || full.n == n_prompt) {
+				free(full.v);
+				cr->error = strdup("cannot tokenize a label");
+				break;
+			}
+			struct job *j = job_new(d, (int)ci, (int)i, JOB_SCORE, ROLE_LABEL);
+			j->score_from = n_prompt;
+			submit(R, j, &full, n_prompt, &cr->error);
+		}
+		free(t.v);
+		break;
+	}
+	case DK_TASK_EXTRACT:
+		cr->fields = calloc(pl->n_fields, sizeof *cr->fields);
+		for (size_t i = 0; i < pl->n_fields && !cr->error; i++) {
+			vars[10].value = pl->fields[i].name;
+			vars[11].value = pl->fields[i].description;
+			t.n = 0;
+			if (build_prompt(R, pl->system, pl->user, vars, 12, "field", &t, &n_prefix)) {
+				cr->error = strdup("cannot render the prompt");
+				break;
+			}
+			struct job *j = job_new(d, (int)ci, (int)i, JOB_GEN, ROLE_FIELD);
+			j->max_tokens = R->max_tokens;
+			j->sp = gen_params(R, hash64(c->id, 64) + i);
+			j->stop = pl->stop;
+			j->n_stop = pl->n_stop;
+			submit(R, j, &t, n_prefix, &cr->error);
+		}
+		free(t.v);
+		break;
+	}
+	free(text);
+	dk_buf_free(&labels);
+}
+
+static void doc_stage_done(struct runner *R, struct doc *d);
+static void emit_batch(struct runner *R, struct doc *d);
+
+static void open_doc(struct runner *R, const struct dk_doc *dd)
+{
+	const struct dk_pipeline *pl = R->pl;
+	struct dk_runner_stats *st = R->st;
+	if (R->p->shard_n > 1 && dk_runner_shard_of(dd->path, R->p->shard_n) != R->p->shard_k) {
+		st->other_shards++;
+		return;
+	}
+	st->docs++;
+	struct doc *d = calloc(1, sizeof *d);
+	d->t0 = now_ms();
+	d->path = strdup(dd->path);
+	d->member = dd->member ? strdup(dd->member) : NULL;
+	d->mime = strdup(dd->mime ? dd->mime : "");
+	snprintf(d->sha256, sizeof d->sha256, "%s", dd->sha256);
+	d->bytes = dd->bytes;
+	d->n_fields = pl->n_fields;
+	id32(d->id, "doc", d->path, d->sha256, pl->hash);
+	if (R->p->mode == DK_OUT_INCREMENTAL && *d->sha256 &&
+	    dk_out_have_ok(R->out, d->sha256, pl->hash, R->model_sha)) {
+		st->unchanged++;
+		doc_free(d);
+		return;
+	}
+	if (dd->action == DK_DOC_SKIP || !dd->text) {
+		if (dk_out_done(R->out, d->id))
+			st->resumed++;
+		else
+			emit_skip(R, d, dd->skip_reason ? dd->skip_reason : "unreadable", dd->detail);
+		doc_free(d);
+		return;
+	}
+	if (!pl->per_chunk && dk_out_done(R->out, d->id)) {
+		st->resumed++;
+		doc_free(d);
+		return;
+	}
+	struct dk_chunk_params cp = dk_chunk_default_params();
+	cp.max_tokens = pl->chunk_tokens;
+	cp.overlap_tokens = pl->chunk_overlap;
+	cp.count = count_tokens;
+	cp.count_ud = R;
+	if (dk_chunk_text(dd->text, dd->text_len, dd->sha256[0] ? dd->sha256 : NULL, &cp, &d->chunks,
+			  &d->n_chunks) != DK_OK) {
+		json_t *rec = record_base(R, d->id, d, NULL);
+		record_finish(R, rec, "error", NULL, "cannot chunk the text", NULL, 0, 0, 0, 0);
+		write_record(R, d->id, rec, "error");
+		doc_free(d);
+		return;
+	}
+	if (d->n_chunks == 0) {
+		if (dk_out_done(R->out, d->id))
+			st->resumed++;
+		else
+			emit_skip(R, d, "empty", "no text to process");
+		doc_free(d);
+		return;
+	}
+	d->text = strndup(dd->text, dd->text_len);
+	d->cr = calloc(d->n_chunks, sizeof *d->cr);
+	size_t want = 0;
+	for (size_t i = 0; i < d->n_chunks; i++) {
+		char id[33];
+		chunk_id(R, d, i, id);
+		d->cr[i].want = !pl->per_chunk || !dk_out_done(R->out, id);
+		if (!d->cr[i].want)
+			st->resumed++;
+		want += d->cr[i].want;
+	}
+	if (!want) {
+		doc_free(d);
+		return;
+	}
+	d->next = R->docs;
+	R->docs = d;
+	R->n_open++;
+	for (size_t i = 0; i < d->n_chunks; i++)
+		if (d->cr[i].want) {
+			spawn_chunk(R, d, i);
+			if (pl->per_chunk && d->cr[i].pending == 0)
+				emit_chunk(R, d, i); /* failed before running */
+		}
+	if (d->pending == 0)
+		doc_stage_done(R, d);
+}
+
+static void doc_stage_done(struct runner *R, struct doc *d)
+{
+	const struct dk_pipeline *pl = R->pl;
+	if (d->is_calib) {
+		if (!d->cr[0].error) {
+			R->calib = malloc(pl->n_labels * sizeof *R->calib);
+			if (R->calib)
+				memcpy(R->calib, d->cr[0].logp, pl->n_labels * sizeof *R->calib);
+		}
+		R->calib_pending = false;
+		close_doc(R, d);
+		return;
+	}
+	if (d->custom_id) {
+		emit_batch(R, d);
+		close_doc(R, d);
+		return;
+	}
+	if (pl->per_chunk) {
+		close_doc(R, d);
+		return;
+	}
+	bool err = false;
+	for (size_t i = 0; i < d->n_chunks; i++)
+		err |= d->cr[i].error != NULL;
+	if (!err && pl->task == DK_TASK_SUMMARIZE && d->n_chunks > 1 && pl->reduce && !d->reduced) {
+		d->reduced = true;
+		struct dk_buf sum = {0};
+		for (size_t i = 0; i < d->n_chunks; i++)
+			dk_buf_printf(&sum, "%sPart %zu: %s", i ? "\n" : "", i + 1,
+				      d->cr[i].gen ? d->cr[i].gen : "");
+		char cnt[24], bytes[24];
+		snprintf(cnt, sizeof cnt, "%zu", d->n_chunks);
+		snprintf(bytes, sizeof bytes, "%llu", (unsigned long long)d->bytes);
+		const char *base = strrchr(d->path, '/');
+		base = base ? base + 1 : d->path;
+		struct dk_tmpl_var vars[] = {
+			{"summaries", sum.data ? sum.data : ""}, {"path", d->path}, {"name", base},
+			{"member", d->member ? d->member : ""}, {"mime", d->mime}, {"bytes", bytes},
+			{"chunk_count", cnt},
+		};
+		struct tokv t = {0};
+		int n_prefix = 0;
+		char *error = NULL;
+		if (build_prompt(R, pl->system, pl->reduce, vars, sizeof vars / sizeof vars[0],
+				 "summaries", &t, &n_prefix)) {
+			error = strdup("cannot render the reduce prompt");
+		} else {
+			struct job *j = job_new(d, -1, 0, JOB_GEN, ROLE_REDUCE);
+			j->max_tokens = pl->reduce_max_tokens;
+			j->sp = gen_params(R, hash64(d->id, 32));
+			j->stop = pl->stop;
+			j->n_stop = pl->n_stop;
+			submit(R, j, &t, n_prefix, &error);
+		}
+		dk_buf_free(&sum);
+		if (!error)
+			return; /* the reduce job will call us again */
+		emit_doc(R, d, error);
+		free(error);
+		close_doc(R, d);
+		return;
+	}
+	emit_doc(R, d, NULL);
+	close_doc(R, d);
+}
+
+static void job_done(struct runner *R, struct job *j)
+{
+	struct doc *d = j->doc;
+	struct dk_runner_stats *st = R->st;
+	st->prompt_tokens += (uint64_t)j->n_toks;
+	st->cached_tokens += (uint64_t)j->n_cached;
+	st->completion_tokens += (uint64_t)j->n_gen;
+	d->prompt_tokens += (uint64_t)j->n_toks;
+	d->cached_tokens += (uint64_t)j->n_cached;
+	d->completion_tokens += (uint64_t)j->n_gen;
+	const char *text = j->text.data ? j->text.data : "";
+	if (j->chunk >= 0) {
+		struct cres *c = &d->cr[j->chunk];
+		c->pt += (uint64_t)j->n_toks;
+		c->ct += (uint64_t)j->n_cached;
+		c->gt += (uint64_t)j->n_gen;
+		if (j->error && !c->error)
+			c->error = strdup(j->error);
+		switch (j->role) {
+		case ROLE_MAP:
+			free(c->gen);
+			c->gen = trim_dup(text);
+			break;
+		case ROLE_FIELD:
+			c->fields[j->sub] = strdup(text);
+			break;
+		case ROLE_LABEL:
+			c->logp[j->sub] = j->logp;
+			break;
+		default:
+			break;
+		}
+		c->pending--;
+	} else {
+		if (j->error && !d->batch_error)
+			d->batch_error = strdup(j->error);
+		free(d->reduce_out);
+		d->reduce_out = j->role == ROLE_BATCH ? strdup(text) : trim_dup(text);
+		d->finish = j->finish;
+	}
+	d->pending--;
+	if (R->pl && R->pl->per_chunk && !d->is_calib && j->chunk >= 0 && d->cr[j->chunk].pending == 0)
+		emit_chunk(R, d, (size_t)j->chunk);
+	if (d->pending == 0)
+		doc_stage_done(R, d);
+}
+
+/* ---- scheduling ---- */
+
+static bool warm_has(const struct runner *R, uint64_t k)
+{
+	for (int i = 0; i < R->n_warm; i++)
+		if (R->warm[i] == k)
+			return true;
+	return false;
+}
+
+static void warm_add(struct runner *R, uint64_t k)
+{
+	if (warm_has(R, k))
+		return;
+	int cap = (int)(sizeof R->warm / sizeof R->warm[0]);
+	if (R->n_warm < cap)
+		R->warm[R->n_warm++] = k;
+	else {
+		R->warm[R->warm_pos] = k;
+		R->warm_pos = (R->warm_pos + 1) % cap;
+	}
+}
+
+/* Jobs wait while another job is computing their shared prefix, so that
+ * they find it in the prefix cache instead of computing it again. */
+static bool eligible(const struct runner *R, const struct job *j)
+{
+	if (!R->p->prefix_cache || j->n_prefix < 16 || warm_has(R, j->pkey))
+		return true;
+	for (int s = 0; s < R->n_seq; s++) {
+		const struct job *a = R->slots[s].job;
+		if (a && !a->warmed && a->pkey == j->pkey)
+			return false;
+	}
+	return true;
+}
+
+static struct job *pick(struct runner *R)
+{
+	struct job *prev = NULL;
+	int scanned = 0;
+	for (struct job *j = R->q_head; j && scanned < 4 * R->n_seq; prev = j, j = j->next, scanned++) {
+		if (!eligible(R, j))
+			continue;
+		if (prev)
+			prev->next = j->next;
+		else
+			R->q_head = j->next;
+		if (R->q_tail == j)
+			R->q_tail = prev;
+		R->q_len--;
+		j->next = NULL;
+		return j;
+	}
+	return NULL;
+}
+
+static void finish_job(struct runner *R, struct job *j, const char *reason)
+{
+	struct slot *s = &R->slots[j->slot];
+	j->finish = reason;
+	if (j->cstate && R->p->constraint && R->p->constraint->end)
+		R->p->constraint->end(j->cstate);
+	j->cstate = NULL;
+	dk_kv_seq_clear(R->ctx, j->slot);
+	s->job = NULL;
+	job_done(R, j);
+	job_free(j);
+}
+
+static int admit(struct runner *R, int slot, struct job *j)
+{
+	struct slot *s = &R->slots[slot];
+	dk_kv_seq_clear(R->ctx, slot);
+	j->slot = slot;
+	j->n_past = R->p->prefix_cache ? dk_kv_seq_reuse_prefix(R->ctx, slot, j->toks, j->n_toks) : 0;
+	if (j->n_past < 0)
+		j->n_past = 0;
+	j->n_cached = j->n_past;
+	if (getenv("DOCKET_DEBUG_SCHED"))
+		fprintf(stderr, "admit slot %d %s chunk %d sub %d: %d tokens, prefix %d key %016llx%s, reused %d\n",
+			slot, j->doc->path, j->chunk, j->sub, j->n_toks, j->n_prefix,
+			(unsigned long long)j->pkey, warm_has(R, j->pkey) ? " warm" : "", j->n_past);
+	if (j->n_past >= j->n_prefix) {
+		j->warmed = true;
+		warm_add(R, j->pkey);
+	}
+	dk_sampler_free(s->smp);
+	s->smp = NULL;
+	if (j->kind == JOB_GEN) {
+		s->smp = dk_sampler_new(&j->sp, R->n_vocab);
+		if (!s->smp)
+			return -1;
+		dk_detok_init(&j->dt, R->tok);
+		if (R->p->constraint && R->p->constraint->begin) {
+			const char *field = j->role == ROLE_FIELD ? R->pl->fields[j->sub].name : NULL;
+			j->cstate = R->p->constraint->begin(R->p->constraint->ud, R->pl, field);
+		}
+	}
+	j->last = DK_TOKEN_NULL;
+	s->job = j;
+	return 0;
+}
+
+static bool hit_stop(struct job *j, size_t added)
+{
+	for (size_t i = 0; i < j->n_stop; i++) {
+		size_t sl = strlen(j->stop[i]);
+		if (!sl)
+			continue;
+		size_t from = j->text.len > added + sl ? j->text.len - added - sl : 0;
+		char *hit = strstr(j->text.data + from, j->stop[i]);
+		if (hit) {
+			j->text.len = (size_t)(hit - j->text.data);
+			j->text.data[j->text.len] = 0;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Samples the next token of a generate job from logits. */
+static void sample(struct runner *R, struct job *j, const float *logits)
+{
+	struct slot *s = &R->slots[j->slot];
+	memcpy(R->scratch, logits, (size_t)R->n_vocab * sizeof *R->scratch);
+	const struct dk_constraint *k = R->p->constraint;
+	if (j->cstate && k->mask)
+		k->mask(j->cstate, R->scratch, R->n_vocab, j->max_tokens - j->n_gen);
+	dk_token t = dk_sampler_sample(s->smp, R->scratch);
+	if (t == DK_TOKEN_NULL) {
+		j->error = strdup("no token allowed by the constraint");
+		finish_job(R, j, "stop");
+		return;
+	}
+	dk_sampler_accept(s->smp, t);
+	if (j->cstate && k->accept)
+		k->accept(j->cstate, t);
+	if (dk_token_is_eog(R->tok, t)) {
+		finish_job(R, j, "stop");
+		return;
+	}
+	j->n_gen++;
+	char piece[256];
+	int n = dk_detok_push(&j->dt, t, piece, sizeof piece);
+	size_t added = 0;
+	if (n > 0) {
+		dk_buf_append(&j->text, piece, (size_t)n);
+		added = (size_t)n;
+	}
+	if (j->text.data && hit_stop(j, added)) {
+		finish_job(R, j, "stop");
+		return;
+	}
+	if (j->cstate && k->complete && k->complete(j->cstate)) {
+		finish_job(R, j, "stop");
+		return;
+	}
+	if (j->n_gen >= j->max_tokens || j->n_past + 1 >= R->n_ctx) {
+		finish_job(R, j, "length");
+		return;
+	}
+	j->last = t;
+}
+
+static double log_softmax_at(const float *l, int32_t n, dk_token t)
+{
+	float mx = l[0];
+	for (int32_t i = 1; i < n; i++)
+		if (l[i] > mx)
+			mx = l[i];
+	double sum = 0;
+	for (int32_t i = 0; i < n; i++)
+		sum += exp((double)l[i] - mx);
+	return (double)l[t] - mx - log(sum);
+}
+
+/* One dk_decode over every live sequence.  Returns -1 on a fatal error. */
+static int step(struct runner *R)
+{
+	struct dk_batch *b = R->batch;
+	dk_batch_clear(b);
+	int budget = R->n_batch;
+	for (int s = 0; s < R->n_seq; s++) {
+		struct job *j = R->slots[s].job;
+		if (!j)
+			continue;
+		j->bcount = 0;
+		if (j->n_past >= j->n_toks && j->last != DK_TOKEN_NULL && budget > 0) {
+			j->bfirst = b->n_tokens;
+			dk_batch_add(b, j->last, j->n_past, s, true);
+			j->bcount = 1;
+			budget--;
+		}
+	}
+	for (int s = 0; s < R->n_seq && budget > 0; s++) {
+		struct job *j = R->slots[s].job;
+		if (!j || j->n_past >= j->n_toks)
+			continue;
+		int m = j->n_toks - j->n_past;
+		if (m > budget)
+			m = budget;
+		j->bfirst = b->n_tokens;
+		for (int i = 0; i < m; i++) {
+			int t = j->n_past + i;
+			bool want = j->kind == JOB_GEN ? t == j->n_toks - 1
+						       : (t >= j->score_from - 1 && t < j->n_toks - 1);
+			dk_batch_add(b, j->toks[t], t, s, want);
+		}
+		j->bcount = m;
+		budget -= m;
+	}
+	if (b->n_tokens == 0)
+		return 0;
+	enum dk_status st = dk_decode(R->ctx, b);
+	if (st == DK_FATAL) {
+		dk_err(R->err, sizeof R->err, DK_FATAL, "decode failed: %s", dk_ctx_error(R->ctx));
+		return -1;
+	}
+	for (int s = 0; s < R->n_seq; s++) {
+		struct job *j = R->slots[s].job;
+		if (!j || !j->bcount)
+			continue;
+		if (st != DK_OK) {
+			j->error = strdup(dk_ctx_error(R->ctx));
+			finish_job(R, j, "stop");
+			continue;
+		}
+		if (j->n_past < j->n_toks) { /* prefill */
+			int first = j->n_past;
+			j->n_past += j->bcount;
+			if (j->kind == JOB_SCORE)
+				for (int t = first; t < j->n_past; t++)
+					if (t >= j->score_from - 1 && t < j->n_toks - 1) {
+						const float *l = dk_logits(R->ctx, j->bfirst + t - first);
+						if (l)
+							j->logp += log_softmax_at(l, R->n_vocab, j->toks[t + 1]);
+					}
+			if (!j->warmed && j->n_past >= j->n_prefix) {
+				j->warmed = true;
+				warm_add(R, j->pkey);
+			}
+			if (j->n_past == j->n_toks) {
+				if (j->kind == JOB_SCORE)
+					finish_job(R, j, "stop");
+				else
+					sample(R, j, dk_logits(R->ctx, j->bfirst + j->bcount - 1));
+			}
+		} else {
+			j->n_past++;
+			sample(R, j, dk_logits(R->ctx, j->bfirst));
+		}
+	}
+	return 0;
+}
+
+/* ---- OpenAI batch requests ---- */
+
+static void emit_batch(struct runner *R, struct doc *d)
+{
+	char out_id[64], rid[64], cid[64];
+	snprintf(out_id, sizeof out_id, "batch_req_%s", d->id);
+	snprintf(rid, sizeof rid, "req_%s", d->id);
+	snprintf(cid, sizeof cid, "chatcmpl-%s", d->id);
+	json_t *line = json_object();
+	json_object_set_new(line, "id", json_string(out_id));
+	json_object_set_new(line, "custom_id", json_string(d->custom_id));
+	const char *status = "ok";
+	if (d->batch_error) {
+		status = "error";
+		json_object_set_new(
+			line, "response",
+			json_pack("{s:i, s:s, s:{s:{s:s, s:s, s:n}}}", "status_code", 400, "request_id",
+				  rid, "body", "error", "message", d->batch_error, "type",
+				  "invalid_request_error", "param"));
+		json_object_set_new(line, "error", json_pack("{s:s, s:s}", "code", "invalid_request",
+							     "message", d->batch_error));
+	} else {
+		json_t *body = json_pack(
+			"{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s}, s:n, s:s}], s:{s:I, s:I, s:I}}",
+			"id", cid, "object", "chat.completion", "created", (json_int_t)time(NULL), "model",
+			d->req_model ? d->req_model : R->model_name, "choices", "index", 0, "message",
+			"role", "assistant", "content", d->reduce_out ? d->reduce_out : "", "logprobs",
+			"finish_reason", d->finish ? d->finish : "stop", "usage", "prompt_tokens",
+			(json_int_t)d->prompt_tokens, "completion_tokens",
+			(json_int_t)d->completion_tokens, "total_tokens",
+			(json_int_t)(d->prompt_tokens + d->completion_tokens));
+		json_object_set_new(line, "response",
+				    json_pack("{s:i, s:s, s:o}", "status_code", 200, "request_id", rid,
+					      "body", body));
+		json_object_set_new(line, "error", json_null());
+	}
+	R->st->chunks++;
+	put_line(R, out_id, line, status);
+}
+
+static const char *msg_content(json_t *c, struct dk_buf *tmp)
+{
+	if (json_is_string(c))
+		return json_string_value(c);
+	/* [{"type":"text","text":"..."}, ...] */
+	size_t i;
+	json_t *p;
+	dk_buf_clear(tmp);
+	json_array_foreach(c, i, p) {
+		const char *t = json_string_value(json_object_get(p, "text"));
+		if (t)
+			dk_buf_puts(tmp, t);
+	}
+	return tmp->data ? tmp->data : "";
+}
+
+/* Tokens of a chat conversation: the family's scaffolding may hold control
+ * tokens, message contents never do. */
+static int render_messages(struct runner *R, json_t *msgs, struct tokv *out)
+{
+	size_t n = json_array_size(msgs);
+	struct dk_chat_msg *m = calloc(n ? n : 1, sizeof *m);
+	char (*mark)[32] = calloc(n ? n : 1, sizeof *mark);
+	const char **content = calloc(n ? n : 1, sizeof *content);
+	struct dk_buf *tmp = calloc(n ? n : 1, sizeof *tmp);
+	int rc = -1;
+	char *r = NULL;
+	if (!m || !mark || !content || !tmp)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		json_t *x = json_array_get(msgs, i);
+		const char *role = json_string_value(json_object_get(x, "role"));
+		if (!role)
+			goto out;
+		if (!strcmp(role, "developer"))
+			role = "system";
+		content[i] = msg_content(json_object_get(x, "content"), &tmp[i]);
+		snprintf(mark[i], sizeof mark[i], "\x01%zu\x01", i);
+		m[i] = (struct dk_chat_msg){role, mark[i]};
+	}
+	if (R->chat == DK_CHAT_RAW || R->chat == DK_CHAT_UNKNOWN) {
+		struct dk_buf b = {0};
+		for (size_t i = 0; i < n; i++)
+			dk_buf_printf(&b, "%s%s", i ? "\n\n" : "", content[i]);
+		rc = tokv_push_text(R, out, b.data ? b.data : "", b.len, true, false);
+		dk_buf_free(&b);
+		goto out;
+	}
+	r = dk_chat_render(R->chat, m, n, true);
+	if (!r)
+		goto out;
+	const char *cur = r;
+	bool first = true;
+	for (size_t i = 0; i < n; i++) {
+		const char *at = strstr(cur, mark[i]);
+		if (!at)
+			goto out;
+		if (at > cur && tokv_push_text(R, out, cur, (size_t)(at - cur), first, true))
+			goto out;
+		if (at > cur)
+			first = false;
+		if (*content[i] && tokv_push_text(R, out, content[i], strlen(content[i]), first, false))
+			goto out;
+		if (*content[i])
+			first = false;
+		cur = at + strlen(mark[i]);
+	}
+	if (*cur && tokv_push_text(R, out, cur, strlen(cur), first, true))
+		goto out;
+	rc = 0;
+out:
+	free(r);
+	for (size_t i = 0; tmp && i < n; i++)
+		dk_buf_free(&tmp[i]);
+	free(tmp);
+	free(m);
+	free(mark);
+	free(content);
+	return rc;
+}
+
+static void open_batch_line(struct runner *R, const char *line, size_t len)
+{
+	R->batch_line++;
+	struct dk_runner_stats *st = R->st;
+	json_error_t je;
+	json_t *j = json_loadb(line, len, 0, &je);
+	struct doc *d = calloc(1, sizeof *d);
+	d->t0 = now_ms();
+	char where[64];
+	snprintf(where, sizeof where, "line %llu", (unsigned long long)R->batch_line);
+	d->path = strdup(where);
+	d->mime = strdup("application/json");
+	const char *cid = json_string_value(json_object_get(j, "custom_id"));
+	d->custom_id = strdup(cid ? cid : where);
+	id32(d->id, "batch", d->custom_id, NULL, NULL);
+	char out_id[64];
+	snprintf(out_id, sizeof out_id, "batch_req_%s", d->id);
+	st->docs++;
+	if (dk_out_done(R->out, out_id)) {
+		st->resumed++;
+		json_decref(j);
+		doc_free(d);
+		return;
+	}
+	json_t *body = json_object_get(j, "body");
+	const char *url = json_string_value(json_object_get(j, "url"));
+	const char *method = json_string_value(json_object_get(j, "method"));
+	json_t *msgs = json_object_get(body, "messages");
+	struct dk_buf e = {0};
+	if (!j)
+		dk_buf_printf(&e, "%s: invalid JSON: %s", where, je.text);
+	else if (!cid)
+		dk_buf_printf(&e, "%s: missing custom_id", where);
+	else if (method && strcmp(method, "POST"))
+		dk_buf_printf(&e, "%s: method '%s' is not POST", where, method);
+	else if (url && strcmp(url, "/v1/chat/completions"))
+		dk_buf_printf(&e, "%s: url '%s' is not supported (only /v1/chat/completions)", where, url);
+	else if (!json_is_array(msgs) || !json_array_size(msgs))
+		dk_buf_printf(&e, "%s: body.messages must be a non-empty array", where);
+	const char *model = json_string_value(json_object_get(body, "model"));
+	d->req_model = model ? strdup(model) : NULL;
+	struct tokv t = {0};
+	if (!e.len && render_messages(R, msgs, &t))
+		dk_buf_printf(&e, "%s: cannot render messages (each needs role and content)", where);
+	if (e.len) {
+		d->batch_error = dk_buf_steal(&e);
+		emit_batch(R, d);
+		free(t.v);
+		json_decref(j);
+		doc_free(d);
+		return;
+	}
+	struct job *jb = job_new(d, -1, 0, JOB_GEN, ROLE_BATCH);
+	json_t *mt = json_object_get(body, "max_completion_tokens");
+	if (!mt)
+		mt = json_object_get(body, "max_tokens");
+	jb->max_tokens = json_is_integer(mt) && json_integer_value(mt) > 0
+				 ? (int)json_integer_value(mt)
+				 : (R->max_tokens > 0 ? R->max_tokens : 256);
+	jb->sp = gen_params(R, hash64(d->custom_id, strlen(d->custom_id)));
+	json_t *x;
+	if ((x = json_object_get(body, "temperature")) && json_is_number(x))
+		jb->sp.temperature = (float)json_number_value(x);
+	if ((x = json_object_get(body, "top_p")) && json_is_number(x))
+		jb->sp.top_p = (float)json_number_value(x);
+	if ((x = json_object_get(body, "seed")) && json_is_integer(x))
+		jb->sp.seed = (uint64_t)json_integer_value(x);
+	if ((x = json_object_get(body, "frequency_penalty")) && json_is_number(x))
+		jb->sp.freq_penalty = (float)json_number_value(x);
+	if ((x = json_object_get(body, "presence_penalty")) && json_is_number(x))
+		jb->sp.presence_penalty = (float)json_number_value(x);
+	x = json_object_get(body, "stop");
+	if (json_is_string(x)) {
+		d->stops = calloc(1, sizeof *d->stops);
+		d->stops[d->n_stops++] = strdup(json_string_value(x));
+	} else if (json_is_array(x)) {
+		d->stops = calloc(json_array_size(x) + 1, sizeof *d->stops);
+		size_t i;
+		json_t *v;
+		json_array_foreach(x, i, v)
+			if (json_is_string(v))
+				d->stops[d->n_stops++] = strdup(json_string_value(v));
+	}
+	jb->stop = d->stops;
+	jb->n_stop = d->n_stops;
+	json_decref(j);
+	d->next = R->docs;
+	R->docs = d;
+	R->n_open++;
+	if (submit(R, jb, &t, 0, &d->batch_error)) {
+		emit_batch(R, d);
+		close_doc(R, d);
+	}
+	free(t.v);
+}
+
+/* ---- the loop ---- */
+
+/* Queues the labels of a content-free document; records wait for it. */
+static void start_calibration(struct runner *R)
+{
+	struct doc *d = calloc(1, sizeof *d);
+	struct dk_chunk *c = calloc(1, sizeof *c);
+	struct cres *cr = calloc(1, sizeof *cr);
+	if (!d || !c || !cr) {
+		free(d);
+		free(c);
+		free(cr);
+		return;
+	}
+	d->is_calib = true;
+	d->t0 = now_ms();
+	d->path = strdup("calibration");
+	d->mime = strdup("text/plain");
+	d->text = strdup("N/A");
+	d->chunks = c;
+	d->n_chunks = 1;
+	d->cr = cr;
+	c->count = 1;
+	c->end = 3;
+	c->tokens = count_tokens(R, "N/A", 3);
+	snprintf(c->id, sizeof c->id, "calibration");
+	cr->want = true;
+	d->next = R->docs;
+	R->docs = d;
+	R->n_open++;
+	R->calib_pending = true;
+	spawn_chunk(R, d, 0);
+	if (d->pending == 0)
+		doc_stage_done(R, d);
+}
+
+static void refill(struct runner *R)
+{
+	int max_open = R->p->max_open_docs > 0 ? R->p->max_open_docs : 4 * R->n_seq;
+	if (R->calib_pending)
+		return;
+	while (!R->eof && !R->stopping && R->q_len < 2 * R->n_seq + 4 && R->n_open < max_open) {
+		if (R->batch_in) {
+			char *line = NULL;
+			size_t cap = 0;
+			ssize_t k = getline(&line, &cap, R->batch_in);
+			if (k <= 0) {
+				free(line);
+				R->eof = true;
+				break;
+			}
+			while (k > 0 && (line[k - 1] == '\n' || line[k - 1] == '\r'))
+				line[--k] = 0;
+			if (k > 0)
+				open_batch_line(R, line, (size_t)k);
+			else
+				R->batch_line++;
+			free(line);
+			continue;
+		}
+		const struct dk_doc *dd;
+		enum dk_status st = dk_ingest_next(R->ing, &dd);
+		if (st == DK_EOF) {
+			R->eof = true;
+			break;
+		}
+		if (st != DK_OK) {
+			dk_err(R->err, sizeof R->err, DK_FATAL, "%s", dk_ingest_error(R->ing));
+			R->io_failed = true;
+			R->stopping = true;
+			break;
+		}
+		open_doc(R, dd);
+	}
+}
+
+static double cache_rate(const struct dk_runner_stats *st)
+{
+	return st->prompt_tokens ? (double)st->cached_tokens / (double)st->prompt_tokens : 0;
+}
+
+static void progress(struct runner *R, bool final)
+{
+	double t = now_ms();
+	if (!final && t - R->last_progress < (R->progress_jsonl ? 1000 : 200))
+		return;
+	R->last_progress = t;
+	const struct dk_runner_stats *st = R->st;
+	double secs = (t - R->t0) / 1000;
+	double tps = secs > 0 ? (double)(st->prompt_tokens - st->cached_tokens + st->completion_tokens) / secs : 0;
+	if (R->progress_jsonl) {
+		fprintf(stderr,
+			"{\"event\":\"%s\",\"docs\":%llu,\"chunks\":%llu,\"ok\":%llu,\"skipped\":%llu,"
+			"\"errors\":%llu,\"tokens_per_s\":%.1f,\"cache_hit_rate\":%.4f,\"elapsed_s\":%.2f}\n",
+			final ? "done" : "progress", (unsigned long long)st->docs,
+			(unsigned long long)st->chunks, (unsigned long long)st->ok,
+			(unsigned long long)st->skipped, (unsigned long long)st->errors, tps,
+			cache_rate(st), secs);
+		fflush(stderr);
+	} else if (R->progress_bar) {
+		char line[256];
+		int n = snprintf(line, sizeof line,
+				 "\r%llu docs (%llu ok, %llu skipped, %llu errors) | %llu chunks | %.0f tok/s | "
+				 "cache %.0f%% | %d:%02d",
+				 (unsigned long long)st->docs, (unsigned long long)st->ok,
+				 (unsigned long long)st->skipped, (unsigned long long)st->errors,
+				 (unsigned long long)st->chunks, tps, 100 * cache_rate(st), (int)secs / 60,
+				 (int)secs % 60);
+		fputs(line, stderr);
+		for (int i = n; i < R->last_bar_len; i++)
+			fputc(' ', stderr);
+		R->last_bar_len = n;
+		if (final)
+			fputc('\n', stderr);
+		fflush(stderr);
+	}
+}
+
+static void abandon_all(struct runner *R)
+{
+	for (int s = 0; s < R->n_seq; s++) {
+		struct job *j = R->slots[s].job;
+		if (!j)
+			continue;
+		if (j->cstate && R->p->constraint && R->p->constraint->end)
+			R->p->constraint->end(j->cstate);
+		dk_kv_seq_clear(R->ctx, s);
+		R->slots[s].job = NULL;
+		job_free(j);
+	}
+	while (R->q_head) {
+		struct job *j = R->q_head;
+		R->q_head = j->next;
+		job_free(j);
+	}
+	R->q_tail = NULL;
+	R->q_len = 0;
+	while (R->docs) {
+		struct doc *d = R->docs;
+		R->docs = d->next;
+		doc_free(d);
+	}
+	R->n_open = 0;
+}
+
+static void loop(struct runner *R)
+{
+	for (;;) {
+		if (R->p->stop && *R->p->stop && !R->stopping) {
+			R->stopping = true;
+			R->st->interrupted = true;
+			R->st->signal = (int)*R->p->stop;
+		}
+		if (R->stopping)
+			break;
+		refill(R);
+		for (int s = 0; s < R->n_seq && R->q_head && !R->stopping; s++) {
+			if (R->slots[s].job)
+				continue;
+			/* The first job runs alone for one step: it computes the prompt
+			 * head every job shares (system prompt, instructions), which
+			 * the others then find in the prefix cache. */
+			if (R->p->prefix_cache && !R->warmed_up && s > 0)
+				break;
+			struct job *j = pick(R);
+			if (!j)
+				break;
+			if (admit(R, s, j)) {
+				dk_err(R->err, sizeof R->err, DK_FATAL, "out of memory");
+				job_free(j);
+				R->io_failed = true;
+				R->stopping = true;
+			}
+		}
+		int active = 0;
+		for (int s = 0; s < R->n_seq; s++)
+			active += R->slots[s].job != NULL;
+		if (!active) {
+			if (R->eof && !R->q_head)
+				break;
+			continue;
+		}
+		if (step(R)) {
+			R->io_failed = true;
+			R->stopping = true;
+		}
+		R->warmed_up = true;
+		progress(R, false);
+	}
+	abandon_all(R);
+}
+
+/* ---- setup ---- */
+
+static void write_report(struct runner *R)
+{
+	const struct dk_runner_stats *st = R->st;
+	double secs = st->wall_ms / 1000;
+	json_t *r = json_pack(
+		"{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I}, s:f, s:f, s:f, s:f, s:b, s:b}",
+		"documents", (json_int_t)st->docs, "chunks", (json_int_t)st->chunks, "ok",
+		(json_int_t)st->ok, "skipped", (json_int_t)st->skipped, "error", (json_int_t)st->errors,
+		"resumed", (json_int_t)st->resumed, "unchanged", (json_int_t)st->unchanged,
+		"other_shards", (json_int_t)st->other_shards, "tokens", "prompt",
+		(json_int_t)st->prompt_tokens, "cached", (json_int_t)st->cached_tokens, "completion",
+		(json_int_t)st->completion_tokens, "cache_hit_rate", cache_rate(st), "docs_per_s",
+		secs > 0 ? (double)st->docs / secs : 0.0, "tokens_per_s",
+		secs > 0 ? (double)(st->prompt_tokens - st->cached_tokens + st->completion_tokens) / secs
+			 : 0.0,
+		"wall_s", secs, "interrupted", st->interrupted, "max_failures_hit", st->max_failures_hit);
+	if (R->pl)
+		json_object_set_new(r, "pipeline", json_pack("{s:s, s:s}", "name", R->pl->name, "hash",
+							     R->pl->hash));
+	json_object_set_new(r, "model", json_pack("{s:s, s:s}", "name", R->model_name, "sha256",
+						  R->model_sha ? R->model_sha : ""));
+	if (R->p->report_path && json_dump_file(r, R->p->report_path, JSON_INDENT(2)))
+		fprintf(stderr, "docket: cannot write report '%s'\n", R->p->report_path);
+	json_decref(r);
+}
+
+static enum dk_status setup(struct runner *R, char *err, size_t n)
+{
+	const struct dk_runner_params *p = R->p;
+	if (!p->model_path || access(p->model_path, R_OK))
+		return dk_err(err, n, DK_SKIP, "cannot read model '%s': %s",
+			      p->model_path ? p->model_path : "", strerror(errno));
+	struct dk_model_params mp = dk_model_default_params();
+	enum dk_status st = dk_model_load(&R->model, p->model_path, &mp);
+	if (st != DK_OK)
+		return dk_err(err, n, DK_FATAL, "cannot load model '%s': %s", p->model_path,
+			      R->model ? dk_model_error(R->model) : "out of memory");
+	const struct dk_model_info *mi = dk_model_info(R->model);
+	R->tok = dk_model_tokenizer(R->model);
+	R->n_vocab = mi->n_vocab;
+	R->model_name = mi->name;
+	R->model_sha = dk_model_sha256(R->model);
+	if (!R->model_sha)
+		return dk_err(err, n, DK_FATAL, "cannot read model '%s' to hash it", p->model_path);
+	const char *tmpl = dk_model_chat_template(R->model);
+	R->chat = tmpl ? dk_chat_detect(tmpl) : DK_CHAT_RAW;
+	if (R->chat == DK_CHAT_UNKNOWN)
+		R->chat = DK_CHAT_RAW;
+	const struct dk_pipeline *pl = R->pl;
+	R->max_tokens = p->max_tokens >= 0 ? p->max_tokens : pl ? pl->max_tokens : 256;
+	R->temperature = p->temperature >= 0 ? p->temperature : pl ? pl->temperature : 0;
+	R->seed = p->seed >= 0 ? (uint64_t)p->seed : pl ? pl->seed : 0;
+	R->n_seq = p->n_seq > 0 ? p->n_seq : 8;
+	R->n_batch = p->n_batch > 0 ? p->n_batch : 512;
+	R->n_ctx = p->n_ctx > 0 ? p->n_ctx : 2048;
+	if (mi->n_ctx_train > 0 && R->n_ctx > mi->n_ctx_train) {
+		if (p->n_ctx > 0)
+			return dk_err(err, n, DK_SKIP, "--ctx %d exceeds the model's training context %d",
+				      p->n_ctx, mi->n_ctx_train);
+		R->n_ctx = mi->n_ctx_train;
+	}
+	if (R->n_batch < R->n_seq)
+		R->n_batch = R->n_seq;
+	return DK_OK;
+}
+
+static enum dk_status open_output(struct runner *R, char *err, size_t n)
+{
+	const struct dk_runner_params *p = R->p;
+	/* the configuration that determines the records */
+	json_t *cfg = json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:I, s:s, s:i, s:s}",
+				"pipeline", R->pl ? R->pl->name : "batch", "pipeline_hash",
+				R->pl ? R->pl->hash : "", "model", R->model_name, "model_sha256",
+				R->model_sha, "max_tokens", R->max_tokens, "temperature",
+				(double)R->temperature, "seed", (json_int_t)R->seed, "chat",
+				dk_chat_family_name(R->chat), "n_ctx", R->n_ctx, "format",
+				p->format == DK_FORMAT_OPENAI_BATCH ? "openai-batch" : "docket");
+	if (p->shard_n > 1) {
+		char sh[32];
+		snprintf(sh, sizeof sh, "%d/%d", p->shard_k, p->shard_n);
+		json_object_set_new(cfg, "shard", json_string(sh));
+	}
+	char *cj = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(cfg);
+	if (!cj)
+		return dk_err(err, n, DK_FATAL, "out of memory");
+	uint8_t d[32];
+	char hex[65];
+	dk_sha256(cj, strlen(cj), d);
+	dk_sha256_hex(d, hex);
+	struct dk_out_params op = dk_out_default_params();
+	op.path = p->output ? p->output : "-";
+	op.config_hash = hex;
+	op.config_json = cj;
+	op.mode = (enum dk_out_mode)p->mode;
+	op.force = p->force;
+	if (p->sync_every > 0)
+		op.sync_every = p->sync_every;
+	if (p->sync_ms > 0)
+		op.sync_ms = p->sync_ms;
+	enum dk_status st = dk_out_open(&R->out, &op, err, n);
+	free(cj);
+	if (st == DK_OK) {
+		const struct dk_out_scan *sc = dk_out_scan(R->out);
+		if (sc->torn_bytes)
+			fprintf(stderr, "docket: '%s': removed a torn last line (%llu bytes)\n", op.path,
+				(unsigned long long)sc->torn_bytes);
+		if (sc->bad_lines || sc->duplicates)
+			fprintf(stderr, "docket: '%s': dropped %llu unreadable and %llu repeated lines\n",
+				op.path, (unsigned long long)sc->bad_lines,
+				(unsigned long long)sc->duplicates);
+	}
+	return st;
+}
+
+static enum dk_status start_engine(struct runner *R, char *err, size_t n)
+{
+	const struct dk_runner_params *p = R->p;
+	struct dk_ctx_params cp = dk_ctx_default_params();
+	cp.n_ctx = R->n_ctx;
+	cp.n_seq_max = R->n_seq;
+	cp.n_batch = R->n_batch;
+	if (p->n_threads > 0)
+		cp.n_threads = p->n_threads;
+	cp.prefix_cache = p->prefix_cache;
+	cp.deterministic = true;
+	if (dk_ctx_new(&R->ctx, R->model, &cp) != DK_OK)
+		return dk_err(err, n, DK_FATAL, "cannot create the context: %s",
+			      R->ctx ? dk_ctx_error(R->ctx) : "out of memory");
+	R->batch = dk_batch_new(R->n_batch);
+	R->scratch = malloc((size_t)R->n_vocab * sizeof *R->scratch);
+	R->slots = calloc((size_t)R->n_seq, sizeof *R->slots);
+	if (!R->batch || !R->scratch || !R->slots)
+		return dk_err(err, n, DK_FATAL, "out of memory");
+	R->progress_bar = p->progress == DK_PROGRESS_BAR ||
+			  (p->progress == DK_PROGRESS_AUTO && isatty(STDERR_FILENO));
+	R->progress_jsonl = p->progress == DK_PROGRESS_JSONL;
+	return DK_OK;
+}
+
+static enum dk_status finish(struct runner *R, enum dk_status st, char *err, size_t n)
+{
+	R->st->wall_ms = now_ms() - R->t0;
+	if (R->out) {
+		bool complete = st == DK_OK && !R->stopping;
+		if (dk_out_close(R->out, complete) != DK_OK && st == DK_OK)
+			st = dk_err(err, n, DK_FATAL, "%s", dk_out_error(R->out));
+	}
+	if (R->io_failed && st == DK_OK)
+		st = dk_err(err, n, DK_FATAL, "%s", R->err);
+	if (R->ctx)
+		progress(R, true);
+	if (R->model)
+		write_report(R);
+	for (int s = 0; R->slots && s < R->n_seq; s++)
+		dk_sampler_free(R->slots[s].smp);
+	free(R->slots);
+	free(R->scratch);
+	free(R->calib);
+	dk_batch_free(R->batch);
+	dk_ctx_free(R->ctx);
+	dk_out_free(R->out);
+	dk_ingest_free(R->ing);
+	if (R->batch_in)
+		fclose(R->batch_in);
+	dk_model_free(R->model);
+	return st;
+}
+
+enum dk_status dk_runner_run(const struct dk_runner_params *p, const char *const *inputs,
+			     size_t n_inputs, struct dk_runner_stats *stats, char *err, size_t n)
+{
+	struct runner R_ = {0}, *R = &R_;
+	memset(stats, 0, sizeof *stats);
+	R->p = p;
+	R->pl = p->pipeline;
+	R->st = stats;
+	R->t0 = now_ms();
+	if (!R->pl)
+		return dk_err(err, n, DK_SKIP, "no pipeline");
+	if (p->shard_n > 1 && (p->shard_k < 0 || p->shard_k >= p->shard_n))
+		return dk_err(err, n, DK_SKIP, "bad shard %d/%d (K counts from 0 to N-1)", p->shard_k,
+			      p->shard_n);
+	enum dk_status st = setup(R, err, n);
+	if (st == DK_OK)
+		st = open_output(R, err, n);
+	if (st == DK_OK)
+		st = start_engine(R, err, n);
+	if (st == DK_OK) {
+		size_t ni = R->pl->n_include + p->n_include, ne = R->pl->n_exclude + p->n_exclude;
+		const char **inc = calloc(ni + 1, sizeof *inc), **exc = calloc(ne + 1, sizeof *exc);
+		for (size_t i = 0; i < R->pl->n_include; i++)
+			inc[i] = R->pl->include[i];
+		for (size_t i = 0; i < p->n_include; i++)
+			inc[R->pl->n_include + i] = p->include[i];
+		for (size_t i = 0; i < R->pl->n_exclude; i++)
+			exc[i] = R->pl->exclude[i];
+		for (size_t i = 0; i < p->n_exclude; i++)
+			exc[R->pl->n_exclude + i] = p->exclude[i];
+		struct dk_ingest_params ip = dk_ingest_default_params();
+		ip.include = inc;
+		ip.n_include = ni;
+		ip.exclude = exc;
+		ip.n_exclude = ne;
+		ip.hidden = p->hidden;
+		ip.archives = !p->no_archives;
+		if (dk_ingest_new(&R->ing, &ip) != DK_OK) {
+			st = dk_err(err, n, DK_FATAL, "cannot start ingest: %s",
+				    R->ing ? dk_ingest_error(R->ing) : "out of memory");
+		} else {
+			for (size_t i = 0; i < n_inputs; i++)
+				dk_ingest_add(R->ing, inputs[i]);
+			if (R->pl->task == DK_TASK_CLASSIFY)
+				start_calibration(R);
+			loop(R);
+		}
+		st = finish(R, st, err, n);
+		free(inc);
+		free(exc);
+		return st;
+	}
+	return finish(R, st, err, n);
+}
+
+enum dk_status dk_runner_batch(const struct dk_runner_params *p, const char *in_path,
+			       struct dk_runner_stats *stats, char *err, size_t n)
+{
+	struct runner R_ = {0}, *R = &R_;
+	memset(stats, 0, sizeof *stats);
+	R->p = p;
+	R->pl = NULL;
+	R->st = stats;
+	R->t0 = now_ms();
+	R->batch_in = !strcmp(in_path, "-") ? fdopen(dup(STDIN_FILENO), "r") : fopen(in_path, "r");
+	if (!R->batch_in)
+		return dk_err(err, n, DK_SKIP, "cannot open '%s': %s", in_path, strerror(errno));
+	enum dk_status st = setup(R, err, n);
+	if (st == DK_OK)
+		st = open_output(R, err, n);
+	if (st == DK_OK)
+		st = start_engine(R, err, n);
+	if (st == DK_OK)
+		loop(R);
+	return finish(R, st, err, n);
+}

@@ -1,0 +1,210 @@
+/* Pipelines: shipped files load, templates parse and render into segments,
+ * load errors name file, line and field, the hash follows the content. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "docket/pipeline.h"
+#include "testutil.h"
+
+static char *tmp;
+
+static const char *put(const char *name, const char *text)
+{
+	static char path[4096];
+	snprintf(path, sizeof path, "%s/%s", tmp, name);
+	assert_int_equal(dk_test_write_file(path, text, strlen(text)), 0);
+	return path;
+}
+
+static void test_shipped(void **state)
+{
+	(void)state;
+	char err[DK_ERRMSG_MAX];
+	const char *names[] = {"summarize-records", "classify-files", "extract-fields"};
+	enum dk_task tasks[] = {DK_TASK_SUMMARIZE, DK_TASK_CLASSIFY, DK_TASK_EXTRACT};
+	for (int i = 0; i < 3; i++) {
+		struct dk_pipeline *p = dk_pipeline_load(names[i], err, sizeof err);
+		if (!p)
+			fail_msg("%s: %s", names[i], err);
+		assert_string_equal(p->name, names[i]);
+		assert_int_equal(p->task, tasks[i]);
+		assert_true(p->sensitive);
+		assert_float_equal(p->temperature, 0, 0);
+		assert_int_equal(strlen(p->hash), 64);
+		assert_true(dk_tmpl_uses(p->user, "text"));
+		if (tasks[i] == DK_TASK_SUMMARIZE)
+			assert_non_null(p->reduce);
+		if (tasks[i] == DK_TASK_CLASSIFY)
+			assert_int_equal(p->n_labels, 5);
+		if (tasks[i] == DK_TASK_EXTRACT) {
+			assert_int_equal(p->n_fields, 4);
+			assert_string_equal(p->fields[3].name, "total");
+			assert_string_equal(p->fields[3].type, "number");
+		}
+		dk_pipeline_free(p);
+	}
+	/* by path too */
+	struct dk_pipeline *p = dk_pipeline_load(dk_test_src("pipelines/classify-files.json"), err, sizeof err);
+	assert_non_null(p);
+	dk_pipeline_free(p);
+	assert_null(dk_pipeline_load("no-such-pipeline", err, sizeof err));
+	assert_non_null(strstr(err, "no pipeline 'no-such-pipeline'"));
+}
+
+static void test_template(void **state)
+{
+	(void)state;
+	char err[DK_ERRMSG_MAX];
+	struct dk_tmpl *t = dk_tmpl_parse("t.txt", "A {{ labels }}\n<|x|>{{text}}!{{chunk_index}}", err, sizeof err);
+	assert_non_null(t);
+	assert_int_equal(t->n_parts, 6);
+	assert_true(t->parts[1].is_var);
+	assert_string_equal(t->parts[1].text, "labels");
+	struct dk_tmpl_var vars[] = {{"text", "<|x|> doc"}, {"labels", "a, b"}};
+	struct dk_segs s = {0};
+	assert_int_equal(dk_tmpl_render(t, vars, 2, &s), 0);
+	/* literal text is "special" (may spell control tokens), values are not */
+	assert_int_equal(s.n, 5);
+	assert_true(s.v[0].special);
+	assert_string_equal(s.v[1].text, "a, b");
+	assert_false(s.v[1].special);
+	assert_string_equal(s.v[2].text, "\n<|x|>");
+	assert_string_equal(s.v[3].text, "<|x|> doc");
+	assert_false(s.v[3].special);
+	char *j = dk_segs_join(&s);
+	assert_string_equal(j, "A a, b\n<|x|><|x|> doc!");
+	free(j);
+	dk_segs_free(&s);
+	dk_tmpl_free(t);
+
+	assert_null(dk_tmpl_parse("t.txt", "line1\nline2 {{txet}}", err, sizeof err));
+	assert_string_equal(err, "t.txt:2: unknown placeholder '{{txet}}' (known: text, path, name, member, "
+				 "mime, bytes, labels, schema, chunk_index, chunk_count, summaries, field, "
+				 "field_description)");
+	assert_null(dk_tmpl_parse("t.txt", "{{text", err, sizeof err));
+	assert_non_null(strstr(err, "t.txt:1: unterminated"));
+	assert_null(dk_tmpl_parse("t.txt", "{{}}", err, sizeof err));
+}
+
+static void expect_error(const char *json, const char *want)
+{
+	char err[DK_ERRMSG_MAX];
+	const char *path = put("p.json", json);
+	struct dk_pipeline *p = dk_pipeline_load(path, err, sizeof err);
+	if (p)
+		fail_msg("loaded, expected error '%s'", want);
+	const char *msg = strstr(err, "p.json");
+	if (!msg || !strstr(msg, want))
+		fail_msg("got '%s', expected '%s'", err, want);
+}
+
+static void test_errors(void **state)
+{
+	(void)state;
+	put("u.txt", "Summarize: {{text}}\n");
+	put("r.txt", "Combine: {{summaries}}\n");
+	expect_error("{\"name\": \"x\",\n \"task\": \"summarize\",\n \"prompts\": {\"user\": \"u.txt\"},\n"
+		     " \"generation\": {\n   \"max_tokens\": \"ten\"}}",
+		     "p.json:5: generation.max_tokens: expected an integer, got a string");
+	expect_error("{\"name\": \"x\", \"task\": \"sumarize\", \"prompts\": {\"user\": \"u.txt\"}}",
+		     "p.json:1: task: 'sumarize' is not one of summarize, classify, extract, generate");
+	expect_error("{\"name\": \"x\",\n\"task\": \"summarize\"}", "missing required field 'prompts'");
+	expect_error("{\"name\": \"x\",\n\"task\": \"summarize\",\n\"prompts\": {\"user\": \"u.txt\"},\n\"colour\": 1}",
+		     "p.json:4: colour: unknown field");
+	expect_error("{\"name\": \"x\",\n\"task\": \"summarize\",\n\"prompts\": {\"user\": \"missing.txt\"}}",
+		     "p.json:3: prompts.user: cannot read prompt file");
+	expect_error("{\"name\": \"x\",\n\"task\": \"classify\",\n\"prompts\": {\"user\": \"u.txt\"},\n\"labels\": [\"a\"]}",
+		     "p.json:4: labels: a classify pipeline needs 'labels' with at least two labels");
+	expect_error("{\"name\": \"x\",\n\"task\": \"summarize\",\n\"prompts\": {\"user\": \"u.txt\"},\n"
+		     "\"output\": \"per_page\"}",
+		     "p.json:4: output: expected \"per_chunk\" or \"per_document\"");
+	expect_error("{\"name\": \"x\", \"task\": \"summarize\",\n  \"prompts\": {\"user\": \"u.txt\",}}",
+		     "p.json:2:");
+	expect_error("{\"name\": \"x\",\n\"task\": \"summarize\",\n\"prompts\": {\"user\": \"r.txt\"}}",
+		     "prompts.user: the user prompt must contain {{text}}");
+	expect_error("{\"name\": \"x\",\n\"task\": \"extract\",\n\"prompts\": {\"user\": \"u.txt\"},\n"
+		     "\"schema\": {\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"array\"}}}}",
+		     "schema.properties.a: type 'array' is not one of");
+	expect_error("{\"name\": \"x\",\n\"task\": \"summarize\",\n\"chunking\": {\"max_tokens\": 100,\n"
+		     "  \"overlap_tokens\": 60},\n\"prompts\": {\"user\": \"u.txt\"}}",
+		     "p.json:4: chunking.overlap_tokens: must be at most half of max_tokens (50)");
+	put("bad.txt", "{{text}} {{oops}}");
+	expect_error("{\"name\": \"x\",\n\"task\": \"summarize\",\n\"prompts\": {\"user\": \"bad.txt\"}}",
+		     "prompts.user: ");
+}
+
+static void test_hash(void **state)
+{
+	(void)state;
+	char err[DK_ERRMSG_MAX];
+	put("u.txt", "Summarize: {{text}}\n");
+	struct dk_pipeline *a = dk_pipeline_load(
+		put("p.json", "{\"name\": \"x\", \"task\": \"summarize\", \"prompts\": {\"user\": \"u.txt\"}}"), err,
+		sizeof err);
+	assert_non_null(a);
+	assert_int_equal(a->chunk_tokens, 384);
+	assert_int_equal(a->max_tokens, 128);
+	assert_false(a->per_chunk);
+	struct dk_pipeline *b = dk_pipeline_load(
+		put("p.json", "{\n  \"prompts\": {\"user\": \"u.txt\"},\n  \"task\": \"summarize\",\n  \"name\": \"x\"\n}\n"),
+		err, sizeof err);
+	assert_non_null(b);
+	assert_string_equal(a->hash, b->hash); /* formatting and key order do not matter */
+	put("u.txt", "Summarise: {{text}}\n");
+	struct dk_pipeline *c = dk_pipeline_load(
+		put("p.json", "{\"name\": \"x\", \"task\": \"summarize\", \"prompts\": {\"user\": \"u.txt\"}}"), err,
+		sizeof err);
+	assert_non_null(c);
+	assert_string_not_equal(a->hash, c->hash); /* the prompt text does */
+	dk_pipeline_free(a);
+	dk_pipeline_free(b);
+	dk_pipeline_free(c);
+	dk_pipeline_free(NULL);
+}
+
+static void test_fallback_block(void **state)
+{
+	(void)state;
+	char err[DK_ERRMSG_MAX];
+	put("u.txt", "{{text}}");
+	struct dk_pipeline *p = dk_pipeline_load(
+		put("p.json", "{\"name\": \"x\", \"task\": \"generate\", \"prompts\": {\"user\": \"u.txt\"},"
+			      " \"sensitive\": false, \"output\": \"per_chunk\", \"fallback\": {\"url\": "
+			      "\"https://api.example.com/v1\", \"model\": \"m\", \"key_env\": \"K\", \"when\": "
+			      "[\"error\", \"too-long\"]}, \"generation\": {\"stop\": [\"\\n\"], \"temperature\": 0.7}}"),
+		err, sizeof err);
+	if (!p)
+		fail_msg("%s", err);
+	assert_true(p->has_fallback);
+	assert_false(p->sensitive);
+	assert_true(p->per_chunk);
+	assert_string_equal(p->fallback_url, "https://api.example.com/v1");
+	assert_int_equal(p->n_fallback_when, 2);
+	assert_string_equal(p->stop[0], "\n");
+	assert_float_equal(p->temperature, 0.7, 1e-6);
+	dk_pipeline_free(p);
+}
+
+int main(void)
+{
+	tmp = dk_test_tmpdir();
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_shipped),
+		cmocka_unit_test(test_template),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_hash),
+		cmocka_unit_test(test_fallback_block),
+	};
+	int rc = cmocka_run_group_tests(tests, NULL, NULL);
+	char cmd[4200];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+	dk_test_run(cmd, NULL);
+	free(tmp);
+	return rc;
+}

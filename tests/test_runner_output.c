@@ -1,0 +1,207 @@
+/* The runner's output file: refusal to clobber, lock, journal, repair of
+ * torn/corrupt/duplicate lines on resume, config mismatch, incremental keys. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runner/output.h"
+#include "testutil.h"
+
+static char *tmp;
+static char path[4096];
+
+static struct dk_out *open_mode(enum dk_out_mode m, const char *hash, bool force, enum dk_status want,
+				const char *want_msg)
+{
+	struct dk_out_params p = dk_out_default_params();
+	p.path = path;
+	p.config_hash = hash;
+	p.config_json = "{\"k\":1}";
+	p.mode = m;
+	p.force = force;
+	struct dk_out *o = NULL;
+	char err[DK_ERRMSG_MAX] = "";
+	enum dk_status st = dk_out_open(&o, &p, err, sizeof err);
+	if (st != want)
+		fail_msg("open: status %d, want %d: %s", st, want, err);
+	if (want_msg && !strstr(err, want_msg))
+		fail_msg("open: '%s' lacks '%s'", err, want_msg);
+	return o;
+}
+
+static const char *rec(const char *id, const char *status, const char *sha)
+{
+	static char b[512];
+	snprintf(b, sizeof b,
+		 "{\"id\":\"%s\",\"source\":{\"sha256\":\"%s\"},\"pipeline\":{\"hash\":\"P\"},"
+		 "\"model\":{\"sha256\":\"M\"},\"status\":\"%s\"}",
+		 id, sha, status);
+	return b;
+}
+
+static void test_new_and_lock(void **state)
+{
+	(void)state;
+	snprintf(path, sizeof path, "%s/a.jsonl", tmp);
+	struct dk_out *o = open_mode(DK_OUT_NEW, "h1", false, DK_OK, NULL);
+	/* a second writer is refused while the first holds the lock */
+	struct dk_out *o2 = open_mode(DK_OUT_RESUME, "h1", false, DK_SKIP, "locked");
+	assert_null(o2);
+	const char *r = rec("a", "ok", "S1");
+	assert_int_equal(dk_out_write(o, r, strlen(r), "a"), DK_OK);
+	r = rec("b", "error", "S2");
+	assert_int_equal(dk_out_write(o, r, strlen(r), "b"), DK_OK);
+	assert_true(dk_out_done(o, "a"));
+	assert_false(dk_out_done(o, "c"));
+	assert_int_equal(dk_out_close(o, true), DK_OK);
+	dk_out_free(o);
+	/* the journal: header with the config hash, then ids */
+	char jp[4200];
+	snprintf(jp, sizeof jp, "%s.ckpt", path);
+	char *j = dk_test_read_file(jp, NULL);
+	assert_non_null(j);
+	assert_non_null(strstr(j, "{\"docket_checkpoint\":1,\"config_hash\":\"h1\",\"config\":{\"k\":1}}\na\nb\n"));
+	free(j);
+	/* exists: refused without --resume/--incremental/--overwrite */
+	assert_null(open_mode(DK_OUT_NEW, "h1", false, DK_SKIP, "already exists"));
+}
+
+static void test_resume_repair(void **state)
+{
+	(void)state;
+	snprintf(path, sizeof path, "%s/b.jsonl", tmp);
+	struct dk_out *o = open_mode(DK_OUT_NEW, "h1", false, DK_OK, NULL);
+	for (int i = 0; i < 3; i++) {
+		char id[8];
+		snprintf(id, sizeof id, "r%d", i);
+		const char *r = rec(id, "ok", id);
+		assert_int_equal(dk_out_write(o, r, strlen(r), id), DK_OK);
+	}
+	dk_out_free(o); /* as if killed: no close */
+	/* append a torn line */
+	FILE *f = fopen(path, "a");
+	fputs("{\"id\":\"r3\",\"sour", f);
+	fclose(f);
+	/* wrong configuration: refused, then forced */
+	assert_null(open_mode(DK_OUT_RESUME, "h2", false, DK_SKIP, "different configuration"));
+	o = open_mode(DK_OUT_RESUME, "h1", false, DK_OK, NULL);
+	const struct dk_out_scan *sc = dk_out_scan(o);
+	assert_int_equal(sc->records, 3);
+	assert_int_equal(sc->torn_bytes, strlen("{\"id\":\"r3\",\"sour"));
+	assert_false(sc->rewritten);
+	assert_true(dk_out_done(o, "r2"));
+	assert_false(dk_out_done(o, "r3"));
+	const char *r = rec("r3", "ok", "r3");
+	assert_int_equal(dk_out_write(o, r, strlen(r), "r3"), DK_OK);
+	dk_out_free(o);
+	size_t n;
+	char *all = dk_test_read_file(path, &n);
+	int lines = 0;
+	for (size_t i = 0; i < n; i++)
+		lines += all[i] == '\n';
+	assert_int_equal(lines, 4);
+	assert_int_equal(all[n - 1], '\n');
+	free(all);
+
+	/* corrupt middle line and a duplicate: the file is rewritten without them */
+	f = fopen(path, "a");
+	fputs("not json at all\n", f);
+	fputs(rec("r1", "ok", "r1"), f);
+	fputc('\n', f);
+	fclose(f);
+	o = open_mode(DK_OUT_RESUME, "h1", false, DK_OK, NULL);
+	sc = dk_out_scan(o);
+	assert_int_equal(sc->records, 4);
+	assert_int_equal(sc->bad_lines, 1);
+	assert_int_equal(sc->duplicates, 1);
+	assert_true(sc->rewritten);
+	/* the lock moved to the rewritten file */
+	assert_null(open_mode(DK_OUT_RESUME, "h1", false, DK_SKIP, "locked"));
+	dk_out_free(o);
+	all = dk_test_read_file(path, &n);
+	lines = 0;
+	for (size_t i = 0; i < n; i++)
+		lines += all[i] == '\n';
+	assert_int_equal(lines, 4);
+	assert_null(strstr(all, "not json"));
+	free(all);
+
+	o = open_mode(DK_OUT_RESUME, "h2", true, DK_OK, NULL); /* --force */
+	dk_out_free(o);
+	/* resume without a journal is refused (nothing says what wrote it) */
+	char jp[4200];
+	snprintf(jp, sizeof jp, "%s.ckpt", path);
+	unlink(jp);
+	assert_null(open_mode(DK_OUT_RESUME, "h1", false, DK_SKIP, "no checkpoint"));
+}
+
+static void test_incremental(void **state)
+{
+	(void)state;
+	snprintf(path, sizeof path, "%s/c.jsonl", tmp);
+	struct dk_out *o = open_mode(DK_OUT_NEW, "h1", false, DK_OK, NULL);
+	const char *r = rec("x", "ok", "SHA-A");
+	dk_out_write(o, r, strlen(r), "x");
+	r = rec("y", "ok", "SHA-B");
+	dk_out_write(o, r, strlen(r), "y");
+	r = rec("z", "error", "SHA-B");
+	dk_out_write(o, r, strlen(r), "z");
+	dk_out_free(o);
+	o = open_mode(DK_OUT_INCREMENTAL, "other", false, DK_OK, NULL);
+	assert_true(dk_out_have_ok(o, "SHA-A", "P", "M"));
+	assert_false(dk_out_have_ok(o, "SHA-A", "P", "M2"));   /* other model */
+	assert_false(dk_out_have_ok(o, "SHA-A", "P2", "M"));   /* other pipeline */
+	assert_false(dk_out_have_ok(o, "SHA-B", "P", "M"));    /* had an error: redo */
+	assert_false(dk_out_have_ok(o, "SHA-C", "P", "M"));
+	dk_out_free(o);
+	/* overwrite empties it */
+	o = open_mode(DK_OUT_OVERWRITE, "h1", false, DK_OK, NULL);
+	assert_false(dk_out_done(o, "x"));
+	dk_out_free(o);
+	size_t n = 1;
+	char *all = dk_test_read_file(path, &n);
+	assert_int_equal(n, 0);
+	free(all);
+}
+
+static void test_idset(void **state)
+{
+	(void)state;
+	struct dk_idset s = {0};
+	char id[32];
+	for (int i = 0; i < 5000; i++) {
+		snprintf(id, sizeof id, "id-%d", i);
+		assert_int_equal(dk_idset_add(&s, dk_idset_key(id, strlen(id))), 1);
+	}
+	for (int i = 0; i < 5000; i += 7) {
+		snprintf(id, sizeof id, "id-%d", i);
+		assert_int_equal(dk_idset_add(&s, dk_idset_key(id, strlen(id))), 0);
+		assert_true(dk_idset_has(&s, dk_idset_key(id, strlen(id))));
+	}
+	assert_false(dk_idset_has(&s, dk_idset_key("id-5000", 7)));
+	assert_int_equal(s.n, 5000);
+	dk_idset_free(&s);
+}
+
+int main(void)
+{
+	tmp = dk_test_tmpdir();
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_new_and_lock),
+		cmocka_unit_test(test_resume_repair),
+		cmocka_unit_test(test_incremental),
+		cmocka_unit_test(test_idset),
+	};
+	int rc = cmocka_run_group_tests(tests, NULL, NULL);
+	char cmd[4200];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+	dk_test_run(cmd, NULL);
+	free(tmp);
+	return rc;
+}
