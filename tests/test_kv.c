@@ -217,6 +217,32 @@ static void test_prefix_files(void **s)
 	free(l0); free(l1);
 }
 
+/* two sequences sharing a 32-token prefix and then diverging, computed in
+ * one step: the second's own blocks after the shared (duplicate) ones must
+ * still enter the cache */
+static void test_duplicate_blocks(void **s)
+{
+	(void)s;
+	dk_token x[65], y[65];
+	make_tokens(x, 65, 9);
+	make_tokens(y, 65, 10);
+	memcpy(y, x, 32 * sizeof *y);
+	struct dk_ctx *c = ctx(true, 3, 0);
+	struct dk_batch *b = dk_batch_new(128);
+	for (int32_t i = 0; i < 64; i++) {
+		dk_batch_add(b, x[i], i, 0, false);
+		dk_batch_add(b, y[i], i, 1, i == 63);
+	}
+	assert_int_equal(dk_decode(c, b), DK_OK);
+	dk_batch_free(b);
+	dk_kv_seq_clear(c, 0);
+	dk_kv_seq_clear(c, 1);
+	assert_int_equal(dk_kv_seq_reuse_prefix(c, 2, y, 65), 64);
+	dk_kv_seq_clear(c, 2);
+	assert_int_equal(dk_kv_seq_reuse_prefix(c, 2, x, 65), 64);
+	dk_ctx_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -224,6 +250,7 @@ int main(void)
 		cmocka_unit_test(test_fork_cow),
 		cmocka_unit_test(test_eviction_and_full),
 		cmocka_unit_test(test_prefix_files),
+		cmocka_unit_test(test_duplicate_blocks),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -205,6 +205,7 @@ static int32_t alloc_block(struct dk_kv *kv)
 		kv->evictions++;
 	}
 	kv->blocks[b].ref = 1;
+	kv->blocks[b].hash = 0;
 	return b;
 }
 
@@ -288,9 +289,10 @@ void dk_kv_commit(struct dk_kv *kv, int32_t seq, int32_t new_len)
 		struct block *x = &kv->blocks[q->table[bi]];
 		if (x->cached)
 			continue;
+		/* every full block gets its chain hash, cached or not, so that a
+		 * block computed twice in one step (two sequences with the same
+		 * prompt) does not cut the chain for the blocks after it */
 		x->parent = bi ? kv->blocks[q->table[bi - 1]].hash : 0;
-		if (bi && !kv->blocks[q->table[bi - 1]].cached)
-			continue; /* a chain with a gap can never be found again */
 		x->hash = chain_hash(x->parent, x->tokens);
 		if (htab_find(kv, x->hash, x->parent, x->tokens) >= 0)
 			continue; /* the same prefix is cached already */
