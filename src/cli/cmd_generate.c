@@ -9,6 +9,8 @@
 
 #include "cli.h"
 #include "docket/chat.h"
+#include "docket/grammar.h"
+#include "docket/jsonschema.h"
 #include "docket/model.h"
 #include "docket/sampler.h"
 
@@ -28,6 +30,8 @@ static void usage(FILE *f)
 		"      --top-probs K      report the K most probable tokens per step (raw softmax)\n"
 		"      --json             print one JSON object: prompt_ids, ids, text, top\n"
 		"      --ignore-eos       keep generating past end-of-generation tokens\n"
+		"      --grammar FILE     constrain the output with a GBNF grammar\n"
+		"      --json-schema FILE constrain the output to JSON valid against a JSON Schema\n"
 		"      --kv f16|f32       KV cache type (default f32, exact; f16 halves KV memory)\n"
 		"  -c, --ctx N            context size (default: prompt + n, at most the model's)\n"
 		"  -t, --threads N        threads (default: physical cores)\n");
@@ -71,7 +75,7 @@ static json_t *piece_json(const struct dk_tokenizer *tok, dk_token id)
 int dk_cmd_generate(int argc, char **argv)
 {
 	enum { O_CHAT = 256, O_SYSTEM, O_TMPL, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REP, O_SEED,
-	       O_TOPPROBS, O_JSON, O_IGNEOS, O_KV, O_HELP };
+	       O_TOPPROBS, O_JSON, O_IGNEOS, O_KV, O_GRAMMAR, O_SCHEMA, O_HELP };
 	static const struct option opts[] = {
 		{"model", required_argument, 0, 'm'}, {"prompt", required_argument, 0, 'p'},
 		{"file", required_argument, 0, 'f'}, {"chat", no_argument, 0, O_CHAT},
@@ -82,8 +86,10 @@ int dk_cmd_generate(int argc, char **argv)
 		{"seed", required_argument, 0, O_SEED}, {"top-probs", required_argument, 0, O_TOPPROBS},
 		{"json", no_argument, 0, O_JSON}, {"ignore-eos", no_argument, 0, O_IGNEOS},
 		{"kv", required_argument, 0, O_KV}, {"ctx", required_argument, 0, 'c'},
+		{"grammar", required_argument, 0, O_GRAMMAR}, {"json-schema", required_argument, 0, O_SCHEMA},
 		{"threads", required_argument, 0, 't'}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
 	const char *model = NULL, *prompt = NULL, *file = NULL, *system = NULL, *tmpl = NULL;
+	const char *grammar_path = NULL, *schema_path = NULL;
 	bool chat = false, as_json = false, ignore_eos = false;
 	int n_predict = 128, top_probs = 0, n_ctx = 0, threads = 0;
 	enum dk_ttype kvt = DK_TYPE_F32; /* fidelity first: see README */
@@ -111,6 +117,8 @@ int dk_cmd_generate(int argc, char **argv)
 		case O_TOPPROBS: top_probs = atoi(optarg); break;
 		case O_JSON: as_json = true; break;
 		case O_IGNEOS: ignore_eos = true; break;
+		case O_GRAMMAR: grammar_path = optarg; break;
+		case O_SCHEMA: schema_path = optarg; break;
 		case O_KV:
 			if (!strcmp(optarg, "f16")) kvt = DK_TYPE_F16;
 			else if (!strcmp(optarg, "f32")) kvt = DK_TYPE_F32;
@@ -149,7 +157,39 @@ int dk_cmd_generate(int argc, char **argv)
 	char *rendered = NULL;
 	dk_token *ids = NULL;
 	float *work = NULL, *probs = NULL;
-	json_t *top = NULL, *gen_ids = NULL;
+	json_t *top = NULL, *gen_ids = NULL, *schema = NULL;
+	struct dk_grammar *gram = NULL;
+	struct dk_grammar_vocab *gvocab = NULL;
+	struct dk_grammar_state *gst = NULL;
+	const char *finish = "length";
+	if (grammar_path && schema_path) {
+		dk_cli_error("give --grammar or --json-schema, not both");
+		free(owned);
+		return DK_EXIT_USAGE;
+	}
+	if (grammar_path && dk_grammar_load_file(&gram, grammar_path, NULL) != DK_OK) {
+		dk_cli_error("%s", dk_grammar_error(gram));
+		dk_grammar_free(gram);
+		free(owned);
+		return DK_EXIT_USAGE;
+	}
+	if (schema_path) {
+		json_error_t je;
+		char err[512];
+		schema = json_load_file(schema_path, 0, &je);
+		if (!schema) {
+			dk_cli_error("cannot read schema '%s': line %d: %s", schema_path, je.line, je.text);
+			free(owned);
+			return DK_EXIT_USAGE;
+		}
+		if (dk_schema_compile(schema, &gram, err, sizeof err) != DK_OK) {
+			dk_cli_error("'%s': %s", schema_path, err);
+			json_decref(schema);
+			dk_grammar_free(gram);
+			free(owned);
+			return DK_EXIT_USAGE;
+		}
+	}
 	if (dk_model_load(&m, mpath, NULL) != DK_OK) {
 		dk_cli_error("%s", dk_model_error(m));
 		goto out;
@@ -208,6 +248,14 @@ int dk_cmd_generate(int argc, char **argv)
 		dk_cli_error("out of memory");
 		goto out;
 	}
+	if (gram) {
+		gvocab = dk_grammar_vocab_from_tokenizer(tok);
+		gst = gvocab ? dk_grammar_state_new(gram, gvocab) : NULL;
+		if (!gst) {
+			dk_cli_error("out of memory building the grammar's vocabulary");
+			goto out;
+		}
+	}
 	for (int i = 0; i < n_prompt; i++)
 		dk_sampler_accept(smp, ids[i]);
 	/* prompt in batches; logits only for the last token */
@@ -259,12 +307,17 @@ int dk_cmd_generate(int argc, char **argv)
 			json_array_append_new(top, st);
 		}
 		memcpy(work, lg, (size_t)hp->n_vocab * sizeof *work);
-		dk_token t = dk_sampler_sample(smp, work);
-		if (t == DK_TOKEN_NULL)
+		dk_token t = gst ? dk_grammar_sample(gst, smp, work, n_predict - step)
+				 : dk_sampler_sample(smp, work);
+		if (t == DK_TOKEN_NULL) {
+			finish = gst && dk_grammar_is_complete(gst) ? "stop" : "error";
 			break;
+		}
 		dk_sampler_accept(smp, t);
-		if (!ignore_eos && dk_token_is_eog(tok, t))
+		if ((!ignore_eos || gst) && dk_token_is_eog(tok, t)) {
+			finish = "stop";
 			break;
+		}
 		json_array_append_new(gen_ids, json_integer(t));
 		int np = dk_detok_push(&dt, t, piece, sizeof piece);
 		if (np > 0) {
@@ -279,6 +332,10 @@ int dk_cmd_generate(int argc, char **argv)
 				fwrite(piece, 1, (size_t)np, stdout);
 				fflush(stdout);
 			}
+		}
+		if (gst && dk_grammar_is_complete(gst) && !dk_grammar_can_continue(gst)) {
+			finish = "stop"; /* nothing may follow: an EOG would be forced */
+			break;
 		}
 		if (step + 1 == n_predict)
 			break;
@@ -306,6 +363,18 @@ int dk_cmd_generate(int argc, char **argv)
 		json_object_set_new(o, "text", json_stringn_nocheck(out.p ? out.p : "", out.n));
 		if (top_probs > 0)
 			json_object_set(o, "top", top);
+		json_object_set_new(o, "finish_reason", json_string(finish));
+		if (gst)
+			json_object_set_new(o, "grammar_complete", json_boolean(dk_grammar_is_complete(gst)));
+		if (schema) {
+			json_error_t je;
+			char verr[256] = "";
+			json_t *val = json_loadb(out.p ? out.p : "", out.n, JSON_DECODE_ANY, &je);
+			bool ok = val && dk_schema_validate(schema, val, verr, sizeof verr);
+			json_object_set_new(o, "schema_valid", json_boolean(ok));
+			if (val)
+				json_object_set_new(o, "output", val);
+		}
 		char *s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
 		puts(s);
 		free(s);
@@ -320,6 +389,10 @@ int dk_cmd_generate(int argc, char **argv)
 out:
 	json_decref(top);
 	json_decref(gen_ids);
+	json_decref(schema);
+	dk_grammar_state_free(gst);
+	dk_grammar_vocab_free(gvocab);
+	dk_grammar_free(gram);
 	free(work);
 	free(probs);
 	free(ids);
