@@ -58,6 +58,36 @@ static char *read_all(const char *path, size_t *n)
 	return p;
 }
 
+/* A JSON string of bytes that may not be valid UTF-8 (a byte token, half a
+ * character): invalid sequences become U+FFFD.  Exact bytes are reported
+ * separately ("bytes"). */
+static json_t *json_bytes_string(const char *p, size_t n)
+{
+	char *o = malloc(n * 3 + 1);
+	size_t k = 0;
+	if (!o)
+		return json_string("");
+	for (size_t i = 0; i < n;) {
+		unsigned char c = (unsigned char)p[i];
+		size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+		bool ok = len > 0 && i + len <= n;
+		for (size_t j = 1; ok && j < len; j++)
+			ok = ((unsigned char)p[i + j] >> 6) == 2;
+		if (ok) {
+			memcpy(o + k, p + i, len);
+			k += len;
+			i += len;
+		} else {
+			memcpy(o + k, "\xEF\xBF\xBD", 3);
+			k += 3;
+			i++;
+		}
+	}
+	json_t *j = json_stringn(o, k);
+	free(o);
+	return j ? j : json_string("");
+}
+
 static json_t *piece_json(const struct dk_tokenizer *tok, dk_token id)
 {
 	char buf[256];
@@ -67,7 +97,7 @@ static json_t *piece_json(const struct dk_tokenizer *tok, dk_token id)
 	for (int i = 0; i < n; i++)
 		json_array_append_new(bytes, json_integer((unsigned char)buf[i]));
 	json_t *o = json_object();
-	json_object_set_new(o, "piece", json_stringn_nocheck(buf, (size_t)n));
+	json_object_set_new(o, "piece", json_bytes_string(buf, (size_t)n));
 	json_object_set_new(o, "bytes", bytes);
 	return o;
 }
@@ -360,7 +390,7 @@ int dk_cmd_generate(int argc, char **argv)
 		json_t *o = json_object();
 		json_object_set_new(o, "prompt_ids", pid);
 		json_object_set(o, "ids", gen_ids);
-		json_object_set_new(o, "text", json_stringn_nocheck(out.p ? out.p : "", out.n));
+		json_object_set_new(o, "text", json_bytes_string(out.p ? out.p : "", out.n));
 		if (top_probs > 0)
 			json_object_set(o, "top", top);
 		json_object_set_new(o, "finish_reason", json_string(finish));
@@ -376,6 +406,11 @@ int dk_cmd_generate(int argc, char **argv)
 				json_object_set_new(o, "output", val);
 		}
 		char *s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+		if (!s) {
+			dk_cli_error("cannot encode the result as JSON");
+			json_decref(o);
+			goto out;
+		}
 		puts(s);
 		free(s);
 		json_decref(o);
