@@ -1,0 +1,154 @@
+#include "docket/bounds.h"
+
+#include <cblas.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+double dk_bounds_sgemm_gflops(int n, int threads, int reps)
+{
+	if (n < 16 || n > 8192 || threads < 1 || reps < 1)
+		return -1;
+	size_t nn = (size_t)n * (size_t)n;
+	float *a = malloc(nn * sizeof *a), *b = malloc(nn * sizeof *b), *c = malloc(nn * sizeof *c);
+	if (!a || !b || !c) {
+		free(a);
+		free(b);
+		free(c);
+		return -1;
+	}
+	/* Values in [-1, 1) keep the sums finite; denormals would slow it. */
+	uint32_t s = 12345;
+	for (size_t i = 0; i < nn; i++) {
+		s = s * 1664525u + 1013904223u;
+		a[i] = (float)(s >> 8) / (float)(1u << 23) - 1.0f;
+		s = s * 1664525u + 1013904223u;
+		b[i] = (float)(s >> 8) / (float)(1u << 23) - 1.0f;
+	}
+	int old = openblas_get_num_threads();
+	openblas_set_num_threads(threads);
+	double best = 0;
+	for (int r = -1; r < reps; r++) {
+		double t0 = now_s();
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n,
+			    0.0f, c, n);
+		double dt = now_s() - t0;
+		if (r >= 0 && dt > 0) {
+			double g = 2.0 * (double)n * (double)n * (double)n / dt * 1e-9;
+			if (g > best)
+				best = g;
+		}
+	}
+	openblas_set_num_threads(old > 0 ? old : 1);
+	free(a);
+	free(b);
+	free(c);
+	return best;
+}
+
+/* Eight floats per step in four independent accumulators: enough loads in
+ * flight to saturate memory without asking the compiler for -ffast-math. */
+typedef float dk_v8f __attribute__((vector_size(32), aligned(32)));
+
+struct read_job {
+	const float *p;
+	size_t n;       /* floats, a multiple of 32 */
+	float *fill;    /* non-NULL: write this slice instead of reading it */
+	float sum;
+};
+
+static void *read_worker(void *arg)
+{
+	struct read_job *j = arg;
+	if (j->fill) {
+		for (size_t i = 0; i < j->n; i++)
+			j->fill[i] = (float)(i & 1023) * (1.0f / 1024.0f);
+		return NULL;
+	}
+	const dk_v8f *v = (const dk_v8f *)(const void *)j->p;
+	dk_v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+	for (size_t i = 0; i < j->n / 8; i += 4) {
+		a0 += v[i];
+		a1 += v[i + 1];
+		a2 += v[i + 2];
+		a3 += v[i + 3];
+	}
+	dk_v8f t = a0 + a1 + a2 + a3;
+	float s = 0;
+	for (int k = 0; k < 8; k++)
+		s += t[k];
+	j->sum = s;
+	return NULL;
+}
+
+/* Runs one pass over the array with `threads` threads; returns seconds or -1. */
+static double read_pass(float *arr, size_t n, int threads, int fill, float *sum)
+{
+	struct read_job jobs[256];
+	pthread_t tid[256];
+	size_t per = n / (size_t)threads / 32 * 32;
+	double t0 = now_s();
+	int started = 0;
+	for (int i = 0; i < threads; i++) {
+		jobs[i].p = arr + per * (size_t)i;
+		jobs[i].n = i == threads - 1 ? n - per * (size_t)i : per;
+		jobs[i].fill = fill ? arr + per * (size_t)i : NULL;
+		jobs[i].sum = 0;
+		if (pthread_create(&tid[i], NULL, read_worker, &jobs[i]) != 0)
+			break;
+		started++;
+	}
+	for (int i = 0; i < started; i++)
+		pthread_join(tid[i], NULL);
+	double dt = now_s() - t0;
+	if (started < threads)
+		return -1;
+	float s = 0;
+	for (int i = 0; i < threads; i++)
+		s += jobs[i].sum;
+	*sum = s;
+	return dt;
+}
+
+double dk_bounds_read_gbps(size_t bytes, int threads, int reps)
+{
+	if (threads < 1 || threads > 256 || reps < 1)
+		return -1;
+	bytes &= ~(size_t)4095;
+	if (bytes < 65536)
+		bytes = 65536;
+	float *arr = aligned_alloc(4096, bytes);
+	if (!arr)
+		return -1;
+	size_t n = bytes / sizeof(float);
+	float sum = 0;
+	/* Written by the same threads that read it, so pages are local to them. */
+	if (read_pass(arr, n, threads, 1, &sum) < 0) {
+		free(arr);
+		return -1;
+	}
+	double best = 0;
+	volatile float sink = 0;
+	for (int r = 0; r < reps; r++) {
+		double dt = read_pass(arr, n, threads, 0, &sum);
+		if (dt < 0) {
+			free(arr);
+			return -1;
+		}
+		sink += sum; /* keeps the reads observable */
+		if (dt > 0 && (double)bytes / dt * 1e-9 > best)
+			best = (double)bytes / dt * 1e-9;
+	}
+	(void)sink;
+	free(arr);
+	return best;
+}
