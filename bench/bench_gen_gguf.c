@@ -1,0 +1,470 @@
+/*
+ * bench_gen_gguf: writes a GGUF v3 model with random weights in the shape of
+ * a real model, for speed comparisons and loader tests without downloading
+ * weights.  The tokenizer (every tokenizer.* key) is copied from an existing
+ * GGUF, so prompts tokenise exactly as with the real model.
+ *
+ *   bench_gen_gguf --shape smollm2-135m|llama32-1b|qwen25-05b|tiny|tiny-qwen2
+ *                  --type q4_0|q8_0|q4_k|q4_1|f16 --vocab-from V.gguf
+ *                  --out OUT.gguf [--seed N]
+ *
+ * Matrices are N(0, 0.02) quantised with docket's own from_float; norms are
+ * 1.0 and biases N(0, 0.002), both F32, as converters store them.  The
+ * vocabulary size is the vocab file's token count (the shape's nominal size
+ * is only checked against it).  A matrix whose row length is not a multiple
+ * of the requested type's block (K types need 256) is stored as Q8_0, since a
+ * GGUF cannot hold partial blocks.  Output is deterministic for a seed.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "docket/gguf.h"
+#include "engine/quant.h"
+
+#define ALIGN 32
+
+struct shape {
+	const char *name;
+	const char *arch;
+	const char *model_name;
+	uint32_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
+	float rope_base, eps;
+	bool qkv_bias;
+};
+
+static const struct shape shapes[] = {
+	{"smollm2-135m", "llama", "SmolLM2-135M (random weights)", 576, 30, 9, 3, 1536, 49152,
+	 8192, 100000.0f, 1e-5f, false},
+	{"llama32-1b", "llama", "Llama-3.2-1B (random weights)", 2048, 16, 32, 8, 8192, 128256,
+	 8192, 500000.0f, 1e-5f, false},
+	{"qwen25-05b", "qwen2", "Qwen2.5-0.5B (random weights)", 896, 24, 14, 2, 4864, 151936,
+	 32768, 1000000.0f, 1e-6f, true},
+	{"tiny", "llama", "tiny llama (random weights)", 64, 2, 4, 2, 128, 0, 512, 10000.0f,
+	 1e-5f, false},
+	{"tiny-qwen2", "qwen2", "tiny qwen2 (random weights)", 64, 2, 4, 2, 128, 0, 512,
+	 10000.0f, 1e-6f, true},
+};
+
+/* ---- deterministic normal numbers ---- */
+
+static uint64_t rng_state;
+
+static uint64_t rng_next(void)
+{
+	/* splitmix64: fast, and every seed gives a full-quality stream */
+	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static void fill_normal(float *x, int64_t n, float sd)
+{
+	for (int64_t i = 0; i < n; i += 2) {
+		uint64_t r = rng_next();
+		/* 1 - u keeps the log argument in (0, 1] */
+		double u1 = 1.0 - (double)(r >> 40) / (double)(1ull << 24);
+		double u2 = (double)(r & 0xffffff) / (double)(1ull << 24);
+		double m = sqrt(-2.0 * log(u1)) * sd;
+		x[i] = (float)(m * cos(6.283185307179586 * u2));
+		if (i + 1 < n)
+			x[i + 1] = (float)(m * sin(6.283185307179586 * u2));
+	}
+}
+
+/* ---- output with error tracking ---- */
+
+struct out {
+	FILE *f;
+	const char *path;
+	bool failed;
+	uint64_t pos;
+};
+
+static void put(struct out *o, const void *p, size_t n)
+{
+	if (o->failed || n == 0)
+		return;
+	if (fwrite(p, 1, n, o->f) != n)
+		o->failed = true;
+	o->pos += n;
+}
+
+static void put_u32(struct out *o, uint32_t v) { put(o, &v, 4); }
+static void put_u64(struct out *o, uint64_t v) { put(o, &v, 8); }
+static void put_str(struct out *o, const char *s, size_t n)
+{
+	put_u64(o, n);
+	put(o, s, n);
+}
+static void pad_to(struct out *o, uint64_t align)
+{
+	static const char zeros[ALIGN];
+	put(o, zeros, (size_t)((align - o->pos % align) % align));
+}
+
+/* ---- metadata ---- */
+
+static void kv_head(struct out *o, const char *key, enum dk_gguf_vtype t)
+{
+	put_str(o, key, strlen(key));
+	put_u32(o, (uint32_t)t);
+}
+static void kv_str(struct out *o, const char *key, const char *v)
+{
+	kv_head(o, key, DK_GGUF_STRING);
+	put_str(o, v, strlen(v));
+}
+static void kv_u32(struct out *o, const char *key, uint32_t v)
+{
+	kv_head(o, key, DK_GGUF_UINT32);
+	put_u32(o, v);
+}
+static void kv_f32(struct out *o, const char *key, float v)
+{
+	kv_head(o, key, DK_GGUF_FLOAT32);
+	put(o, &v, 4);
+}
+
+static size_t scalar_size(enum dk_gguf_vtype t)
+{
+	switch (t) {
+	case DK_GGUF_UINT8: case DK_GGUF_INT8: case DK_GGUF_BOOL: return 1;
+	case DK_GGUF_UINT16: case DK_GGUF_INT16: return 2;
+	case DK_GGUF_UINT32: case DK_GGUF_INT32: case DK_GGUF_FLOAT32: return 4;
+	case DK_GGUF_UINT64: case DK_GGUF_INT64: case DK_GGUF_FLOAT64: return 8;
+	default: return 0;
+	}
+}
+
+/* Copies KV i of the vocab file; returns false for a shape we cannot copy
+ * (nested arrays), which the caller reports. */
+static bool copy_kv(struct out *o, const struct dk_gguf *g, int64_t i)
+{
+	const char *key = dk_gguf_kv_key(g, i);
+	enum dk_gguf_vtype t = dk_gguf_kv_type(g, i);
+	if (t == DK_GGUF_STRING) {
+		const char *s;
+		size_t n;
+		if (!dk_gguf_get_str(g, key, &s, &n))
+			return false;
+		kv_head(o, key, t);
+		put_str(o, s, n);
+		return true;
+	}
+	if (t == DK_GGUF_ARRAY) {
+		enum dk_gguf_vtype et;
+		uint64_t n;
+		if (!dk_gguf_get_arr(g, key, &et, &n))
+			return false;
+		kv_head(o, key, t);
+		put_u32(o, (uint32_t)et);
+		put_u64(o, n);
+		if (et == DK_GGUF_STRING) {
+			for (uint64_t j = 0; j < n; j++) {
+				const char *s;
+				size_t len;
+				if (!dk_gguf_arr_str(g, key, j, &s, &len))
+					return false;
+				put_str(o, s, len);
+			}
+			return true;
+		}
+		size_t es = scalar_size(et);
+		const void *d = dk_gguf_arr_data(g, key);
+		if (!es || (!d && n))
+			return false;
+		put(o, d, es * n);
+		return true;
+	}
+	size_t es = scalar_size(t);
+	if (!es)
+		return false;
+	kv_head(o, key, t);
+	if (t == DK_GGUF_BOOL) {
+		bool b = false;
+		dk_gguf_get_bool(g, key, &b);
+		uint8_t v = b;
+		put(o, &v, 1);
+	} else if (t == DK_GGUF_FLOAT32 || t == DK_GGUF_FLOAT64) {
+		float f = 0;
+		dk_gguf_get_f32(g, key, &f);
+		if (t == DK_GGUF_FLOAT32) {
+			put(o, &f, 4);
+		} else {
+			double d = f;
+			put(o, &d, 8);
+		}
+	} else {
+		int64_t v = 0;
+		uint32_t u = 0;
+		/* UINT64 ids above INT64_MAX do not occur in tokenizer metadata */
+		if (!dk_gguf_get_i64(g, key, &v) && dk_gguf_get_u32(g, key, &u))
+			v = u;
+		put(o, &v, es); /* little-endian: the low bytes are the value */
+	}
+	return true;
+}
+
+/* ---- tensors ---- */
+
+struct tensor {
+	char name[64];
+	enum dk_ttype type;
+	int64_t ne0, ne1;   /* ne1 == 1 for vectors */
+	int kind;           /* 0 matrix, 1 norm (ones), 2 bias */
+	uint64_t offset;
+};
+
+static enum dk_ttype matrix_type(enum dk_ttype want, int64_t ne0)
+{
+	return ne0 % dk_ttype_block(want) ? DK_TYPE_Q8_0 : want;
+}
+
+static int add(struct tensor *ts, int n, const char *name, enum dk_ttype type, int64_t ne0,
+	       int64_t ne1, int kind)
+{
+	struct tensor *t = &ts[n];
+	snprintf(t->name, sizeof t->name, "%s", name);
+	t->type = kind ? DK_TYPE_F32 : matrix_type(type, ne0);
+	t->ne0 = ne0;
+	t->ne1 = ne1;
+	t->kind = kind;
+	return n + 1;
+}
+
+static uint32_t file_type_of(enum dk_ttype t)
+{
+	/* llama.cpp's ftype numbering (mostly-<type>), a fact of the format */
+	switch (t) {
+	case DK_TYPE_F32: return 0;
+	case DK_TYPE_F16: return 1;
+	case DK_TYPE_Q4_0: return 2;
+	case DK_TYPE_Q4_1: return 3;
+	case DK_TYPE_Q8_0: return 7;
+	case DK_TYPE_Q4_K: return 14; /* Q4_K_S: every matrix Q4_K */
+	default: return 0;
+	}
+}
+
+static int usage(void)
+{
+	fprintf(stderr,
+		"usage: bench_gen_gguf --shape smollm2-135m|llama32-1b|qwen25-05b|tiny|tiny-qwen2\n"
+		"                      --type q4_0|q8_0|q4_k|q4_1|f16 --vocab-from V.gguf\n"
+		"                      --out OUT.gguf [--seed N]\n");
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	const char *shape_name = NULL, *type_name = "q8_0", *vocab = NULL, *out_path = NULL;
+	uint64_t seed = 1;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (i + 1 >= argc)
+			return usage();
+		if (!strcmp(a, "--shape"))
+			shape_name = argv[++i];
+		else if (!strcmp(a, "--type"))
+			type_name = argv[++i];
+		else if (!strcmp(a, "--vocab-from"))
+			vocab = argv[++i];
+		else if (!strcmp(a, "--out"))
+			out_path = argv[++i];
+		else if (!strcmp(a, "--seed"))
+			seed = strtoull(argv[++i], NULL, 10);
+		else
+			return usage();
+	}
+	if (!shape_name || !vocab || !out_path)
+		return usage();
+
+	const struct shape *sh = NULL;
+	for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+		if (!strcmp(shapes[i].name, shape_name))
+			sh = &shapes[i];
+	if (!sh) {
+		fprintf(stderr, "bench_gen_gguf: unknown shape '%s'\n", shape_name);
+		return 2;
+	}
+	static const struct { const char *name; enum dk_ttype t; } types[] = {
+		{"q4_0", DK_TYPE_Q4_0}, {"q8_0", DK_TYPE_Q8_0}, {"q4_k", DK_TYPE_Q4_K},
+		{"q4_1", DK_TYPE_Q4_1}, {"f16", DK_TYPE_F16},
+	};
+	enum dk_ttype wtype = DK_TYPE_COUNT;
+	for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+		if (!strcmp(types[i].name, type_name))
+			wtype = types[i].t;
+	if (wtype == DK_TYPE_COUNT || !dk_quant_traits(wtype) || !dk_quant_traits(wtype)->from_float) {
+		fprintf(stderr, "bench_gen_gguf: unsupported type '%s'\n", type_name);
+		return 2;
+	}
+
+	struct dk_gguf *g = NULL;
+	if (dk_gguf_open(&g, vocab) != DK_OK) {
+		fprintf(stderr, "bench_gen_gguf: %s\n", g ? dk_gguf_error(g) : "out of memory");
+		dk_gguf_free(g);
+		return 1;
+	}
+	enum dk_gguf_vtype et;
+	uint64_t n_vocab;
+	if (!dk_gguf_get_arr(g, "tokenizer.ggml.tokens", &et, &n_vocab) || et != DK_GGUF_STRING) {
+		fprintf(stderr, "bench_gen_gguf: '%s' has no tokenizer.ggml.tokens\n", vocab);
+		dk_gguf_free(g);
+		return 1;
+	}
+	if (sh->n_vocab && sh->n_vocab != n_vocab)
+		fprintf(stderr, "bench_gen_gguf: note: %s has %" PRIu64 " tokens, %s nominally %u; "
+			"using %" PRIu64 "\n", vocab, n_vocab, sh->name, sh->n_vocab, n_vocab);
+
+	/* tensor list, in the order converters write it */
+	int64_t E = sh->n_embd, hd = sh->n_embd / sh->n_head, kvd = hd * sh->n_head_kv;
+	int cap = 2 + 12 * (int)sh->n_layer;
+	struct tensor *ts = calloc((size_t)cap, sizeof *ts);
+	if (!ts) {
+		dk_gguf_free(g);
+		return 1;
+	}
+	int nt = 0;
+	nt = add(ts, nt, "token_embd.weight", wtype, E, (int64_t)n_vocab, 0);
+	nt = add(ts, nt, "output_norm.weight", wtype, E, 1, 1);
+	for (uint32_t l = 0; l < sh->n_layer; l++) {
+		char nm[64];
+#define T(suffix, ne0, ne1, kind)                                         \
+	do {                                                              \
+		snprintf(nm, sizeof nm, "blk.%u.%s", l, suffix);          \
+		nt = add(ts, nt, nm, wtype, ne0, ne1, kind);              \
+	} while (0)
+		T("attn_norm.weight", E, 1, 1);
+		T("attn_q.weight", E, E, 0);
+		T("attn_k.weight", E, kvd, 0);
+		T("attn_v.weight", E, kvd, 0);
+		if (sh->qkv_bias) {
+			T("attn_q.bias", E, 1, 2);
+			T("attn_k.bias", kvd, 1, 2);
+			T("attn_v.bias", kvd, 1, 2);
+		}
+		T("attn_output.weight", E, E, 0);
+		T("ffn_norm.weight", E, 1, 1);
+		T("ffn_gate.weight", E, sh->n_ff, 0);
+		T("ffn_up.weight", E, sh->n_ff, 0);
+		T("ffn_down.weight", sh->n_ff, E, 0);
+#undef T
+	}
+	uint64_t off = 0;
+	for (int i = 0; i < nt; i++) {
+		ts[i].offset = off;
+		off += dk_ttype_row_bytes(ts[i].type, ts[i].ne0) * (uint64_t)ts[i].ne1;
+		off = (off + ALIGN - 1) / ALIGN * ALIGN;
+	}
+
+	struct out o = {.f = fopen(out_path, "wb"), .path = out_path};
+	if (!o.f) {
+		fprintf(stderr, "bench_gen_gguf: cannot create '%s': %s\n", out_path, strerror(errno));
+		free(ts);
+		dk_gguf_free(g);
+		return 1;
+	}
+
+	int64_t n_tok_kv = 0;
+	for (int64_t i = 0; i < dk_gguf_n_kv(g); i++)
+		if (!strncmp(dk_gguf_kv_key(g, i), "tokenizer.", 10))
+			n_tok_kv++;
+	char key[128];
+	const char *a = sh->arch;
+	put(&o, "GGUF", 4);
+	put_u32(&o, 3);
+	put_u64(&o, (uint64_t)nt);
+	put_u64(&o, (uint64_t)(14 + n_tok_kv));
+	kv_str(&o, "general.architecture", a);
+	kv_str(&o, "general.name", sh->model_name);
+	kv_u32(&o, "general.alignment", ALIGN);
+	kv_u32(&o, "general.file_type", file_type_of(wtype));
+#define KU(suffix, v) (snprintf(key, sizeof key, "%s." suffix, a), kv_u32(&o, key, v))
+#define KF(suffix, v) (snprintf(key, sizeof key, "%s." suffix, a), kv_f32(&o, key, v))
+	KU("context_length", sh->n_ctx);
+	KU("embedding_length", sh->n_embd);
+	KU("block_count", sh->n_layer);
+	KU("feed_forward_length", sh->n_ff);
+	KU("attention.head_count", sh->n_head);
+	KU("attention.head_count_kv", sh->n_head_kv);
+	KU("rope.dimension_count", (uint32_t)hd);
+	KU("vocab_size", (uint32_t)n_vocab);
+	KF("rope.freq_base", sh->rope_base);
+	KF("attention.layer_norm_rms_epsilon", sh->eps);
+#undef KU
+#undef KF
+	for (int64_t i = 0; i < dk_gguf_n_kv(g); i++) {
+		if (strncmp(dk_gguf_kv_key(g, i), "tokenizer.", 10))
+			continue;
+		if (!copy_kv(&o, g, i)) {
+			fprintf(stderr, "bench_gen_gguf: cannot copy '%s' from '%s'\n",
+				dk_gguf_kv_key(g, i), vocab);
+			o.failed = true;
+		}
+	}
+	for (int i = 0; i < nt; i++) {
+		put_str(&o, ts[i].name, strlen(ts[i].name));
+		uint32_t nd = ts[i].ne1 > 1 ? 2 : 1;
+		put_u32(&o, nd);
+		put_u64(&o, (uint64_t)ts[i].ne0);
+		if (nd == 2)
+			put_u64(&o, (uint64_t)ts[i].ne1);
+		put_u32(&o, (uint32_t)ts[i].type);
+		put_u64(&o, ts[i].offset);
+	}
+	pad_to(&o, ALIGN);
+	uint64_t data_start = o.pos;
+
+	int64_t maxrow = 0;
+	for (int i = 0; i < nt; i++)
+		maxrow = ts[i].ne0 > maxrow ? ts[i].ne0 : maxrow;
+	float *row = malloc((size_t)maxrow * sizeof *row);
+	void *q = malloc(dk_ttype_row_bytes(DK_TYPE_F32, maxrow));
+	rng_state = seed;
+	for (int i = 0; i < nt && row && q && !o.failed; i++) {
+		pad_to(&o, ALIGN);
+		if (o.pos - data_start != ts[i].offset) {
+			fprintf(stderr, "bench_gen_gguf: internal error: offset of '%s'\n", ts[i].name);
+			o.failed = true;
+			break;
+		}
+		size_t rb = dk_ttype_row_bytes(ts[i].type, ts[i].ne0);
+		for (int64_t r = 0; r < ts[i].ne1; r++) {
+			if (ts[i].kind == 1) {
+				for (int64_t j = 0; j < ts[i].ne0; j++)
+					row[j] = 1.0f;
+			} else {
+				fill_normal(row, ts[i].ne0, ts[i].kind == 2 ? 0.002f : 0.02f);
+			}
+			if (ts[i].type == DK_TYPE_F32)
+				memcpy(q, row, rb);
+			else
+				dk_quant_traits(ts[i].type)->from_float(row, q, ts[i].ne0);
+			put(&o, q, rb);
+		}
+	}
+	pad_to(&o, ALIGN);
+	if (!row || !q)
+		o.failed = true;
+	free(row);
+	free(q);
+	free(ts);
+	dk_gguf_free(g);
+	if (fclose(o.f) != 0)
+		o.failed = true;
+	if (o.failed) {
+		fprintf(stderr, "bench_gen_gguf: cannot write '%s'\n", out_path);
+		remove(out_path);
+		return 1;
+	}
+	fprintf(stderr, "bench_gen_gguf: wrote '%s' (%s, %s, %d tensors, %.1f MiB)\n", out_path,
+		sh->name, type_name, nt, (double)o.pos / (1024.0 * 1024.0));
+	return 0;
+}
