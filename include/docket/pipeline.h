@@ -93,6 +93,7 @@ struct dk_pipeline {
 	char *fallback_url, *fallback_model, *fallback_key_env;
 	char **fallback_when;
 	size_t n_fallback_when;
+	char *fallback_json;  /* the whole block (compact JSON) for dk_fallback_params_from_json; NULL when none */
 
 	char hash[65];       /* sha256 of the canonical pipeline JSON + every prompt file */
 };

@@ -50,12 +50,18 @@ struct dk_constraint {
 	void (*end)(void *state);
 };
 
-/* Fallback routing settings, parsed and stored for the routing layer.
- * route is "local" for every record until that layer is wired. */
+/* Command-line fallback settings (docket/route.h).  They override the
+ * pipeline's "fallback" block field by field: NULL/false = the block's.
+ * disabled (--no-fallback) turns routing off for the run.  Records
+ * answered remotely carry route "fallback" and fallback {host, model}; a
+ * chunk that wants to route but may not (sensitive pipeline without
+ * allow_sensitive) stays an error whose message says why, and nothing is
+ * sent.  Remote calls are synchronous and a record is written only after
+ * its call returns, so a killed run re-sends that chunk on --resume. */
 struct dk_fallback_opts {
 	const char *url, *model, *key_env;
-	const char *when;       /* comma list, e.g. "error,too-long" */
-	const char *audit;      /* audit log file */
+	const char *when;       /* comma list: over_context, invalid_output, local_error, always */
+	const char *audit;      /* audit log file; default OUTPUT.audit.jsonl (required for "-") */
 	bool allow_sensitive, redact, disabled;
 };
 

@@ -63,9 +63,15 @@ static void usage(FILE *f, bool batch)
 	      "      --report FILE      write the end-of-run summary as JSON\n"
 	      "      --max-failures N   stop after more than N records in error (exit 2)\n"
 	      "      --sync-every N     fsync the output and checkpoint every N records (default 64)\n"
-	      "\nfallback (stored for the routing layer):\n"
-	      "      --fallback-url URL --fallback-model NAME --fallback-key-env VAR\n"
-	      "      --fallback-when LIST --allow-sensitive --redact --no-fallback --audit FILE\n"
+	      "\nfallback routing to an OpenAI-compatible endpoint (overrides the pipeline's block):\n"
+	      "      --fallback-url URL      base URL (\"/chat/completions\" is appended)\n"
+	      "      --fallback-model NAME   model to ask for\n"
+	      "      --fallback-key-env VAR  environment variable holding the API key\n"
+	      "      --fallback-when LIST    over_context, invalid_output, local_error, always\n"
+	      "      --allow-sensitive       let a sensitive pipeline route at all\n"
+	      "      --redact                redact identifiers before sending (the default)\n"
+	      "      --no-fallback           no routing for this run\n"
+	      "      --audit FILE            audit log (default OUT.audit.jsonl)\n"
 	      "\nexit status: 0 all ok; 1 usage or configuration error; 2 finished with records in\n"
 	      "error, over --max-failures, or a --fail-on label; 3 fatal; 130/143 interrupted.\n",
 	      f);

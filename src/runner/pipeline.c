@@ -1,5 +1,6 @@
 /* Pipeline files: load, validate with file:line: field messages, hash. */
 #include "docket/pipeline.h"
+#include "docket/route.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -772,7 +773,9 @@ static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 		goto bad;
 	json_t *fb = json_object_get(root, "fallback");
 	if (fb) {
-		static const char *const fk[] = {"url", "model", "key_env", "when", NULL};
+		static const char *const fk[] = {"url", "model", "key_env", "when", "allow_sensitive",
+						 "redact", "timeout_ms", "connect_timeout_ms",
+						 "max_retries", "max_concurrency", "ca_bundle", NULL};
 		if (!json_is_object(fb)) {
 			p = fail(&L, p, "fallback", "expected an object, got %s", jtype(fb));
 			goto out;
@@ -784,6 +787,32 @@ static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 			goto out;
 		}
 		p->has_fallback = true;
+		/* the routing layer reads the block itself; checking it here makes a
+		 * typo in a privacy setting a load error, not a run-time one */
+		struct dk_fallback_params fp = dk_fallback_default_params();
+		char ferr[DK_ERRMSG_MAX];
+		json_t *fbc = json_deep_copy(fb);
+		/* early names of two conditions, kept so older pipelines still load */
+		json_t *wl = json_object_get(fbc, "when"), *wv;
+		size_t wi;
+		json_array_foreach(wl, wi, wv) {
+			const char *w = json_string_value(wv);
+			if (w && !strcmp(w, "error"))
+				json_array_set_new(wl, wi, json_string("local_error"));
+			else if (w && !strcmp(w, "too-long"))
+				json_array_set_new(wl, wi, json_string("over_context"));
+		}
+		if (!fbc || dk_fallback_params_from_json(&fp, fbc, ferr, sizeof ferr)) {
+			json_decref(fbc);
+			p = fail(&L, p, "fallback", "%s", fbc ? ferr : "out of memory");
+			goto out;
+		}
+		p->fallback_json = json_dumps(fbc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		json_decref(fbc);
+		if (!p->fallback_json) {
+			p = fail(&L, p, "fallback", "out of memory");
+			goto out;
+		}
 		if (get_str(&L, fb, "url", "fallback.url", &p->fallback_url) ||
 		    get_str(&L, fb, "model", "fallback.model", &p->fallback_model) ||
 		    get_str(&L, fb, "key_env", "fallback.key_env", &p->fallback_key_env) ||
@@ -854,6 +883,7 @@ void dk_pipeline_free(struct dk_pipeline *p)
 	}
 	free(p->fields);
 	free_strv(p->stop, p->n_stop);
+	free(p->fallback_json);
 	free(p->fallback_url);
 	free(p->fallback_model);
 	free(p->fallback_key_env);

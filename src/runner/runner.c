@@ -14,6 +14,7 @@
 #include "docket/chat.h"
 #include "docket/ingest.h"
 #include "docket/model.h"
+#include "docket/route.h"
 #include "docket/sampler.h"
 #include "runner/output.h"
 #include "util/buf.h"
@@ -65,6 +66,9 @@ struct cres {
 	char *error;
 	bool want;
 	int pending;
+	bool fb;          /* to be answered by the fallback endpoint when emitted */
+	bool routed;      /* answered by the fallback endpoint */
+	char fb_host[256], fb_model[128];
 };
 
 struct doc {
@@ -78,6 +82,8 @@ struct doc {
 	size_t n_fields;
 	int pending;          /* jobs not finished */
 	bool reduced;
+	bool fb_done;         /* chunks' fallbacks resolved (per-document records) */
+	bool routed;          /* the reduce step was answered remotely */
 	char *reduce_out;
 	char id[33];
 	uint64_t prompt_tokens, cached_tokens, completion_tokens;
@@ -127,6 +133,13 @@ struct runner {
 	uint64_t warm[512];
 	int n_warm, warm_pos;
 	struct dk_runner_stats *st;
+	/* fallback routing: fb is NULL when nothing may or will be sent */
+	struct dk_fallback *fb;
+	struct dk_fallback_params fbp;
+	json_t *fb_json;      /* the pipeline's fallback block (fbp borrows its strings) */
+	char *audit_path;
+	char fb_why[256];     /* why the gate refuses, when it does */
+	char fb_host[256], fb_model[128]; /* of the last remote answer (reduce) */
 	int max_tokens;
 	float temperature;
 	uint64_t seed;
@@ -867,41 +880,373 @@ static void chunk_id(struct runner *R, const struct doc *d, size_t ci, char out[
 	id32(out, "chunk", d->path, d->chunks[ci].id, R->pl->hash);
 }
 
+/* ---- fallback routing ---- */
+
+/* Does this run want to route a chunk for reason (a DK_FALLBACK_* bit)? */
+static bool fb_wants(const struct runner *R, unsigned reason)
+{
+	return R->pl && R->fbp.when && dk_fallback_wants(&R->fbp, reason);
+}
+
+/* Remote-only mode. */
+static bool fb_always(const struct runner *R)
+{
+	return fb_wants(R, DK_FALLBACK_ALWAYS) && (R->fbp.when & DK_FALLBACK_ALWAYS);
+}
+
+/* Appends " (fallback refused: why)" to *msg (or makes it the message). */
+static void fb_refuse(struct runner *R, char **msg)
+{
+	struct dk_buf b = {0};
+	if (*msg && **msg)
+		dk_buf_printf(&b, "%s (fallback refused: %s)", *msg, R->fb_why);
+	else
+		dk_buf_printf(&b, "fallback refused: %s", R->fb_why);
+	free(*msg);
+	*msg = dk_buf_steal(&b);
+}
+
+static char *render_text(const struct dk_tmpl *t, const struct dk_tmpl_var *vars, size_t nv)
+{
+	struct dk_segs segs = {0};
+	size_t dummy = (size_t)-1;
+	char *s = NULL;
+	if (!render_tmpl(t, vars, nv, NULL, &segs, &dummy))
+		s = dk_segs_join(&segs);
+	dk_segs_free(&segs);
+	return s;
+}
+
+/*
+ * One remote chat completion for a prompt of the pipeline: the rendered
+ * system and user templates as two messages.  The original text goes to
+ * dk_fallback_chat, which applies the gate and redacts as its params say.
+ * Returns the status; on DK_FATAL the run stops (R->err says why) and the
+ * caller writes no record, so a resumed run asks again.
+ */
+static enum dk_status fb_ask(struct runner *R, const char *rid, const struct dk_tmpl *user,
+			     const struct dk_tmpl_var *vars, size_t nv, int max_tokens,
+			     const json_t *schema, struct dk_fallback_response *resp)
+{
+	const struct dk_pipeline *pl = R->pl;
+	char *sys = pl->system ? render_text(pl->system, vars, nv) : NULL;
+	char *usr = render_text(user, vars, nv);
+	struct dk_fallback_message m[2];
+	size_t nm = 0;
+	if (sys && *sys)
+		m[nm++] = (struct dk_fallback_message){"system", sys};
+	m[nm++] = (struct dk_fallback_message){"user", usr ? usr : ""};
+	struct dk_fallback_request rq = {0};
+	rq.messages = m;
+	rq.n_messages = nm;
+	rq.max_tokens = max_tokens;
+	rq.temperature = R->temperature;
+	rq.seed = -1;
+	rq.json_schema = schema;
+	rq.record_id = rid; /* a hash: document paths may themselves be identifying */
+	rq.sensitive = pl->sensitive;
+	enum dk_status st;
+	if (!usr) {
+		memset(resp, 0, sizeof *resp);
+		snprintf(resp->error, sizeof resp->error, "cannot render the prompt");
+		st = DK_SKIP;
+	} else {
+		st = dk_fallback_chat(R->fb, &rq, resp);
+	}
+	free(sys);
+	free(usr);
+	if (st == DK_FATAL) {
+		dk_err(R->err, sizeof R->err, DK_FATAL, "fallback: %s", resp->error);
+		R->io_failed = true;
+		R->stopping = true;
+	}
+	return st;
+}
+
+static json_t *classify_schema(const struct dk_pipeline *pl)
+{
+	json_t *en = json_array();
+	for (size_t i = 0; i < pl->n_labels; i++)
+		json_array_append_new(en, json_string(pl->labels[i]));
+	return json_pack("{s:s, s:{s:{s:s, s:o}}, s:[s], s:b}", "type", "object", "properties",
+			 "label", "type", "string", "enum", en, "required", "label",
+			 "additionalProperties", 0);
+}
+
+/* The label an answer names: {"label": L}, or text equal to / containing a
+ * label (case-insensitive).  -1 when none. */
+static int answer_label(const struct dk_pipeline *pl, const char *content)
+{
+	json_t *j = json_loads(content, 0, NULL);
+	const char *l = json_string_value(json_object_get(j, "label"));
+	bool structured = json_is_object(j);
+	char *t = trim_dup(l ? l : content);
+	json_decref(j);
+	int found = -1;
+	if (structured && !l) {
+		free(t);
+		return -1;
+	}
+	for (size_t i = 0; t && i < pl->n_labels && found < 0; i++)
+		if (!strcasecmp(t, pl->labels[i]))
+			found = (int)i;
+	/* free text naming a label; an object must say it in "label" */
+	for (size_t i = 0; t && !structured && i < pl->n_labels && found < 0; i++)
+		if (strcasestr(t, pl->labels[i]))
+			found = (int)i;
+	free(t);
+	return found;
+}
+
+/*
+ * Answers chunk ci remotely, replacing whatever the local engine left in
+ * its result.  why_local: the local problem, kept in the error when the
+ * remote answer fails too.  Returns -1 when the run must stop (no record).
+ */
+static int fb_chunk(struct runner *R, struct doc *d, size_t ci)
+{
+	const struct dk_pipeline *pl = R->pl;
+	struct cres *c = &d->cr[ci];
+	c->fb = false;
+	if (!R->fb) {
+		fb_refuse(R, &c->error);
+		return 0;
+	}
+	const struct dk_chunk *ch = &d->chunks[ci];
+	char *text = strndup(d->text + ch->start, ch->end - ch->start);
+	char idx[24], cnt[24], bytes[24], rid[33];
+	snprintf(idx, sizeof idx, "%d", ch->index + 1);
+	snprintf(cnt, sizeof cnt, "%d", ch->count);
+	snprintf(bytes, sizeof bytes, "%llu", (unsigned long long)d->bytes);
+	chunk_id(R, d, ci, rid);
+	struct dk_buf labels = {0}, fields = {0};
+	for (size_t i = 0; i < pl->n_labels; i++)
+		dk_buf_printf(&labels, "%s%s", i ? ", " : "", pl->labels[i]);
+	/* extract asks one field per local prompt; remotely all at once */
+	for (size_t i = 0; i < pl->n_fields; i++)
+		dk_buf_printf(&fields, "%s%s", i ? ", " : "", pl->fields[i].name);
+	const char *base = strrchr(d->path, '/');
+	base = base ? base + 1 : d->path;
+	struct dk_tmpl_var vars[] = {
+		{"text", text ? text : ""},
+		{"path", d->path},
+		{"name", base},
+		{"member", d->member ? d->member : ""},
+		{"mime", d->mime},
+		{"bytes", bytes},
+		{"labels", labels.data ? labels.data : ""},
+		{"schema", pl->schema_json ? pl->schema_json : ""},
+		{"chunk_index", idx},
+		{"chunk_count", cnt},
+		{"field", fields.data ? fields.data : ""},
+		{"field_description", ""},
+	};
+	json_t *schema = NULL;
+	if (pl->task == DK_TASK_EXTRACT && pl->schema_json)
+		schema = json_loads(pl->schema_json, 0, NULL);
+	else if (pl->task == DK_TASK_CLASSIFY)
+		schema = classify_schema(pl);
+	struct dk_fallback_response resp;
+	enum dk_status st = fb_ask(R, rid, pl->user, vars, sizeof vars / sizeof vars[0],
+				   R->max_tokens, schema, &resp);
+	json_decref(schema);
+	free(text);
+	dk_buf_free(&labels);
+	dk_buf_free(&fields);
+	if (st == DK_FATAL) {
+		dk_fallback_response_free(&resp);
+		return -1;
+	}
+	if (st == DK_OK) {
+		const char *content = resp.content ? resp.content : "";
+		char *bad = NULL;
+		switch (pl->task) {
+		case DK_TASK_SUMMARIZE:
+		case DK_TASK_GENERATE:
+			free(c->gen);
+			c->gen = trim_dup(content);
+			break;
+		case DK_TASK_CLASSIFY: {
+			int k = answer_label(pl, content);
+			if (k < 0) {
+				bad = strdup("fallback: the answer names none of the labels");
+				break;
+			}
+			if (!c->logp)
+				c->logp = calloc(pl->n_labels, sizeof *c->logp);
+			/* a remote answer is a label, not a distribution: all mass on it */
+			for (size_t i = 0; c->logp && i < pl->n_labels; i++)
+				c->logp[i] = (int)i == k ? 0 : -1e4;
+			break;
+		}
+		case DK_TASK_EXTRACT: {
+			json_t *o = json_loads(content, 0, NULL);
+			if (!json_is_object(o)) {
+				json_decref(o);
+				bad = strdup("fallback: the answer is not a JSON object");
+				break;
+			}
+			if (!c->fields)
+				c->fields = calloc(pl->n_fields ? pl->n_fields : 1, sizeof *c->fields);
+			for (size_t i = 0; c->fields && i < pl->n_fields; i++) {
+				json_t *v = json_object_get(o, pl->fields[i].name);
+				free(c->fields[i]);
+				c->fields[i] = json_is_string(v) ? strdup(json_string_value(v))
+					       : v && !json_is_null(v) ? json_dumps(v, JSON_ENCODE_ANY)
+								      : strdup("null");
+			}
+			json_decref(o);
+			break;
+		}
+		}
+		free(c->error);
+		c->error = bad;
+		if (!bad) {
+			c->routed = true;
+			snprintf(c->fb_host, sizeof c->fb_host, "%s", resp.host);
+			snprintf(c->fb_model, sizeof c->fb_model, "%s", resp.model);
+		}
+	} else {
+		struct dk_buf b = {0};
+		if (c->error && *c->error)
+			dk_buf_printf(&b, "%s (fallback failed: %s)", c->error, resp.error);
+		else
+			dk_buf_printf(&b, "fallback failed: %s", resp.error);
+		free(c->error);
+		c->error = dk_buf_steal(&b);
+	}
+	if (resp.prompt_tokens > 0) {
+		c->pt += (uint64_t)resp.prompt_tokens;
+		d->prompt_tokens += (uint64_t)resp.prompt_tokens;
+	}
+	if (resp.completion_tokens > 0) {
+		c->gt += (uint64_t)resp.completion_tokens;
+		d->completion_tokens += (uint64_t)resp.completion_tokens;
+	}
+	dk_fallback_response_free(&resp);
+	return 0;
+}
+
+/* Routes chunk ci when it was marked, or when the local engine failed and
+ * the run wants local_error.  -1: the run must stop. */
+static int fb_resolve(struct runner *R, struct doc *d, size_t ci)
+{
+	struct cres *c = &d->cr[ci];
+	if (!c->want || c->routed)
+		return 0;
+	if (!c->fb && c->error && strncmp(c->error, "too-long:", 9) && fb_wants(R, DK_FALLBACK_LOCAL_ERROR))
+		c->fb = true;
+	if (!c->fb)
+		return 0;
+	return fb_chunk(R, d, ci);
+}
+
+static void set_route(json_t *rec, const char *host, const char *model)
+{
+	json_object_set_new(rec, "route", json_string("fallback"));
+	json_object_set_new(rec, "fallback", json_pack("{s:s, s:s}", "host", host, "model", model));
+}
+
 static void emit_chunk(struct runner *R, struct doc *d, size_t ci)
 {
 	struct cres *c = &d->cr[ci];
+	/* the record is written only once the remote answer is in: a run
+	 * killed during the call asks again when resumed */
+	if (fb_resolve(R, d, ci))
+		return;
 	char id[33];
 	chunk_id(R, d, ci, id);
 	json_t *rec = record_base(R, id, d, &d->chunks[ci]);
-	double ms = now_ms() - d->t0;
 	R->st->chunks++;
+	json_t *o = NULL;
+	if (!c->error) {
+		o = chunk_output(R, d, (int)ci, rec);
+		if (R->pl->task == DK_TASK_EXTRACT && !c->routed && R->fb &&
+		    fb_wants(R, DK_FALLBACK_INVALID_OUTPUT) &&
+		    !json_is_true(json_object_get(rec, "schema_valid"))) {
+			json_decref(o);
+			o = NULL;
+			c->error = strdup("invalid-output: the local answer misses required fields");
+			if (fb_chunk(R, d, ci)) {
+				json_decref(rec);
+				return;
+			}
+			if (!c->error)
+				o = chunk_output(R, d, (int)ci, rec);
+		}
+	}
+	double ms = now_ms() - d->t0;
 	if (c->error) {
+		json_object_del(rec, "schema_valid");
 		record_finish(R, rec, "error", NULL, c->error, NULL, c->pt, c->ct, c->gt, ms);
+		if (c->routed)
+			set_route(rec, c->fb_host, c->fb_model);
 		write_record(R, id, rec, "error");
 		return;
 	}
-	json_t *o = chunk_output(R, d, (int)ci, rec);
 	record_finish(R, rec, "ok", o, NULL, NULL, c->pt, c->ct, c->gt, ms);
+	if (c->routed)
+		set_route(rec, c->fb_host, c->fb_model);
 	write_record(R, id, rec, "ok");
+}
+
+/* Marks a per-document record routed when any part of it was. */
+static void doc_route(struct runner *R, const struct doc *d, json_t *rec)
+{
+	if (d->routed) {
+		set_route(rec, R->fb_host, R->fb_model);
+		return;
+	}
+	for (size_t i = 0; i < d->n_chunks; i++)
+		if (d->cr[i].routed) {
+			set_route(rec, d->cr[i].fb_host, d->cr[i].fb_model);
+			return;
+		}
 }
 
 static void emit_doc(struct runner *R, struct doc *d, const char *error)
 {
 	json_t *rec = record_base(R, d->id, d, NULL);
-	double ms = now_ms() - d->t0;
 	R->st->chunks += d->n_chunks;
 	if (!error)
 		for (size_t i = 0; i < d->n_chunks && !error; i++)
 			error = d->cr[i].error;
+	json_t *o = NULL;
+	if (!error) {
+		o = doc_output(R, d, rec);
+		if (R->pl->task == DK_TASK_EXTRACT && R->fb && fb_wants(R, DK_FALLBACK_INVALID_OUTPUT) &&
+		    !json_is_true(json_object_get(rec, "schema_valid"))) {
+			json_decref(o);
+			o = NULL;
+			for (size_t i = 0; i < d->n_chunks; i++) {
+				struct cres *c = &d->cr[i];
+				if (c->routed)
+					continue;
+				c->error = strdup("invalid-output: the local answer misses required fields");
+				if (fb_chunk(R, d, i)) {
+					json_decref(rec);
+					return;
+				}
+				if (c->error && !error)
+					error = c->error;
+			}
+			if (!error)
+				o = doc_output(R, d, rec);
+		}
+	}
+	double ms = now_ms() - d->t0;
 	if (error) {
+		json_object_del(rec, "schema_valid");
+		json_object_del(rec, "labels");
 		record_finish(R, rec, "error", NULL, error, NULL, d->prompt_tokens, d->cached_tokens,
 			      d->completion_tokens, ms);
+		doc_route(R, d, rec);
 		write_record(R, d->id, rec, "error");
 		return;
 	}
-	json_t *o = doc_output(R, d, rec);
 	record_finish(R, rec, "ok", o, NULL, NULL, d->prompt_tokens, d->cached_tokens,
 		      d->completion_tokens, ms);
+	doc_route(R, d, rec);
 	write_record(R, d->id, rec, "ok");
 }
 
@@ -946,6 +1291,10 @@ static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
 	const struct dk_pipeline *pl = R->pl;
 	const struct dk_chunk *c = &d->chunks[ci];
 	struct cres *cr = &d->cr[ci];
+	if (!d->is_calib && fb_always(R)) {
+		cr->fb = true; /* remote-only: nothing to compute here */
+		return;
+	}
 	char *text = strndup(d->text + c->start, c->end - c->start);
 	char idx[24], cnt[24], bytes[24];
 	snprintf(idx, sizeof idx, "%d", c->index + 1);
@@ -1040,6 +1389,9 @@ static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
 	}
 	free(text);
 	dk_buf_free(&labels);
+	if (!d->is_calib && cr->error && !strncmp(cr->error, "too-long:", 9) &&
+	    fb_wants(R, DK_FALLBACK_OVER_CONTEXT))
+		cr->fb = true;
 }
 
 static void doc_stage_done(struct runner *R, struct doc *d);
@@ -1153,6 +1505,14 @@ static void doc_stage_done(struct runner *R, struct doc *d)
 		close_doc(R, d);
 		return;
 	}
+	if (!d->fb_done) {
+		d->fb_done = true;
+		for (size_t i = 0; i < d->n_chunks; i++)
+			if (fb_resolve(R, d, i)) {
+				close_doc(R, d); /* the run stops; no record */
+				return;
+			}
+	}
 	bool err = false;
 	for (size_t i = 0; i < d->n_chunks; i++)
 		err |= d->cr[i].error != NULL;
@@ -1175,7 +1535,10 @@ static void doc_stage_done(struct runner *R, struct doc *d)
 		struct tokv t = {0};
 		int n_prefix = 0;
 		char *error = NULL;
-		if (build_prompt(R, pl->system, pl->reduce, vars, sizeof vars / sizeof vars[0],
+		bool remote = fb_always(R);
+		if (remote) {
+			/* no local inference in remote-only mode */
+		} else if (build_prompt(R, pl->system, pl->reduce, vars, sizeof vars / sizeof vars[0],
 				 "summaries", &t, &n_prefix)) {
 			error = strdup("cannot render the reduce prompt");
 		} else {
@@ -1185,7 +1548,53 @@ static void doc_stage_done(struct runner *R, struct doc *d)
 			j->stop = pl->stop;
 			j->n_stop = pl->n_stop;
 			submit(R, j, &t, n_prefix, &error);
+			if (error && !strncmp(error, "too-long:", 9) && fb_wants(R, DK_FALLBACK_OVER_CONTEXT))
+				remote = true;
 		}
+		if (remote && !R->fb) {
+			fb_refuse(R, &error);
+		} else if (remote) {
+			struct dk_fallback_response resp;
+			enum dk_status fs = fb_ask(R, d->id, pl->reduce, vars, sizeof vars / sizeof vars[0],
+						   pl->reduce_max_tokens, NULL, &resp);
+			if (fs == DK_OK) {
+				free(error);
+				error = NULL;
+				free(d->reduce_out);
+				d->reduce_out = trim_dup(resp.content ? resp.content : "");
+				d->routed = true;
+				snprintf(R->fb_host, sizeof R->fb_host, "%s", resp.host);
+				snprintf(R->fb_model, sizeof R->fb_model, "%s", resp.model);
+				if (resp.prompt_tokens > 0)
+					d->prompt_tokens += (uint64_t)resp.prompt_tokens;
+				if (resp.completion_tokens > 0)
+					d->completion_tokens += (uint64_t)resp.completion_tokens;
+			} else if (fs != DK_FATAL) {
+				struct dk_buf b = {0};
+				dk_buf_printf(&b, "%s%sfallback failed: %s", error ? error : "",
+					      error ? " (" : "", resp.error);
+				if (error)
+					dk_buf_putc(&b, ')');
+				free(error);
+				error = dk_buf_steal(&b);
+			}
+			dk_fallback_response_free(&resp);
+			if (fs == DK_FATAL) {
+				dk_buf_free(&sum);
+				free(error);
+				free(t.v);
+				close_doc(R, d);
+				return;
+			}
+			if (!error) {
+				dk_buf_free(&sum);
+				free(t.v);
+				emit_doc(R, d, NULL);
+				close_doc(R, d);
+				return;
+			}
+		}
+		free(t.v);
 		dk_buf_free(&sum);
 		if (!error)
 			return; /* the reduce job will call us again */
@@ -2027,6 +2436,68 @@ static enum dk_status open_output(struct runner *R, char *err, size_t n)
 	return st;
 }
 
+/*
+ * The routing policy: the pipeline's fallback block, overridden by the
+ * command line.  The endpoint object is made only when something may be
+ * sent: a sensitive pipeline without allow_sensitive never opens a
+ * connection (its chunks are recorded as refused).
+ */
+static enum dk_status fallback_setup(struct runner *R, char *err, size_t n)
+{
+	const struct dk_runner_params *p = R->p;
+	const struct dk_fallback_opts *o = &p->fallback;
+	const struct dk_pipeline *pl = R->pl;
+	R->fbp = dk_fallback_default_params();
+	if (pl->fallback_json) {
+		char e[DK_ERRMSG_MAX] = "out of memory";
+		R->fb_json = json_loads(pl->fallback_json, 0, NULL);
+		if (!R->fb_json || dk_fallback_params_from_json(&R->fbp, R->fb_json, e, sizeof e))
+			return dk_err(err, n, DK_SKIP, "pipeline '%s': fallback: %s", pl->name, e);
+	}
+	if (o->url)
+		R->fbp.base_url = o->url;
+	if (o->model)
+		R->fbp.model = o->model;
+	if (o->key_env)
+		R->fbp.key_env = o->key_env;
+	if (o->when) {
+		char e[128];
+		if (dk_fallback_parse_when(o->when, &R->fbp.when, e, sizeof e))
+			return dk_err(err, n, DK_SKIP, "--fallback-when: %s", e);
+	}
+	if (o->allow_sensitive)
+		R->fbp.allow_sensitive = true;
+	if (o->redact)
+		R->fbp.redact = true;
+	if (o->disabled)
+		R->fbp.when = 0;
+	if (!R->fbp.when)
+		return DK_OK;
+	if (!R->fbp.base_url || !*R->fbp.base_url)
+		return dk_err(err, n, DK_SKIP,
+			      "fallback.when is set but no endpoint is (fallback.url or --fallback-url)");
+	if (!dk_route_allowed(&R->fbp, pl->sensitive, R->fb_why, sizeof R->fb_why))
+		return DK_OK;
+	if (o->audit) {
+		R->audit_path = strdup(o->audit);
+	} else {
+		if (!p->output || !strcmp(p->output, "-"))
+			return dk_err(err, n, DK_SKIP,
+				      "fallback routing writing to stdout needs --audit FILE");
+		struct dk_buf b = {0};
+		dk_buf_printf(&b, "%s.audit.jsonl", p->output);
+		R->audit_path = dk_buf_steal(&b);
+	}
+	if (!R->audit_path)
+		return dk_err(err, n, DK_FATAL, "out of memory");
+	R->fbp.audit_path = R->audit_path;
+	char e[DK_ERRMSG_MAX];
+	R->fb = dk_fallback_new(&R->fbp, e, sizeof e);
+	if (!R->fb)
+		return dk_err(err, n, DK_SKIP, "fallback: %s", e);
+	return DK_OK;
+}
+
 static enum dk_status start_engine(struct runner *R, char *err, size_t n)
 {
 	const struct dk_runner_params *p = R->p;
@@ -2078,6 +2549,9 @@ static enum dk_status finish(struct runner *R, enum dk_status st, char *err, siz
 	if (R->batch_in)
 		fclose(R->batch_in);
 	dk_model_free(R->model);
+	dk_fallback_free(R->fb);
+	json_decref(R->fb_json);
+	free(R->audit_path);
 	return st;
 }
 
@@ -2096,6 +2570,8 @@ enum dk_status dk_runner_run(const struct dk_runner_params *p, const char *const
 		return dk_err(err, n, DK_SKIP, "bad shard %d/%d (K counts from 0 to N-1)", p->shard_k,
 			      p->shard_n);
 	enum dk_status st = setup(R, err, n);
+	if (st == DK_OK)
+		st = fallback_setup(R, err, n);
 	if (st == DK_OK)
 		st = open_output(R, err, n);
 	if (st == DK_OK)
