@@ -80,14 +80,15 @@ const char *dk_model_sha256(struct dk_model *m);
 struct dk_chat_msg;
 /* Renders chat messages for this model: the family is `family` when not
  * NULL ("chatml", "llama3", ... see chat.h), else recognised from the
- * model's chat template (with the default system message the template
- * inserts, e.g. SmolLM2's); the BOS text is written literally only where
- * the tokenizer does not add BOS itself.  Returns a malloc'd string to
- * tokenize with parse_special=true, or NULL with a message in err (unknown
- * or missing template, unknown family name). */
+ * model's chat template.  template_system: when msgs has no system message,
+ * insert the default one the template itself inserts (e.g. SmolLM2's "You
+ * are a helpful AI assistant named SmolLM...").  The BOS text is written
+ * literally only where the tokenizer does not add BOS itself.  Returns a
+ * malloc'd string to tokenize with parse_special=true, or NULL with a
+ * message in err (unknown or missing template, unknown family name). */
 char *dk_model_chat_render(const struct dk_model *m, const char *family,
 			   const struct dk_chat_msg *msgs, size_t n, bool add_assistant,
-			   char *err, size_t errn);
+			   bool template_system, char *err, size_t errn);
 const char *dk_model_path(const struct dk_model *m);
 
 struct dk_ctx_params {

@@ -23,6 +23,9 @@ static void usage(FILE *f)
 		"  -f, --file FILE        read the prompt from FILE\n"
 		"      --chat             wrap the prompt as a user message in the model's chat template\n"
 		"      --system TEXT      system message (with --chat)\n"
+		"      --template-system  without --system, use the default system message the\n"
+		"                         model's template inserts (off: small quantized models\n"
+		"                         such as SmolLM2-135M Q4_1 answer worse with it)\n"
 		"      --chat-template F  chatml|llama2|llama3|mistral|phi3|gemma|zephyr|raw\n"
 		"  -n, --n-predict N      tokens to generate (default 128)\n"
 		"      --temp T           temperature (default 0 = greedy)\n"
@@ -105,7 +108,7 @@ static json_t *piece_json(const struct dk_tokenizer *tok, dk_token id)
 int dk_cmd_generate(int argc, char **argv)
 {
 	enum { O_CHAT = 256, O_SYSTEM, O_TMPL, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REP, O_SEED,
-	       O_TOPPROBS, O_JSON, O_IGNEOS, O_KV, O_GRAMMAR, O_SCHEMA, O_HELP };
+	       O_TOPPROBS, O_JSON, O_IGNEOS, O_KV, O_GRAMMAR, O_SCHEMA, O_TSYS, O_HELP };
 	static const struct option opts[] = {
 		{"model", required_argument, 0, 'm'}, {"prompt", required_argument, 0, 'p'},
 		{"file", required_argument, 0, 'f'}, {"chat", no_argument, 0, O_CHAT},
@@ -116,11 +119,11 @@ int dk_cmd_generate(int argc, char **argv)
 		{"seed", required_argument, 0, O_SEED}, {"top-probs", required_argument, 0, O_TOPPROBS},
 		{"json", no_argument, 0, O_JSON}, {"ignore-eos", no_argument, 0, O_IGNEOS},
 		{"kv", required_argument, 0, O_KV}, {"ctx", required_argument, 0, 'c'},
-		{"grammar", required_argument, 0, O_GRAMMAR}, {"json-schema", required_argument, 0, O_SCHEMA},
+		{"template-system", no_argument, 0, O_TSYS}, {"grammar", required_argument, 0, O_GRAMMAR}, {"json-schema", required_argument, 0, O_SCHEMA},
 		{"threads", required_argument, 0, 't'}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
 	const char *model = NULL, *prompt = NULL, *file = NULL, *system = NULL, *tmpl = NULL;
 	const char *grammar_path = NULL, *schema_path = NULL;
-	bool chat = false, as_json = false, ignore_eos = false;
+	bool chat = false, as_json = false, ignore_eos = false, tsys = false;
 	int n_predict = 128, top_probs = 0, n_ctx = 0, threads = 0;
 	enum dk_ttype kvt = DK_TYPE_F32; /* fidelity first: see README */
 	struct dk_sampler_params sp = dk_sampler_default_params();
@@ -148,6 +151,7 @@ int dk_cmd_generate(int argc, char **argv)
 		case O_JSON: as_json = true; break;
 		case O_IGNEOS: ignore_eos = true; break;
 		case O_GRAMMAR: grammar_path = optarg; break;
+		case O_TSYS: tsys = true; chat = true; break;
 		case O_SCHEMA: schema_path = optarg; break;
 		case O_KV:
 			if (!strcmp(optarg, "f16")) kvt = DK_TYPE_F16;
@@ -234,7 +238,7 @@ int dk_cmd_generate(int argc, char **argv)
 		if (system)
 			msgs[nm++] = (struct dk_chat_msg){"system", system};
 		msgs[nm++] = (struct dk_chat_msg){"user", prompt};
-		rendered = dk_model_chat_render(m, tmpl, msgs, nm, true, err, sizeof err);
+		rendered = dk_model_chat_render(m, tmpl, msgs, nm, true, tsys, err, sizeof err);
 		if (!rendered) {
 			dk_cli_error("%s", err);
 			rc = DK_EXIT_USAGE;

@@ -342,7 +342,7 @@ const char *dk_model_sha256(struct dk_model *m)
 
 char *dk_model_chat_render(const struct dk_model *m, const char *family,
 			   const struct dk_chat_msg *msgs, size_t n, bool add_assistant,
-			   char *err, size_t errn)
+			   bool template_system, char *err, size_t errn)
 {
 	struct dk_chat_style st = {0};
 	enum dk_chat_family f;
@@ -381,7 +381,7 @@ char *dk_model_chat_render(const struct dk_model *m, const char *family,
 		if (t && len < sizeof eos)
 			memcpy(eos, t, len);
 	}
-	struct dk_chat_opts o = {.default_system = st.default_system,
+	struct dk_chat_opts o = {.default_system = template_system ? st.default_system : NULL,
 				 .bos = bos[0] ? bos : NULL,
 				 .eos = eos[0] ? eos : NULL};
 	char *r = dk_chat_render_ex(f, msgs, n, add_assistant, &o);
