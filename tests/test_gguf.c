@@ -74,7 +74,7 @@ static void test_f16_model(void **state)
 
 static char *read_seed(size_t *n)
 {
-	char *p = dk_test_read_file(dk_test_src("tests/fuzz/seeds/fuzz_gguf/small.gguf"), n);
+	char *p = dk_test_read_file(dk_test_src("tests/fuzz/seeds/fuzz_gguf/small-header.bin"), n);
 	assert_non_null(p);
 	return p;
 }
