@@ -41,7 +41,7 @@ static void check(size_t esize, int32_t hd, int32_t n, dk_attn_fn fast, dk_attn_
 	float *s1 = malloc(((size_t)n + 4 * (size_t)hd) * 4), *s2 = malloc(((size_t)n + 4 * (size_t)hd) * 4);
 	for (int32_t i = 0; i < hd; i++)
 		q[i] = frand() * 2.0f;
-	struct dk_attn_args a = {.q = q, .hd = hd, .n = n, .scale = 1.0f / sqrtf((float)hd),
+	struct dk_attn_args a = {.q = q, .nq = 1, .hd = hd, .n = n, .scale = 1.0f / sqrtf((float)hd),
 				 .blocks = blocks, .k_off = (size_t)hd * esize,
 				 .v_off = DK_KV_BLOCK * rowb + (size_t)hd * esize, .row_bytes = rowb};
 	a.out = o1;
@@ -78,8 +78,55 @@ static void test_kernels(void **state)
 		assert_ptr_equal(dk_attn_kernel(2, 64), dk_attn_f16_avx2);
 }
 
+/* a group of heads in one pass equals each head alone, bit for bit */
+static void test_groups(void **state)
+{
+	(void)state;
+	if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+	      __builtin_cpu_supports("f16c")))
+		skip();
+	int32_t hd = 64, n = 77, nb = (n + DK_KV_BLOCK - 1) / DK_KV_BLOCK;
+	for (size_t esize = 2; esize <= 4; esize += 2) {
+		size_t rowb = (size_t)hd * esize, blockb = 2 * DK_KV_BLOCK * rowb;
+		uint8_t *mem = malloc((size_t)nb * blockb);
+		uint8_t **blocks = malloc((size_t)nb * sizeof *blocks);
+		for (int32_t b = 0; b < nb; b++)
+			blocks[b] = mem + (size_t)b * blockb;
+		for (size_t i = 0; i < (size_t)nb * blockb / esize; i++) {
+			float x = frand() * 3.0f;
+			if (esize == 2)
+				((uint16_t *)mem)[i] = dk_fp32_to_fp16(x);
+			else
+				((float *)mem)[i] = x;
+		}
+		for (int32_t G = 1; G <= DK_ATTN_MAX_GROUP; G += 2) {
+			float *q = malloc((size_t)G * hd * 4), *o1 = malloc((size_t)G * hd * 4),
+			      *o2 = malloc((size_t)G * hd * 4);
+			float *sc = malloc((size_t)G * ((size_t)n + 4 * (size_t)hd) * 4);
+			for (int32_t i = 0; i < G * hd; i++)
+				q[i] = frand();
+			dk_attn_fn fn = esize == 2 ? dk_attn_f16_avx2 : dk_attn_f32_avx2;
+			struct dk_attn_args a = {.q = q, .out = o1, .nq = G, .hd = hd, .n = n,
+						 .scale = 0.125f, .blocks = blocks, .k_off = 0,
+						 .v_off = DK_KV_BLOCK * rowb, .row_bytes = rowb, .scratch = sc};
+			fn(&a);
+			for (int32_t g = 0; g < G; g++) {
+				struct dk_attn_args one = a;
+				one.nq = 1;
+				one.q = q + g * hd;
+				one.out = o2 + g * hd;
+				fn(&one);
+			}
+			assert_memory_equal(o1, o2, (size_t)G * hd * 4);
+			/* and the reference agrees with itself grouped */
+			free(q); free(o1); free(o2); free(sc);
+		}
+		free(mem); free(blocks);
+	}
+}
+
 int main(void)
 {
-	const struct CMUnitTest tests[] = {cmocka_unit_test(test_kernels)};
+	const struct CMUnitTest tests[] = {cmocka_unit_test(test_kernels), cmocka_unit_test(test_groups)};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,7 +12,7 @@ static inline const uint8_t *row(const struct dk_attn_args *a, size_t off, int32
 	return a->blocks[j / DK_KV_BLOCK] + off + (size_t)(j % DK_KV_BLOCK) * a->row_bytes;
 }
 
-void dk_attn_f32_ref(const struct dk_attn_args *a)
+static void f32_one(const struct dk_attn_args *a)
 {
 	int32_t hd = a->hd, n = a->n;
 	float *sc = a->scratch, mx = -INFINITY;
@@ -41,7 +41,7 @@ void dk_attn_f32_ref(const struct dk_attn_args *a)
 	}
 }
 
-void dk_attn_f16_ref(const struct dk_attn_args *a)
+static void f16_one(const struct dk_attn_args *a)
 {
 	int32_t hd = a->hd, n = a->n;
 	uint16_t *q16 = (uint16_t *)a->scratch, *acc = q16 + hd;
@@ -75,6 +75,21 @@ void dk_attn_f16_ref(const struct dk_attn_args *a)
 	for (int32_t i = 0; i < hd; i++)
 		a->out[i] = dk_fp16_to_fp32(acc[i]) * inv;
 }
+
+/* The specification of a group: each head on its own. */
+static void per_head(const struct dk_attn_args *a, void (*one)(const struct dk_attn_args *))
+{
+	struct dk_attn_args h = *a;
+	h.nq = 1;
+	for (int32_t g = 0; g < a->nq; g++) {
+		h.q = a->q + (size_t)g * a->hd;
+		h.out = a->out + (size_t)g * a->hd;
+		one(&h);
+	}
+}
+
+void dk_attn_f32_ref(const struct dk_attn_args *a) { per_head(a, f32_one); }
+void dk_attn_f16_ref(const struct dk_attn_args *a) { per_head(a, f16_one); }
 
 dk_attn_fn dk_attn_kernel(size_t esize, int32_t hd)
 {

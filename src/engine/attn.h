@@ -18,16 +18,21 @@
 #include <stdint.h>
 
 struct dk_attn_args {
-	const float *q;              /* [hd] */
-	float *out;                  /* [hd] */
+	const float *q;              /* [nq][hd]: query heads sharing this KV head */
+	float *out;                  /* [nq][hd] */
+	int32_t nq;                  /* 1..DK_ATTN_MAX_GROUP */
 	int32_t hd;
 	int32_t n;                   /* positions 0..n-1 */
 	float scale;
 	uint8_t *const *blocks;      /* ceil(n / DK_KV_BLOCK) block pointers */
 	size_t k_off, v_off;         /* offsets of slot 0's row in a block */
 	size_t row_bytes;            /* distance between slots */
-	float *scratch;              /* n + 4*hd floats, private to the caller */
+	float *scratch;              /* nq * (n + 4*hd) floats, private to the caller */
 };
+
+/* Query heads per KV head handled in one pass (K/V rows are read once for
+ * all of them); each head's arithmetic is the same as alone. */
+#define DK_ATTN_MAX_GROUP 8
 
 typedef void (*dk_attn_fn)(const struct dk_attn_args *a);
 

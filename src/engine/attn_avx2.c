@@ -20,35 +20,50 @@ static inline float hsum(__m256 v)
 
 void dk_attn_f32_avx2(const struct dk_attn_args *a)
 {
-	int32_t hd = a->hd, n = a->n;
-	float *sc = a->scratch, mx = -INFINITY;
+	int32_t hd = a->hd, n = a->n, G = a->nq;
+	float *sc = a->scratch;                 /* [G][n] */
+	float *acc = a->scratch + (size_t)G * n; /* [G][hd] */
+	float mx[DK_ATTN_MAX_GROUP];
+	for (int32_t g = 0; g < G; g++)
+		mx[g] = -INFINITY;
 	for (int32_t j = 0; j < n; j++) {
 		const float *k = (const float *)row(a, a->k_off, j);
-		__m256 s0 = _mm256_setzero_ps();
-		for (int32_t i = 0; i < hd; i += 8)
-			s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a->q + i), _mm256_loadu_ps(k + i), s0);
-		sc[j] = hsum(s0) * a->scale;
-		if (sc[j] > mx)
-			mx = sc[j];
+		for (int32_t g = 0; g < G; g++) {
+			const float *q = a->q + (size_t)g * hd;
+			__m256 s0 = _mm256_setzero_ps();
+			for (int32_t i = 0; i < hd; i += 8)
+				s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k + i), s0);
+			float v = hsum(s0) * a->scale;
+			sc[(size_t)g * n + j] = v;
+			if (v > mx[g])
+				mx[g] = v;
+		}
 	}
-	double sum = 0;
-	for (int32_t j = 0; j < n; j++) {
-		sc[j] = expf(sc[j] - mx);
-		sum += (double)sc[j];
+	float inv[DK_ATTN_MAX_GROUP];
+	for (int32_t g = 0; g < G; g++) {
+		double sum = 0;
+		float *s = sc + (size_t)g * n;
+		for (int32_t j = 0; j < n; j++) {
+			s[j] = expf(s[j] - mx[g]);
+			sum += (double)s[j];
+		}
+		inv[g] = (float)(1.0 / sum);
+		for (int32_t i = 0; i < hd; i++)
+			acc[(size_t)g * hd + i] = 0;
 	}
-	const float inv = (float)(1.0 / sum);
-	float *acc = a->scratch + n;
-	for (int32_t i = 0; i < hd; i++)
-		acc[i] = 0;
 	for (int32_t j = 0; j < n; j++) {
 		const float *v = (const float *)row(a, a->v_off, j);
-		__m256 p = _mm256_set1_ps(sc[j] * inv);
-		for (int32_t i = 0; i < hd; i += 8)
-			_mm256_storeu_ps(acc + i, _mm256_fmadd_ps(p, _mm256_loadu_ps(v + i),
-								  _mm256_loadu_ps(acc + i)));
+		for (int32_t g = 0; g < G; g++) {
+			float *ac = acc + (size_t)g * hd;
+			__m256 p = _mm256_set1_ps(sc[(size_t)g * n + j] * inv[g]);
+			for (int32_t i = 0; i < hd; i += 8)
+				_mm256_storeu_ps(ac + i, _mm256_fmadd_ps(p, _mm256_loadu_ps(v + i),
+									 _mm256_loadu_ps(ac + i)));
+		}
 	}
-	for (int32_t i = 0; i < hd; i++)
-		a->out[i] = acc[i];
+	for (int32_t g = 0; g < G; g++)
+		for (int32_t i = 0; i < hd; i++)
+			a->out[(size_t)g * hd + i] = acc[(size_t)g * hd + i];
 }
 
 /* round every lane to the nearest fp16 value (kept as f32) */
@@ -59,40 +74,52 @@ static inline __m256 r16(__m256 x)
 
 void dk_attn_f16_avx2(const struct dk_attn_args *a)
 {
-	int32_t hd = a->hd, n = a->n;
-	float *qf = a->scratch, *acc = a->scratch + hd;
-	for (int32_t i = 0; i < hd; i += 8) {
-		_mm256_storeu_ps(qf + i, r16(_mm256_loadu_ps(a->q + i)));
-		_mm256_storeu_ps(acc + i, _mm256_setzero_ps());
+	int32_t hd = a->hd, n = a->n, G = a->nq;
+	float *qf = a->scratch, *acc = a->scratch + (size_t)G * hd; /* [G][hd] each */
+	for (int32_t g = 0; g < G; g++)
+		for (int32_t i = 0; i < hd; i += 8) {
+			_mm256_storeu_ps(qf + (size_t)g * hd + i,
+					 r16(_mm256_loadu_ps(a->q + (size_t)g * hd + i)));
+			_mm256_storeu_ps(acc + (size_t)g * hd + i, _mm256_setzero_ps());
+		}
+	float M[DK_ATTN_MAX_GROUP], S[DK_ATTN_MAX_GROUP];
+	for (int32_t g = 0; g < G; g++) {
+		M[g] = -INFINITY;
+		S[g] = 0;
 	}
-	float M = -INFINITY, S = 0;
 	for (int32_t j = 0; j < n; j++) {
 		const uint16_t *k = (const uint16_t *)row(a, a->k_off, j);
 		const uint16_t *v = (const uint16_t *)row(a, a->v_off, j);
-		__m256 s0 = _mm256_setzero_ps();
-		for (int32_t i = 0; i < hd; i += 8)
-			s0 = _mm256_fmadd_ps(_mm256_loadu_ps(qf + i),
-					     _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i))), s0);
-		float d = hsum(s0) * a->scale;
-		float ms = 1.0f, vs = 1.0f;
-		if (d > M) {
-			float Mold = M;
-			M = d;
-			ms = expf(Mold - M);
-			__m256 m = _mm256_set1_ps(ms);
+		for (int32_t g = 0; g < G; g++) {
+			const float *q = qf + (size_t)g * hd;
+			float *ac = acc + (size_t)g * hd;
+			__m256 s0 = _mm256_setzero_ps();
 			for (int32_t i = 0; i < hd; i += 8)
-				_mm256_storeu_ps(acc + i, r16(_mm256_mul_ps(_mm256_loadu_ps(acc + i), m)));
-		} else {
-			vs = expf(d - M);
+				s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i),
+						     _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i))), s0);
+			float d = hsum(s0) * a->scale;
+			float ms = 1.0f, vs = 1.0f;
+			if (d > M[g]) {
+				float Mold = M[g];
+				M[g] = d;
+				ms = expf(Mold - M[g]);
+				__m256 m = _mm256_set1_ps(ms);
+				for (int32_t i = 0; i < hd; i += 8)
+					_mm256_storeu_ps(ac + i, r16(_mm256_mul_ps(_mm256_loadu_ps(ac + i), m)));
+			} else {
+				vs = expf(d - M[g]);
+			}
+			__m256 w = _mm256_set1_ps(vs);
+			for (int32_t i = 0; i < hd; i += 8)
+				_mm256_storeu_ps(ac + i,
+						 r16(_mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i))),
+								     w, _mm256_loadu_ps(ac + i))));
+			S[g] = S[g] * ms + vs;
 		}
-		__m256 w = _mm256_set1_ps(vs);
-		for (int32_t i = 0; i < hd; i += 8)
-			_mm256_storeu_ps(acc + i,
-					 r16(_mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i))),
-							     w, _mm256_loadu_ps(acc + i))));
-		S = S * ms + vs;
 	}
-	const float inv = S == 0.0f ? 0.0f : 1.0f / S;
-	for (int32_t i = 0; i < hd; i++)
-		a->out[i] = acc[i] * inv;
+	for (int32_t g = 0; g < G; g++) {
+		const float inv = S[g] == 0.0f ? 0.0f : 1.0f / S[g];
+		for (int32_t i = 0; i < hd; i++)
+			a->out[(size_t)g * hd + i] = acc[(size_t)g * hd + i] * inv;
+	}
 }

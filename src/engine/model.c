@@ -503,7 +503,10 @@ enum dk_status dk_ctx_new(struct dk_ctx **out, struct dk_model *m, const struct 
 	widest = widest > QD ? widest : QD;
 	/* activation rows in the widest dot format: at most 4 bytes/element */
 	c->qx_bytes = (size_t)(widest * 4 + 1024);
-	c->att_stride = (size_t)p->n_ctx + 4 * (size_t)hp->head_dim + 64;
+	int32_t grp = hp->n_head / hp->n_head_kv;
+	if (grp > DK_ATTN_MAX_GROUP)
+		grp = DK_ATTN_MAX_GROUP;
+	c->att_stride = (size_t)grp * ((size_t)p->n_ctx + 4 * (size_t)hp->head_dim) + 64;
 	size_t scratch = 0;
 	size_t avail = mem_available();
 	size_t est = kv_bytes + (size_t)NB * (size_t)(4 * E + 2 * QD + 2 * c->kv_dim + 2 * FF) * 4 +
@@ -803,7 +806,12 @@ static void attention(void *arg, int ith, int nth)
 	const struct dk_model_info *hp = &c->m->info;
 	int32_t nh = hp->n_head, hd = hp->head_dim, QD = nh * hd;
 	int32_t group = hp->n_head / hp->n_head_kv;
-	int64_t ntask = (int64_t)c->b->n_tokens * nh;
+	/* one task = one token's query heads that share a KV head (in chunks of
+	 * at most DK_ATTN_MAX_GROUP), so each K/V row is read once for them */
+	int32_t per = group < DK_ATTN_MAX_GROUP ? group : DK_ATTN_MAX_GROUP;
+	int32_t chunks_per_kv = (group + per - 1) / per;
+	int32_t tasks_per_tok = hp->n_head_kv * chunks_per_kv;
+	int64_t ntask = (int64_t)c->b->n_tokens * tasks_per_tok;
 	int64_t a = ntask * ith / nth, z = ntask * (ith + 1) / nth;
 	float *scratch = c->att_scratch + c->att_stride * (size_t)ith;
 	uint8_t **blocks = c->att_blocks + (size_t)c->att_blocks_stride * (size_t)ith;
@@ -814,7 +822,9 @@ static void attention(void *arg, int ith, int nth)
 	size_t kbase = (size_t)c->layer * c->kv_layer_bytes;
 	size_t vbase = kbase + (size_t)DK_KV_BLOCK * c->kv_dim * c->kv_esize;
 	for (int64_t i = a; i < z; i++) {
-		int32_t t = (int32_t)(i / nh), h = (int32_t)(i % nh);
+		int32_t t = (int32_t)(i / tasks_per_tok), r = (int32_t)(i % tasks_per_tok);
+		int32_t kvh = r / chunks_per_kv, h0 = kvh * group + (r % chunks_per_kv) * per;
+		int32_t nq = kvh * group + group - h0 < per ? kvh * group + group - h0 : per;
 		if (t != cur_t) {
 			int32_t s = c->b->seq[t];
 			args.n = c->b->pos[t] + 1;
@@ -822,11 +832,12 @@ static void attention(void *arg, int ith, int nth)
 				blocks[bi] = dk_kv_seq_block(c->kv, s, bi);
 			cur_t = t;
 		}
-		size_t head = (size_t)(h / group) * hd * c->kv_esize;
+		size_t head = (size_t)kvh * hd * c->kv_esize;
 		args.k_off = kbase + head;
 		args.v_off = vbase + head;
-		args.q = c->q + (size_t)t * QD + (size_t)h * hd;
-		args.out = c->att + (size_t)t * QD + (size_t)h * hd;
+		args.nq = nq;
+		args.q = c->q + (size_t)t * QD + (size_t)h0 * hd;
+		args.out = c->att + (size_t)t * QD + (size_t)h0 * hd;
 		fn(&args);
 	}
 }
