@@ -7,7 +7,8 @@ pkgs=(build-essential cmake pkg-config python3 python3-pip
       libopenblas-dev libjansson-dev libarchive-dev libmagic-dev libcurl4-openssl-dev
       libcmocka-dev
       # tests: archive fixtures, PDFs, libFuzzer runtime
-      zstd xz-utils bzip2 p7zip-full cpio genisoimage poppler-utils clang libclang-rt-14-dev)
+      zstd xz-utils bzip2 p7zip-full cpio genisoimage poppler-utils zip binutils jq openssl
+      clang libclang-rt-14-dev)
 
 missing=()
 for p in "${pkgs[@]}"; do
