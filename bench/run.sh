@@ -22,7 +22,7 @@ trap 'rm -rf "$T"' EXIT
 
 inputs() {
 	case "$1" in
-	summarize-records) ls "$SHARED"/corpus/mtsamples/docs/* | sort | head -n "$N" ;;
+	summarize-records) ls "$SHARED"/corpus/mtsamples/docs/* | sort | sed -n "1,${N}p" ;;
 	classify-files)
 		# round-robin over the five topics
 		for i in $(seq -f '%03g' 1 349); do
@@ -30,8 +30,8 @@ inputs() {
 				f="$SHARED/corpus/bbc_news/bbc/$t/$i.txt"
 				[ -f "$f" ] && echo "$f"
 			done
-		done | head -n "$N" ;;
-	extract-fields) ls "$SHARED"/corpus/sroie_receipts/text/*.txt | sort | head -n "$N" ;;
+		done | sed -n "1,${N}p" ;;
+	extract-fields) ls "$SHARED"/corpus/sroie_receipts/text/*.txt | sort | sed -n "1,${N}p" ;;
 	esac
 }
 

@@ -14,19 +14,20 @@ H="$DK_SOURCE_DIR/tests/helpers"
 C="$DK_SHARED/corpus"
 T=$(mktemp -d /tmp/docket-dm-XXXXXX)
 trap 'rm -rf "$T"' EXIT
+trap 'echo "FAIL: ${BASH_SOURCE[0]##*/}:$LINENO: exit $?" >&2' ERR
 mkdir -p "$T/news" "$T/rec" "$T/notes"
 cp "$C/bbc_news/bbc/tech/010.txt" "$T/news/tech.txt"
 cp "$C/bbc_news/bbc/business/010.txt" "$T/news/business.txt"
 cp "$C/sroie_receipts/text/000.txt" "$T/rec/000.txt"
-first_note=$(ls "$C/mtsamples/docs" | sort | head -n 1)
+first_note=$(ls "$C/mtsamples/docs" | sort | sed -n 1p)
 cp "$C/mtsamples/docs/$first_note" "$T/notes/"
 R() { "$DK_DOCKET" run "$@" -m "$MODEL" -t 1 --progress none; }
 
-R classify-files "$T/news" -o "$T/cls.jsonl" 2>/dev/null
+R classify-files "$T/news" -o "$T/cls.jsonl"
 python3 "$H/records.py" check "$T/cls.jsonl" --min 2 --status ok --task classify
-R extract-fields "$T/rec" -o "$T/ext.jsonl" 2>/dev/null
+R extract-fields "$T/rec" -o "$T/ext.jsonl"
 python3 "$H/records.py" check "$T/ext.jsonl" --min 1 --status ok --task extract
-R summarize-records "$T/notes" -o "$T/sum.jsonl" --max-tokens 48 2>/dev/null
+R summarize-records "$T/notes" -o "$T/sum.jsonl" --max-tokens 48
 python3 "$H/records.py" check "$T/sum.jsonl" --min 1 --status ok --task summarize
 python3 - "$T" <<'PY'
 import json, sys

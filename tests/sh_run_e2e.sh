@@ -135,7 +135,7 @@ head -c -40 sum.jsonl >torn.jsonl                         # torn last line
 R summarize-records in -o torn.jsonl --resume 2>last.err
 grep -q "torn" last.err || fail "torn line not reported"
 $REC compare sum.jsonl torn.jsonl
-{ head -n 2 sum.jsonl; echo '{"id": broken'; sed -n 2p sum.jsonl; tail -n +3 sum.jsonl | head -n 2; } >cor.jsonl
+{ head -n 2 sum.jsonl; echo '{"id": broken'; sed -n 2p sum.jsonl; tail -n +3 sum.jsonl | sed -n 1,2p; } >cor.jsonl
 cp sum.jsonl.ckpt cor.jsonl.ckpt
 R summarize-records in -o cor.jsonl --resume 2>last.err
 grep -q "dropped 1 unreadable and 1 repeated" last.err || { cat last.err; fail "corrupt lines not reported"; }
@@ -157,7 +157,7 @@ expect_rc 2 R summarize-records in -o tl.jsonl --ctx 64    # every prompt too lo
 $REC field tl.jsonl 'r.get("error", "")' | grep -q "too-long" || fail "too-long error"
 expect_rc 2 R summarize-records in -o mf.jsonl --ctx 64 --max-failures 1
 [ "$($REC field mf.jsonl 'r["status"]' | grep -c error)" -le 2 ] || fail "max-failures did not stop"
-label=$($REC field cls.jsonl 'r["output"]' | grep -v None | head -1)
+label=$($REC field cls.jsonl 'r["output"]' | grep -v None | sed -n 1p)
 expect_rc 2 R classify-files in -o fo.jsonl --fail-on "$label"
 expect_rc 1 R classify-files in -o fo2.jsonl --fail-on nolabel
 echo PASS

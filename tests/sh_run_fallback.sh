@@ -34,7 +34,7 @@ R() { "$DK_DOCKET" run "$@" -m "$MODEL" -t 1 --progress none --max-tokens 8 \
 mkdir in
 SURNAMES=(x Zabrowski Quillfeather Marchetti Okonkwo Lindqvist Haverbrook)
 i=0
-for f in $(ls "$NOTES" | head -6); do
+for f in $(ls "$NOTES" | sed -n 1,6p); do
 	i=$((i + 1))
 	{
 		echo "Patient: Quentin ${SURNAMES[$i]}"
@@ -101,7 +101,7 @@ echo "== over_context routes exactly the chunks that do not fit"
 mkdir oc
 echo "Short note." >oc/a.txt
 echo "Another short one." >oc/b.txt
-head -c 1500 "$NOTES/$(ls "$NOTES" | head -1)" >oc/long.txt
+head -c 1500 "$NOTES/$(ls "$NOTES" | sed -n 1p)" >oc/long.txt
 echo "{{text}}" >p.txt
 cat >oc.json <<JSON
 {"name": "oc", "task": "generate", "chunking": {"max_tokens": 120, "overlap_tokens": 0},
