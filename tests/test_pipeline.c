@@ -128,15 +128,70 @@ static void test_errors(void **state)
 		     "p.json:2:");
 	expect_error("{\"name\": \"x\",\n\"task\": \"summarize\",\n\"prompts\": {\"user\": \"r.txt\"}}",
 		     "prompts.user: the user prompt must contain {{text}}");
+	put("f.txt", "{{text}} What is the {{field}}?");
+	expect_error("{\"name\": \"x\",\n\"task\": \"extract\",\n\"prompts\": {\"user\": \"f.txt\"},\n"
+		     "\"schema\": {\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"number\",\n"
+		     "\"minimum\": 0}}}}",
+		     "p.json:4: schema: /properties/a/minimum: unsupported keyword 'minimum'");
 	expect_error("{\"name\": \"x\",\n\"task\": \"extract\",\n\"prompts\": {\"user\": \"u.txt\"},\n"
-		     "\"schema\": {\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"array\"}}}}",
-		     "schema.properties.a: type 'array' is not one of");
+		     "\"schema\": {\"type\": \"object\", \"properties\": {\"a\": {}}}}",
+		     "p.json:3: prompts.user: an extract prompt must contain {{field}}");
+	expect_error("{\"name\": \"x\",\n\"task\": \"extract\",\n\"prompts\": {\"user\": \"f.txt\"},\n"
+		     "\"schema\": {\"type\": \"object\", \"properties\": {\"a\": {}}},\n"
+		     "\"extract\": {\"mode\": \"table\"}}",
+		     "p.json:5: extract.mode: expected \"fields\" or \"object\"");
+	expect_error("{\"name\": \"x\",\n\"task\": \"extract\",\n\"prompts\": {\"user\": \"f.txt\"},\n"
+		     "\"schema\": {\"type\": \"object\", \"properties\": {\"a\": {}}},\n"
+		     "\"extract\": {\"constrained\": 1}}",
+		     "p.json:5: extract.constrained: expected true or false, got an integer");
 	expect_error("{\"name\": \"x\",\n\"task\": \"summarize\",\n\"chunking\": {\"max_tokens\": 100,\n"
 		     "  \"overlap_tokens\": 60},\n\"prompts\": {\"user\": \"u.txt\"}}",
 		     "p.json:4: chunking.overlap_tokens: must be at most half of max_tokens (50)");
 	put("bad.txt", "{{text}} {{oops}}");
 	expect_error("{\"name\": \"x\",\n\"task\": \"summarize\",\n\"prompts\": {\"user\": \"bad.txt\"}}",
 		     "prompts.user: ");
+}
+
+/* Field types from nullable/compound schemas, grounding and the extract block. */
+static void test_extract_fields(void **state)
+{
+	(void)state;
+	char err[DK_ERRMSG_MAX];
+	put("o.txt", "{{text}} Fill in: {{schema}}");
+	struct dk_pipeline *p = dk_pipeline_load(
+		put("p.json", "{\"name\": \"x\", \"task\": \"extract\", \"prompts\": {\"user\": \"o.txt\"},"
+			      " \"extract\": {\"mode\": \"object\", \"grounded\": false},"
+			      " \"schema\": {\"type\": \"object\", \"properties\": {"
+			      "\"total\": {\"type\": [\"null\", \"number\"]},"
+			      "\"when\": {\"type\": \"string\", \"format\": \"date\"},"
+			      "\"kind\": {\"enum\": [\"a\", \"b\"]},"
+			      "\"items\": {\"type\": \"array\", \"items\": {\"type\": \"string\"}},"
+			      "\"name\": {\"type\": \"string\", \"nullable\": true, \"description\": \"who\"}}}}"),
+		err, sizeof err);
+	if (!p)
+		fail_msg("%s", err);
+	assert_int_equal(p->extract_mode, DK_EXTRACT_OBJECT);
+	assert_true(p->constrained);
+	assert_false(p->grounded);
+	assert_int_equal(p->n_fields, 5);
+	const char *types[] = {"number", "string", "string", "array", "string"};
+	const bool ground[] = {true, false, false, false, true};
+	for (size_t i = 0; i < 5; i++) {
+		assert_string_equal(p->fields[i].type, types[i]);
+		assert_int_equal(p->fields[i].ground, ground[i]);
+	}
+	assert_string_equal(p->fields[4].description, "who");
+	assert_string_equal(p->fields[0].schema_json, "{\"type\":[\"null\",\"number\"]}");
+	dk_pipeline_free(p);
+
+	/* the shipped pipeline: fields mode, constrained and grounded by default */
+	p = dk_pipeline_load("extract-fields", err, sizeof err);
+	if (!p)
+		fail_msg("%s", err);
+	assert_int_equal(p->extract_mode, DK_EXTRACT_FIELDS);
+	assert_true(p->constrained && p->grounded);
+	assert_non_null(p->answer);
+	dk_pipeline_free(p);
 }
 
 static void test_hash(void **state)
@@ -198,6 +253,7 @@ int main(void)
 		cmocka_unit_test(test_shipped),
 		cmocka_unit_test(test_template),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_extract_fields),
 		cmocka_unit_test(test_hash),
 		cmocka_unit_test(test_fallback_block),
 	};

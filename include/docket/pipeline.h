@@ -42,9 +42,32 @@ struct dk_tmpl {
 /* One field of an extract pipeline (from schema.properties, in file order). */
 struct dk_field {
 	char *name;
-	char *type;        /* "string", "number", "integer", "boolean" */
+	char *type;        /* its first non-null type: "string", "number", "integer",
+			      "boolean", "array", "object"; "string" when only enum/const */
 	char *description; /* "" when none */
+	char *schema_json; /* the property's own schema (compact JSON) */
+	bool plain;        /* no enum, const, format, anyOf or oneOf */
+	bool nullable;     /* null is one of its values */
+	bool ground;       /* plain, nullable, and free text or a number: a value that
+			      does not appear in the document may become null */
 };
+
+/*
+ * How an extract pipeline asks for its fields (the "extract" block):
+ *   fields - one short generation per field after the shared document
+ *            prefix (best with small models: one question at a time);
+ *   object - one generation per chunk that writes the whole JSON object
+ *            (the prompt shows {{schema}}; nested schemas work).
+ * constrained (default true): generation is masked by the grammar compiled
+ * from the schema (the field's in fields mode, the whole schema in object
+ * mode), so every value parses and has its schema's shape.
+ * grounded (default true): a free-text or number value that does not occur
+ * in the document (ignoring case, spacing and thousands separators) becomes
+ * null, for fields whose schema admits null (a value the schema requires
+ * is kept, so a constrained record always validates); small models invent
+ * plausible values.
+ */
+enum dk_extract_mode { DK_EXTRACT_FIELDS, DK_EXTRACT_OBJECT };
 
 struct dk_pipeline {
 	char *name;
@@ -65,6 +88,9 @@ struct dk_pipeline {
 	struct dk_tmpl *system;
 	struct dk_tmpl *user;    /* the per-chunk prompt ("map" for summarize) */
 	struct dk_tmpl *reduce;  /* summarize: combines chunk summaries */
+	struct dk_tmpl *answer;  /* the start of the model's answer, written for it
+				    ("The {{field}} is "): small models answer
+				    better in their own words' frame */
 
 	/* classify */
 	char **labels;
@@ -73,6 +99,9 @@ struct dk_pipeline {
 	char *schema_json;
 	struct dk_field *fields;
 	size_t n_fields;
+	enum dk_extract_mode extract_mode; /* default fields */
+	bool constrained;    /* default true */
+	bool grounded;       /* default true */
 
 	/* generation */
 	int max_tokens;      /* default 128 */

@@ -14,6 +14,10 @@
  * Records are written in completion order, one JSON object per line (shape:
  * pipelines/record.schema.json), appended and flushed as they complete,
  * with a checkpoint journal beside the output (see src/runner/output.h).
+ * Extract jobs are masked by the grammar compiled from the pipeline's
+ * schema (docket/jsonschema.h) unless the pipeline or the caller turns
+ * that off; every record carries schema_valid (the value checked against
+ * the whole schema) and finish_reason ("length" when a budget ran out).
  * With greedy decoding (temperature 0) and the engine's deterministic mode
  * a record does not depend on its batch mates, so a resumed run yields the
  * same records as an uninterrupted one.
@@ -32,23 +36,6 @@
 
 enum dk_out_format { DK_FORMAT_DOCKET, DK_FORMAT_OPENAI_BATCH };
 enum dk_progress { DK_PROGRESS_AUTO, DK_PROGRESS_BAR, DK_PROGRESS_JSONL, DK_PROGRESS_NONE };
-
-/*
- * Per-sequence constraint hook (grammar-constrained decoding).  begin is
- * called when a generate job starts and returns the sequence's state (NULL:
- * unconstrained); mask sets disallowed logits to -INFINITY before
- * sampling; accept advances past the chosen token; complete says the
- * output may end now (then the job finishes); end frees the state.
- * field is the extract field being asked (NULL otherwise).
- */
-struct dk_constraint {
-	void *ud;
-	void *(*begin)(void *ud, const struct dk_pipeline *p, const char *field);
-	void (*mask)(void *state, float *logits, int32_t n_vocab, int32_t budget);
-	void (*accept)(void *state, dk_token t);
-	bool (*complete)(void *state);
-	void (*end)(void *state);
-};
 
 /* Command-line fallback settings (docket/route.h).  They override the
  * pipeline's "fallback" block field by field: NULL/false = the block's.
@@ -95,7 +82,7 @@ struct dk_runner_params {
 	size_t n_fail_on;
 	const char *resume_hint;      /* command printed when interrupted */
 	volatile sig_atomic_t *stop;  /* set by a signal handler: stop cleanly */
-	const struct dk_constraint *constraint; /* NULL = none */
+	int constrained;              /* extract: -1 = the pipeline's, 0 = free text, 1 = grammar-masked */
 	struct dk_fallback_opts fallback;
 	int sync_every, sync_ms;      /* checkpoint fsync interval (defaults 64 records / 1000 ms) */
 };

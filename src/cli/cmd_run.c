@@ -55,6 +55,7 @@ static void usage(FILE *f, bool batch)
 	      "      --batch N          tokens per decode step (default 512)\n"
 	      "      --no-prefix-cache  do not reuse shared prompt prefixes\n"
 	      "      --one-at-a-time    one sequence at a time, no batching (for benchmarks)\n"
+	      "      --no-constrain     extract: free-text answers, no schema grammar (for comparison)\n"
 	      "      --max-tokens N     override the pipeline's generation length\n"
 	      "      --temperature F    override the pipeline's temperature (0 = greedy)\n"
 	      "      --seed N           override the pipeline's seed\n"
@@ -79,7 +80,7 @@ static void usage(FILE *f, bool batch)
 
 enum {
 	O_RESUME = 256, O_FORCE, O_OVERWRITE, O_INCREMENTAL, O_SHARD, O_FORMAT, O_INCLUDE, O_EXCLUDE,
-	O_HIDDEN, O_NO_ARCHIVES, O_FAIL_ON, O_SEQS, O_CTX, O_BATCH, O_NO_PREFIX, O_ONE, O_MAX_TOKENS,
+	O_HIDDEN, O_NO_ARCHIVES, O_FAIL_ON, O_SEQS, O_CTX, O_BATCH, O_NO_PREFIX, O_ONE, O_NO_CONSTRAIN, O_MAX_TOKENS,
 	O_TEMP, O_SEED, O_PROGRESS, O_REPORT, O_MAX_FAIL, O_SYNC, O_FB_URL, O_FB_MODEL, O_FB_KEY,
 	O_FB_WHEN, O_ALLOW_SENS, O_REDACT, O_NO_FB, O_AUDIT,
 };
@@ -126,6 +127,7 @@ int dk_cli_run_main(int argc, char **argv, bool batch)
 		{"batch", required_argument, 0, O_BATCH},
 		{"no-prefix-cache", no_argument, 0, O_NO_PREFIX},
 		{"one-at-a-time", no_argument, 0, O_ONE},
+		{"no-constrain", no_argument, 0, O_NO_CONSTRAIN},
 		{"max-tokens", required_argument, 0, O_MAX_TOKENS},
 		{"temperature", required_argument, 0, O_TEMP},
 		{"seed", required_argument, 0, O_SEED},
@@ -218,6 +220,7 @@ int dk_cli_run_main(int argc, char **argv, bool batch)
 			break;
 		case O_NO_PREFIX: p.prefix_cache = false; break;
 		case O_ONE: p.n_seq = 1; break;
+		case O_NO_CONSTRAIN: p.constrained = 0; break;
 		case O_MAX_TOKENS:
 			if (!parse_int(optarg, 1, 1 << 16, &v))
 				goto bad_num;

@@ -1,5 +1,6 @@
 /* Pipeline files: load, validate with file:line: field messages, hash. */
 #include "docket/pipeline.h"
+#include "docket/jsonschema.h"
 #include "docket/route.h"
 
 #include <errno.h>
@@ -542,6 +543,8 @@ static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 	p->top_p = 1;
 	p->repeat_penalty = 1;
 	p->sensitive = true;
+	p->constrained = true;
+	p->grounded = true;
 
 	if (!json_is_object(root)) {
 		p = fail(&L, p, NULL, "expected a JSON object at the top level, got %s", jtype(root));
@@ -549,7 +552,7 @@ static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 	}
 	static const char *const top[] = {"$schema", "name", "description", "task", "input",
 					  "chunking", "prompts", "labels", "schema", "generation",
-					  "output", "sensitive", "fallback", NULL};
+					  "output", "sensitive", "fallback", "extract", NULL};
 	const char *bad = stray_key(root, top);
 	if (bad) {
 		p = fail(&L, p, bad, "unknown field (see pipelines/pipeline.schema.json)");
@@ -644,11 +647,11 @@ static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 		p = fail(&L, p, "prompts", "expected an object, got %s", jtype(pr));
 		goto out;
 	}
-	static const char *const pk[] = {"system", "user", "reduce", NULL};
+	static const char *const pk[] = {"system", "user", "reduce", "answer", NULL};
 	if ((bad = stray_key(pr, pk))) {
 		char f[160];
 		snprintf(f, sizeof f, "prompts.%s", bad);
-		p = fail(&L, p, f, "unknown prompt (known: system, user, reduce)");
+		p = fail(&L, p, f, "unknown prompt (known: system, user, reduce, answer)");
 		goto out;
 	}
 	if ((v = json_object_get(pr, "system")) && !(p->system = load_tmpl(&L, p->dir, v, "prompts.system", &h)))
@@ -660,6 +663,8 @@ static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 	if (!(p->user = load_tmpl(&L, p->dir, v, "prompts.user", &h)))
 		goto bad;
 	if ((v = json_object_get(pr, "reduce")) && !(p->reduce = load_tmpl(&L, p->dir, v, "prompts.reduce", &h)))
+		goto bad;
+	if ((v = json_object_get(pr, "answer")) && !(p->answer = load_tmpl(&L, p->dir, v, "prompts.answer", &h)))
 		goto bad;
 	if (!dk_tmpl_uses(p->user, "text")) {
 		p = fail(&L, p, "prompts.user", "the user prompt must contain {{text}}");
@@ -697,6 +702,15 @@ static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 			goto out;
 		}
 		p->schema_json = json_dumps(sc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		/* the grammar compiler is the judge of what is supported */
+		char serr[DK_ERRMSG_MAX];
+		char *gbnf = NULL;
+		if (dk_schema_to_gbnf(sc, &gbnf, serr, sizeof serr) != DK_OK) {
+			const char *m = !strncmp(serr, "schema: ", 8) ? serr + 8 : serr;
+			p = fail(&L, p, "schema", "%s", m);
+			goto out;
+		}
+		free(gbnf);
 		p->fields = calloc(json_object_size(props), sizeof *p->fields);
 		const char *k;
 		json_t *fv;
@@ -707,26 +721,72 @@ static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 				p = fail(&L, p, f, "expected an object, got %s", jtype(fv));
 				goto out;
 			}
-			const char *ty = json_string_value(json_object_get(fv, "type"));
-			if (!ty)
+			json_t *tv = json_object_get(fv, "type");
+			const char *ty = json_string_value(tv);
+			size_t ti;
+			json_t *te;
+			if (json_is_array(tv))
+				json_array_foreach(tv, ti, te) {
+					const char *t = json_string_value(te);
+					if (t && strcmp(t, "null")) {
+						ty = t;
+						break;
+					}
+				}
+			if (!ty || !strcmp(ty, "null"))
 				ty = "string";
-			if (strcmp(ty, "string") && strcmp(ty, "number") && strcmp(ty, "integer") &&
-			    strcmp(ty, "boolean")) {
-				p = fail(&L, p, f, "type '%s' is not one of string, number, integer, boolean", ty);
-				goto out;
-			}
+			bool plain = !json_object_get(fv, "enum") && !json_object_get(fv, "const") &&
+				     !json_object_get(fv, "format") && !json_object_get(fv, "anyOf") &&
+				     !json_object_get(fv, "oneOf");
+			bool nullable = json_is_true(json_object_get(fv, "nullable")) ||
+					(json_is_string(tv) && !strcmp(json_string_value(tv), "null"));
+			if (json_is_array(tv))
+				json_array_foreach(tv, ti, te)
+					nullable |= json_is_string(te) && !strcmp(json_string_value(te), "null");
 			const char *d = json_string_value(json_object_get(fv, "description"));
 			struct dk_field *fd = &p->fields[p->n_fields++];
 			fd->name = strdup(k);
 			fd->type = strdup(ty);
 			fd->description = strdup(d ? d : "");
+			fd->schema_json = json_dumps(fv, JSON_COMPACT | JSON_PRESERVE_ORDER);
+			fd->plain = plain;
+			fd->nullable = nullable;
+			fd->ground = plain && nullable &&
+				     (!strcmp(ty, "string") || !strcmp(ty, "number") || !strcmp(ty, "integer"));
 		}
+	}
+	json_t *ex = json_object_get(root, "extract");
+	if (ex) {
+		static const char *const ek[] = {"mode", "constrained", "grounded", NULL};
+		if (!json_is_object(ex)) {
+			p = fail(&L, p, "extract", "expected an object, got %s", jtype(ex));
+			goto out;
+		}
+		if ((bad = stray_key(ex, ek))) {
+			char f[160];
+			snprintf(f, sizeof f, "extract.%s", bad);
+			p = fail(&L, p, f, "unknown field");
+			goto out;
+		}
+		json_t *m = json_object_get(ex, "mode");
+		if (m) {
+			const char *ms = json_string_value(m);
+			if (!ms || (strcmp(ms, "fields") && strcmp(ms, "object"))) {
+				p = fail(&L, p, "extract.mode", "expected \"fields\" or \"object\"");
+				goto out;
+			}
+			p->extract_mode = !strcmp(ms, "object") ? DK_EXTRACT_OBJECT : DK_EXTRACT_FIELDS;
+		}
+		if (get_bool(&L, ex, "constrained", "extract.constrained", &p->constrained) ||
+		    get_bool(&L, ex, "grounded", "extract.grounded", &p->grounded))
+			goto bad;
 	}
 	if (p->task == DK_TASK_EXTRACT && !p->n_fields) {
 		p = fail(&L, p, NULL, "an extract pipeline needs 'schema' with 'properties'");
 		goto out;
 	}
-	if (p->task == DK_TASK_EXTRACT && !dk_tmpl_uses(p->user, "field")) {
+	if (p->task == DK_TASK_EXTRACT && p->extract_mode == DK_EXTRACT_FIELDS &&
+	    !dk_tmpl_uses(p->user, "field")) {
 		p = fail(&L, p, "prompts.user", "an extract prompt must contain {{field}} (asked once per field)");
 		goto out;
 	}
@@ -874,12 +934,14 @@ void dk_pipeline_free(struct dk_pipeline *p)
 	dk_tmpl_free(p->system);
 	dk_tmpl_free(p->user);
 	dk_tmpl_free(p->reduce);
+	dk_tmpl_free(p->answer);
 	free_strv(p->labels, p->n_labels);
 	free(p->schema_json);
 	for (size_t i = 0; i < p->n_fields; i++) {
 		free(p->fields[i].name);
 		free(p->fields[i].type);
 		free(p->fields[i].description);
+		free(p->fields[i].schema_json);
 	}
 	free(p->fields);
 	free_strv(p->stop, p->n_stop);

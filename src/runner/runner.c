@@ -12,7 +12,9 @@
 #include <unistd.h>
 
 #include "docket/chat.h"
+#include "docket/grammar.h"
 #include "docket/ingest.h"
+#include "docket/jsonschema.h"
 #include "docket/model.h"
 #include "docket/route.h"
 #include "docket/sampler.h"
@@ -22,7 +24,7 @@
 #include "util/sha256.h"
 
 enum job_kind { JOB_GEN, JOB_SCORE };
-enum job_role { ROLE_MAP, ROLE_REDUCE, ROLE_FIELD, ROLE_LABEL, ROLE_BATCH };
+enum job_role { ROLE_MAP, ROLE_REDUCE, ROLE_FIELD, ROLE_OBJECT, ROLE_LABEL, ROLE_BATCH };
 
 struct doc;
 
@@ -55,14 +57,20 @@ struct job {
 	const char *finish;   /* "stop", "length" */
 	char *error;
 	struct dk_detok dt;
-	void *cstate;
+	int gi;               /* grammar index (R->gram), -1 = free text */
+	struct dk_grammar_state *gs; /* borrowed from the slot while admitted */
+	const char *forced;   /* bytes put after the prompt and into the grammar ("\"") */
 };
 
 struct cres {
 	uint64_t pt, ct, gt;  /* usage: prompt, cached, completion tokens */
 	char *gen;
 	double *logp;     /* per label */
-	char **fields;    /* per field, raw text */
+	char **fields;    /* per field: raw answer text, or JSON text (fields_json); NULL = absent */
+	bool fields_json; /* fields hold JSON values (constrained, object mode, fallback) */
+	bool truncated;   /* a constrained generation ran out of tokens */
+	bool hit_length;  /* some generation of the chunk ran out of tokens */
+	bool bad_json;    /* object mode: the answer held no JSON object */
 	char *error;
 	bool want;
 	int pending;
@@ -102,6 +110,7 @@ struct doc {
 struct slot {
 	struct job *job;
 	struct dk_sampler *smp;
+	struct dk_grammar_state **gs; /* per grammar, kept across jobs: its mask caches stay warm */
 };
 
 struct runner {
@@ -129,6 +138,12 @@ struct runner {
 	bool io_failed;
 	bool warmed_up;
 	double *calib;        /* classify: label log-probabilities for a content-free document */
+	/* extract: the schema, and grammars (one per field, or one for the object) */
+	json_t *schema;
+	bool constrained;
+	struct dk_grammar_vocab *gvocab;
+	struct dk_grammar **gram;
+	int n_gram;
 	bool calib_pending;
 	uint64_t warm[512];
 	int n_warm, warm_pos;
@@ -168,6 +183,7 @@ void dk_runner_default_params(struct dk_runner_params *p)
 	p->temperature = -1;
 	p->seed = -1;
 	p->progress = DK_PROGRESS_AUTO;
+	p->constrained = -1;
 }
 
 static uint64_t hash64(const void *p, size_t n)
@@ -390,6 +406,7 @@ static struct job *job_new(struct doc *d, int chunk, int sub, enum job_kind kind
 	j->kind = kind;
 	j->role = role;
 	j->slot = -1;
+	j->gi = -1;
 	return j;
 }
 
@@ -634,7 +651,7 @@ static json_t *field_value(const struct dk_field *f, const char *raw, const char
 	char *v = trim_dup(raw ? raw : "");
 	strip_restatement(v, f->name);
 	size_t n = strlen(v);
-	/* strip surrounding quotes and a trailing period */
+	/* strip surrounding quotes */
 	if (n >= 2 && (v[0] == '"' || v[0] == '\'') && v[n - 1] == v[0]) {
 		memmove(v, v + 1, n - 2);
 		v[n - 2] = 0;
@@ -679,27 +696,90 @@ static json_t *field_value(const struct dk_field *f, const char *raw, const char
 		else
 			out = json_null();
 	} else {
+		/* a sentence's final period is not part of the value, unless the
+		 * document has it ("SDN. BHD.") */
+		if (!grounded(doc, v, false) && n > 1 && v[n - 1] == '.')
+			v[--n] = 0;
 		out = grounded(doc, v, false) ? json_string(v) : json_null();
 	}
 	free(v);
 	return out ? out : json_null();
 }
 
-/* Required fields present and every value of its type. */
-static bool schema_valid(const struct dk_pipeline *pl, json_t *obj)
+/* The value of field f in a chunk's answer: NULL when absent (object mode
+ * left it out), null when it cannot be read or is not grounded in doc. */
+static json_t *field_out(const struct runner *R, const struct dk_field *f, const char *raw,
+			 bool is_json, const char *doc)
 {
-	json_t *sc = json_loads(pl->schema_json, 0, NULL);
-	json_t *req = json_object_get(sc, "required");
-	bool ok = true;
-	size_t i;
-	json_t *v;
-	json_array_foreach(req, i, v) {
-		json_t *x = json_object_get(obj, json_string_value(v));
-		if (!x || json_is_null(x))
-			ok = false;
+	if (!raw)
+		return NULL;
+	if (!R->pl->grounded || !f->ground)
+		doc = NULL;
+	bool compound = !strcmp(f->type, "array") || !strcmp(f->type, "object");
+	if (!is_json) {
+		if (!compound)
+			return field_value(f, raw, doc);
+		json_t *v = json_loads(raw, JSON_DECODE_ANY, NULL);
+		return v ? v : json_null();
 	}
-	json_decref(sc);
-	return ok;
+	json_t *v = json_loads(raw, JSON_DECODE_ANY, NULL);
+	if (!v)
+		return json_null();
+	if (f->ground && json_is_string(v)) {
+		/* same reading as a free answer: "N/A" is null, a number field
+		 * holding "RM 9.00" is 9.00, an invented name is null */
+		json_t *r = field_value(f, json_string_value(v), doc);
+		json_decref(v);
+		return r;
+	}
+	if (f->ground && json_is_number(v)) {
+		json_decref(v);
+		return field_value(f, raw, doc);
+	}
+	return v;
+}
+
+/* Sets schema_valid (and schema_error, finish_reason) on an extract record. */
+static void extract_verdict(struct runner *R, json_t *rec, json_t *o, bool truncated, bool bad_json,
+			    bool hit_length)
+{
+	char why[DK_ERRMSG_MAX] = "";
+	bool ok = !truncated && !bad_json && dk_schema_validate(R->schema, o, why, sizeof why);
+	if (truncated)
+		snprintf(why, sizeof why, "generation ran out of tokens before the value was complete");
+	else if (bad_json)
+		snprintf(why, sizeof why, "the answer holds no JSON object");
+	json_object_set_new(rec, "schema_valid", json_boolean(ok));
+	if (!ok)
+		json_object_set_new(rec, "schema_error", json_string(why));
+	json_object_set_new(rec, "finish_reason", json_string(hit_length ? "length" : "stop"));
+}
+
+/* Object mode: the fields of a chunk from the generated object. */
+static void object_fields(struct runner *R, struct cres *c, const char *text, bool constrained)
+{
+	const struct dk_pipeline *pl = R->pl;
+	json_t *o = NULL;
+	if (constrained) {
+		o = json_loads(text, 0, NULL);
+	} else {
+		/* free text: the outermost {...} in it */
+		const char *a = strchr(text, '{'), *b = strrchr(text, '}');
+		if (a && b && b > a)
+			o = json_loadb(a, (size_t)(b - a + 1), 0, NULL);
+	}
+	c->fields_json = true;
+	if (!json_is_object(o)) {
+		c->bad_json = true;
+		json_decref(o);
+		return;
+	}
+	for (size_t i = 0; i < pl->n_fields; i++) {
+		json_t *v = json_object_get(o, pl->fields[i].name);
+		free(c->fields[i]);
+		c->fields[i] = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+	}
+	json_decref(o);
 }
 
 static void labels_json(struct runner *R, const double *probs, json_t **labels, const char **best)
@@ -765,9 +845,13 @@ static json_t *chunk_output(struct runner *R, struct doc *d, int ci, json_t *rec
 	}
 	case DK_TASK_EXTRACT: {
 		json_t *o = json_object();
-		for (size_t i = 0; i < pl->n_fields; i++)
-			json_object_set_new(o, pl->fields[i].name, field_value(&pl->fields[i], c->fields[i], d->text));
-		json_object_set_new(rec, "schema_valid", json_boolean(schema_valid(pl, o)));
+		for (size_t i = 0; i < pl->n_fields; i++) {
+			json_t *v = field_out(R, &pl->fields[i], c->fields ? c->fields[i] : NULL,
+					      c->fields_json, d->text);
+			if (v)
+				json_object_set_new(o, pl->fields[i].name, v);
+		}
+		extract_verdict(R, rec, o, c->truncated, c->bad_json, c->hit_length);
 		return o;
 	}
 	}
@@ -816,17 +900,30 @@ static json_t *doc_output(struct runner *R, struct doc *d, json_t *rec)
 		return json_string(best);
 	}
 	case DK_TASK_EXTRACT: {
-		/* first non-null value over the chunks, in order */
+		/* first non-null value over the chunks, in order; the document is
+		 * as sound as its chunks */
 		json_t *o = json_object();
-		for (size_t i = 0; i < pl->n_fields; i++) {
-			json_t *v = json_null();
-			for (size_t c = 0; c < d->n_chunks && json_is_null(v); c++) {
-				json_decref(v);
-				v = field_value(&pl->fields[i], d->cr[c].fields[i], d->text);
-			}
-			json_object_set_new(o, pl->fields[i].name, v);
+		bool trunc = false, bad = true, len = false;
+		for (size_t c = 0; c < d->n_chunks; c++) {
+			trunc |= d->cr[c].truncated;
+			bad &= d->cr[c].bad_json;
+			len |= d->cr[c].hit_length;
 		}
-		json_object_set_new(rec, "schema_valid", json_boolean(schema_valid(pl, o)));
+		for (size_t i = 0; i < pl->n_fields; i++) {
+			json_t *v = NULL;
+			for (size_t c = 0; c < d->n_chunks && (!v || json_is_null(v)); c++) {
+				const struct cres *cr = &d->cr[c];
+				json_t *w = field_out(R, &pl->fields[i], cr->fields ? cr->fields[i] : NULL,
+						      cr->fields_json, d->text);
+				if (w) {
+					json_decref(v);
+					v = w;
+				}
+			}
+			if (v)
+				json_object_set_new(o, pl->fields[i].name, v);
+		}
+		extract_verdict(R, rec, o, trunc, bad, len);
 		return o;
 	}
 	}
@@ -1091,10 +1188,10 @@ static int fb_chunk(struct runner *R, struct doc *d, size_t ci)
 			for (size_t i = 0; c->fields && i < pl->n_fields; i++) {
 				json_t *v = json_object_get(o, pl->fields[i].name);
 				free(c->fields[i]);
-				c->fields[i] = json_is_string(v) ? strdup(json_string_value(v))
-					       : v && !json_is_null(v) ? json_dumps(v, JSON_ENCODE_ANY)
-								      : strdup("null");
+				c->fields[i] = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
 			}
+			c->fields_json = true;
+			c->truncated = c->bad_json = c->hit_length = false;
 			json_decref(o);
 			break;
 		}
@@ -1268,6 +1365,22 @@ static char *too_long(struct runner *R, int n_prompt, int n_gen)
 }
 
 /* Queues a generate/score job, or records why it cannot run. */
+/* Appends the pipeline's answer template (the start of the model's reply). */
+static int answer_prefix(struct runner *R, const struct dk_tmpl_var *vars, size_t nv, struct tokv *t)
+{
+	if (!R->pl->answer)
+		return 0;
+	struct dk_segs sg = {0};
+	size_t dummy = (size_t)-1;
+	int rc = render_tmpl(R->pl->answer, vars, nv, NULL, &sg, &dummy);
+	char *a = rc ? NULL : dk_segs_join(&sg);
+	if (!a || tokv_push_text(R, t, a, strlen(a), false, false))
+		rc = -1;
+	free(a);
+	dk_segs_free(&sg);
+	return rc;
+}
+
 static int submit(struct runner *R, struct job *j, struct tokv *t, int n_prefix, char **err_slot)
 {
 	j->toks = t->v;
@@ -1369,6 +1482,24 @@ static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
 	}
 	case DK_TASK_EXTRACT:
 		cr->fields = calloc(pl->n_fields, sizeof *cr->fields);
+		if (pl->extract_mode == DK_EXTRACT_OBJECT) {
+			if (build_prompt(R, pl->system, pl->user, vars, 10, "text", &t, &n_prefix)) {
+				cr->error = strdup("cannot render the prompt");
+				break;
+			}
+			if (answer_prefix(R, vars, 10, &t)) {
+				cr->error = strdup("cannot render the prompt");
+				break;
+			}
+			struct job *j = job_new(d, (int)ci, 0, JOB_GEN, ROLE_OBJECT);
+			j->max_tokens = R->max_tokens;
+			j->sp = gen_params(R, hash64(c->id, 64));
+			j->stop = pl->stop;
+			j->n_stop = pl->n_stop;
+			j->gi = R->constrained ? 0 : -1;
+			submit(R, j, &t, n_prefix, &cr->error);
+			break;
+		}
 		for (size_t i = 0; i < pl->n_fields && !cr->error; i++) {
 			vars[10].value = pl->fields[i].name;
 			vars[11].value = pl->fields[i].description;
@@ -1377,11 +1508,31 @@ static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
 				cr->error = strdup("cannot render the prompt");
 				break;
 			}
+			if (answer_prefix(R, vars, 12, &t)) {
+				cr->error = strdup("cannot render the prompt");
+				break;
+			}
 			struct job *j = job_new(d, (int)ci, (int)i, JOB_GEN, ROLE_FIELD);
 			j->max_tokens = R->max_tokens;
 			j->sp = gen_params(R, hash64(c->id, 64) + i);
 			j->stop = pl->stop;
 			j->n_stop = pl->n_stop;
+			if (R->constrained) {
+				j->gi = (int)i;
+				/* a free-text field's answer opens its JSON string here, so
+				 * the model copies the value instead of choosing between
+				 * a quote and "null" (not found is judged by grounding) */
+				const struct dk_field *f = &pl->fields[i];
+				if (f->plain && !strcmp(f->type, "string") &&
+				    (!f->nullable || (pl->grounded && f->ground))) {
+					j->forced = "\"";
+					if (tokv_push_text(R, &t, "\"", 1, false, false)) {
+						cr->error = strdup("out of memory");
+						job_free(j);
+						break;
+					}
+				}
+			}
 			submit(R, j, &t, n_prefix, &cr->error);
 		}
 		free(t.v);
@@ -1632,12 +1783,22 @@ static void job_done(struct runner *R, struct job *j)
 			break;
 		case ROLE_FIELD:
 			c->fields[j->sub] = strdup(text);
+			if (j->gi >= 0)
+				c->fields_json = true;
+			break;
+		case ROLE_OBJECT:
+			object_fields(R, c, text, j->gi >= 0);
 			break;
 		case ROLE_LABEL:
 			c->logp[j->sub] = j->logp;
 			break;
 		default:
 			break;
+		}
+		if ((j->role == ROLE_FIELD || j->role == ROLE_OBJECT) && j->finish &&
+		    !strcmp(j->finish, "length")) {
+			c->hit_length = true;
+			c->truncated |= j->gi >= 0; /* a cut-off JSON value is no value */
 		}
 		c->pending--;
 	} else {
@@ -1715,13 +1876,34 @@ static void finish_job(struct runner *R, struct job *j, const char *reason)
 {
 	struct slot *s = &R->slots[j->slot];
 	j->finish = reason;
-	if (j->cstate && R->p->constraint && R->p->constraint->end)
-		R->p->constraint->end(j->cstate);
-	j->cstate = NULL;
+	j->gs = NULL;
 	dk_kv_seq_clear(R->ctx, j->slot);
 	s->job = NULL;
 	job_done(R, j);
 	job_free(j);
+}
+
+/* Gives job j the slot's state for its grammar, back at the start and past
+ * the forced bytes. */
+static int grammar_begin(struct runner *R, struct slot *s, struct job *j)
+{
+	if (!s->gs) {
+		s->gs = calloc((size_t)R->n_gram, sizeof *s->gs);
+		if (!s->gs)
+			return -1;
+	}
+	struct dk_grammar_state **g = &s->gs[j->gi];
+	if (!*g && !(*g = dk_grammar_state_new(R->gram[j->gi], R->gvocab)))
+		return -1;
+	dk_grammar_state_reset(*g);
+	if (j->forced) {
+		if (dk_grammar_accept_bytes(*g, j->forced, strlen(j->forced)) != DK_OK)
+			return -1;
+		if (!j->text.len)
+			dk_buf_puts(&j->text, j->forced);
+	}
+	j->gs = *g;
+	return 0;
 }
 
 static int admit(struct runner *R, int slot, struct job *j)
@@ -1748,10 +1930,8 @@ static int admit(struct runner *R, int slot, struct job *j)
 		if (!s->smp)
 			return -1;
 		dk_detok_init(&j->dt, R->tok);
-		if (R->p->constraint && R->p->constraint->begin) {
-			const char *field = j->role == ROLE_FIELD ? R->pl->fields[j->sub].name : NULL;
-			j->cstate = R->p->constraint->begin(R->p->constraint->ud, R->pl, field);
-		}
+		if (j->gi >= 0 && grammar_begin(R, s, j))
+			return -1;
 	}
 	j->last = DK_TOKEN_NULL;
 	s->job = j;
@@ -1780,18 +1960,25 @@ static void sample(struct runner *R, struct job *j, const float *logits)
 {
 	struct slot *s = &R->slots[j->slot];
 	memcpy(R->scratch, logits, (size_t)R->n_vocab * sizeof *R->scratch);
-	const struct dk_constraint *k = R->p->constraint;
-	if (j->cstate && k->mask)
-		k->mask(j->cstate, R->scratch, R->n_vocab, j->max_tokens - j->n_gen);
-	dk_token t = dk_sampler_sample(s->smp, R->scratch);
-	if (t == DK_TOKEN_NULL) {
-		j->error = strdup("no token allowed by the constraint");
-		finish_job(R, j, "stop");
-		return;
+	dk_token t;
+	if (j->gs) {
+		/* the budget keeps room to close the structure */
+		t = dk_grammar_sample(j->gs, s->smp, R->scratch, j->max_tokens - j->n_gen);
+		if (t == DK_TOKEN_NULL) {
+			if (!dk_grammar_is_complete(j->gs)) {
+				const char *why = dk_grammar_state_error(j->gs);
+				char m[DK_ERRMSG_MAX];
+				snprintf(m, sizeof m, "constrained decoding: %s",
+					 why && *why ? why : "no token can continue the output");
+				j->error = strdup(m);
+			}
+			finish_job(R, j, "stop");
+			return;
+		}
+	} else {
+		t = dk_sampler_sample(s->smp, R->scratch);
 	}
 	dk_sampler_accept(s->smp, t);
-	if (j->cstate && k->accept)
-		k->accept(j->cstate, t);
 	if (dk_token_is_eog(R->tok, t)) {
 		finish_job(R, j, "stop");
 		return;
@@ -1804,11 +1991,13 @@ static void sample(struct runner *R, struct job *j, const float *logits)
 		dk_buf_append(&j->text, piece, (size_t)n);
 		added = (size_t)n;
 	}
-	if (j->text.data && hit_stop(j, added)) {
+	/* a grammar says where the output ends: stop strings are for free text
+	 * (a newline inside a JSON object is whitespace, not the end) */
+	if (!j->gs && j->text.data && hit_stop(j, added)) {
 		finish_job(R, j, "stop");
 		return;
 	}
-	if (j->cstate && k->complete && k->complete(j->cstate)) {
+	if (j->gs && !dk_grammar_can_continue(j->gs)) {
 		finish_job(R, j, "stop");
 		return;
 	}
@@ -2251,8 +2440,6 @@ static void abandon_all(struct runner *R)
 		struct job *j = R->slots[s].job;
 		if (!j)
 			continue;
-		if (j->cstate && R->p->constraint && R->p->constraint->end)
-			R->p->constraint->end(j->cstate);
 		dk_kv_seq_clear(R->ctx, s);
 		R->slots[s].job = NULL;
 		job_free(j);
@@ -2398,6 +2585,8 @@ static enum dk_status open_output(struct runner *R, char *err, size_t n)
 				(double)R->temperature, "seed", (json_int_t)R->seed, "chat",
 				dk_chat_family_name(R->chat), "n_ctx", R->n_ctx, "format",
 				p->format == DK_FORMAT_OPENAI_BATCH ? "openai-batch" : "docket");
+	if (R->schema)
+		json_object_set_new(cfg, "constrained", json_boolean(R->constrained));
 	if (p->shard_n > 1) {
 		char sh[32];
 		snprintf(sh, sizeof sh, "%d/%d", p->shard_k, p->shard_n);
@@ -2498,6 +2687,59 @@ static enum dk_status fallback_setup(struct runner *R, char *err, size_t n)
 	return DK_OK;
 }
 
+/* Extract: the schema, and unless turned off, the grammars that mask
+ * generation (one per field, or one for the whole object) over a trie of
+ * the model's vocabulary. */
+static enum dk_status structured_setup(struct runner *R, char *err, size_t n)
+{
+	const struct dk_pipeline *pl = R->pl;
+	if (!pl || pl->task != DK_TASK_EXTRACT)
+		return DK_OK;
+	R->schema = json_loads(pl->schema_json, 0, NULL);
+	if (!R->schema)
+		return dk_err(err, n, DK_FATAL, "out of memory");
+	R->constrained = R->p->constrained < 0 ? pl->constrained : R->p->constrained > 0;
+	if (!R->constrained)
+		return DK_OK;
+	R->gvocab = dk_grammar_vocab_from_tokenizer(R->tok);
+	R->n_gram = pl->extract_mode == DK_EXTRACT_OBJECT ? 1 : (int)pl->n_fields;
+	R->gram = calloc((size_t)R->n_gram, sizeof *R->gram);
+	if (!R->gvocab || !R->gram)
+		return dk_err(err, n, DK_FATAL, "out of memory");
+	for (int g = 0; g < R->n_gram; g++) {
+		json_t *sc;
+		if (pl->extract_mode == DK_EXTRACT_OBJECT) {
+			sc = json_incref(R->schema);
+		} else {
+			/* a field's schema on its own, with the definitions its
+			 * $refs may name */
+			sc = json_loads(pl->fields[g].schema_json, 0, NULL);
+			const char *defs[] = {"definitions", "$defs"};
+			for (size_t k = 0; sc && k < 2; k++) {
+				json_t *dv = json_object_get(R->schema, defs[k]);
+				if (dv)
+					json_object_set(sc, defs[k], dv);
+			}
+		}
+		char e[DK_ERRMSG_MAX];
+		enum dk_status st = sc ? dk_schema_compile(sc, &R->gram[g], e, sizeof e) : DK_FATAL;
+		json_decref(sc);
+		if (st != DK_OK)
+			return dk_err(err, n, DK_SKIP, "pipeline '%s': schema%s%s: %s", pl->name,
+				      pl->extract_mode == DK_EXTRACT_OBJECT ? "" : ".properties.",
+				      pl->extract_mode == DK_EXTRACT_OBJECT ? "" : pl->fields[g].name,
+				      sc ? e : "out of memory");
+		/* one token per byte is the worst case the mask plans for */
+		int32_t need = dk_grammar_min_bytes(R->gram[g]);
+		if (need > R->max_tokens)
+			return dk_err(err, n, DK_SKIP,
+				      "pipeline '%s': generation.max_tokens %d cannot hold the shortest "
+				      "valid %s (%d bytes)", pl->name, R->max_tokens,
+				      pl->extract_mode == DK_EXTRACT_OBJECT ? "object" : "value", (int)need);
+	}
+	return DK_OK;
+}
+
 static enum dk_status start_engine(struct runner *R, char *err, size_t n)
 {
 	const struct dk_runner_params *p = R->p;
@@ -2537,8 +2779,17 @@ static enum dk_status finish(struct runner *R, enum dk_status st, char *err, siz
 		progress(R, true);
 	if (R->model)
 		write_report(R);
-	for (int s = 0; R->slots && s < R->n_seq; s++)
+	for (int s = 0; R->slots && s < R->n_seq; s++) {
 		dk_sampler_free(R->slots[s].smp);
+		for (int g = 0; R->slots[s].gs && g < R->n_gram; g++)
+			dk_grammar_state_free(R->slots[s].gs[g]);
+		free(R->slots[s].gs);
+	}
+	for (int g = 0; g < R->n_gram; g++)
+		dk_grammar_free(R->gram[g]);
+	free(R->gram);
+	dk_grammar_vocab_free(R->gvocab);
+	json_decref(R->schema);
 	free(R->slots);
 	free(R->scratch);
 	free(R->calib);
@@ -2570,6 +2821,8 @@ enum dk_status dk_runner_run(const struct dk_runner_params *p, const char *const
 		return dk_err(err, n, DK_SKIP, "bad shard %d/%d (K counts from 0 to N-1)", p->shard_k,
 			      p->shard_n);
 	enum dk_status st = setup(R, err, n);
+	if (st == DK_OK)
+		st = structured_setup(R, err, n);
 	if (st == DK_OK)
 		st = fallback_setup(R, err, n);
 	if (st == DK_OK)
