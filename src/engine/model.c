@@ -426,6 +426,7 @@ struct dk_ctx {
 	const float *qx_src;
 	enum dk_ttype qx_type;
 	int32_t qx_T;
+	const struct dk_qtraits *norm_dt; /* norm passes: convert rows to this too */
 	char err[DK_ERRMSG_MAX];
 };
 
@@ -650,11 +651,11 @@ static void mm_convert(void *arg, int ith, int nth)
  * weight row streams through once per tile. */
 #define MM_TILE 32
 
-static void mm_rows(void *arg, int ith, int nth)
+static void mm_range(const struct mm *j, int64_t r0, int64_t r1)
 {
-	struct mm *j = arg;
-	int64_t r0 = j->nrows * ith / nth, r1 = j->nrows * (ith + 1) / nth;
 	const struct dk_qtraits *tr = j->tr;
+	if (r1 <= r0)
+		return;
 	if (j->gemm) {
 		/* bit-identical to vec_dot per element; blocks rows and columns itself */
 		j->gemm(j->ncols, j->w + (size_t)r0 * j->wrow, j->wrow, r1 - r0, j->xq, j->xrow, j->T,
@@ -681,37 +682,104 @@ static void mm_rows(void *arg, int ith, int nth)
 	}
 }
 
+static void mm_rows(void *arg, int ith, int nth)
+{
+	struct mm *j = arg;
+	mm_range(j, j->nrows * ith / nth, j->nrows * (ith + 1) / nth);
+}
+
+/* Several products of one input, as one parallel loop over their rows laid
+ * end to end: one hand-off to the threads instead of one per matrix, and
+ * small matrices (k, v) share the threads with the big one. */
+struct mm_multi {
+	struct mm *m;
+	int n;
+	int64_t rows;
+};
+
+static void mm_multi_rows(void *arg, int ith, int nth)
+{
+	struct mm_multi *u = arg;
+	int64_t a = u->rows * ith / nth, z = u->rows * (ith + 1) / nth, base = 0;
+	for (int i = 0; i < u->n; i++) {
+		int64_t lo = a > base ? a - base : 0, hi = z - base < u->m[i].nrows ? z - base : u->m[i].nrows;
+		mm_range(&u->m[i], lo, hi);
+		base += u->m[i].nrows;
+	}
+}
+
+static void mm_setup(struct mm *j, const struct dk_gguf_tensor *W, const float *x, int64_t ldx,
+		     int32_t T, float *y, int64_t ldy)
+{
+	memset(j, 0, sizeof *j);
+	j->tr = dk_quant_traits(W->type);
+	j->dt = dk_quant_traits(j->tr->dot_type);
+	j->w = W->data;
+	j->ncols = W->ne[0];
+	j->nrows = W->ne[1] * W->ne[2] * W->ne[3];
+	j->wrow = dk_ttype_row_bytes(W->type, j->ncols);
+	j->x = x;
+	j->ldx = ldx;
+	j->T = T;
+	j->y = y;
+	j->ldy = ldy;
+	j->gemm = dk_gemm_kernel(W->type);
+}
+
+/* Points j at activations in its dot format, converting x unless c->qx
+ * already holds it. */
+static void mm_input(struct dk_ctx *c, struct mm *j)
+{
+	if (j->tr->dot_type == DK_TYPE_F32) {
+		j->xq = (const uint8_t *)j->x;
+		j->xrow = (size_t)j->ldx * 4;
+		return;
+	}
+	j->xq = c->qx;
+	j->xrow = dk_ttype_row_bytes(j->tr->dot_type, j->ncols);
+	if (c->qx_src != j->x || c->qx_type != j->tr->dot_type || c->qx_T != j->T) {
+		dk_pool_run(c->pool, mm_convert, j);
+		c->qx_src = j->x;
+		c->qx_type = j->tr->dot_type;
+		c->qx_T = j->T;
+	}
+}
+
+/* y_i = W_i x for n matrices of the same input; one parallel loop when they
+ * read the same activation format, else one each. */
+static void matmul_n(struct dk_ctx *c, int n, const struct dk_gguf_tensor *const *W, const float *x,
+		     int64_t ldx, int32_t T, float *const *y, const int64_t *ldy)
+{
+	struct mm m[3];
+	struct mm_multi u = {m, n, 0};
+	bool same = true;
+	for (int i = 0; i < n; i++) {
+		mm_setup(&m[i], W[i], x, ldx, T, y[i], ldy[i]);
+		same &= m[i].tr->dot_type == m[0].tr->dot_type;
+		u.rows += m[i].nrows;
+	}
+	if (!same) {
+		for (int i = 0; i < n; i++) {
+			mm_input(c, &m[i]);
+			dk_pool_run(c->pool, mm_rows, &m[i]);
+		}
+		return;
+	}
+	mm_input(c, &m[0]);
+	for (int i = 1; i < n; i++) {
+		m[i].xq = m[0].xq;
+		m[i].xrow = m[0].xrow;
+	}
+	dk_pool_run(c->pool, mm_multi_rows, &u);
+}
+
 /* y[t][r] = W[r] . x[t] for all rows r of W and T tokens. */
 static void matmul(struct dk_ctx *c, const struct dk_gguf_tensor *W, const float *x, int64_t ldx,
 		   int32_t T, float *y, int64_t ldy)
 {
-	struct mm j = {0};
-	j.tr = dk_quant_traits(W->type);
-	j.dt = dk_quant_traits(j.tr->dot_type);
-	j.w = W->data;
-	j.ncols = W->ne[0];
-	j.nrows = W->ne[1] * W->ne[2] * W->ne[3];
-	j.wrow = dk_ttype_row_bytes(W->type, j.ncols);
-	j.x = x;
-	j.ldx = ldx;
-	j.T = T;
-	j.y = y;
-	j.ldy = ldy;
-	j.gemm = dk_gemm_kernel(W->type);
-	if (j.tr->dot_type == DK_TYPE_F32) {
-		j.xq = (const uint8_t *)x;
-		j.xrow = (size_t)ldx * 4;
-	} else {
-		j.xq = c->qx;
-		j.xrow = dk_ttype_row_bytes(j.tr->dot_type, j.ncols);
-		/* q, k and v (and gate and up) read the same input: convert once */
-		if (c->qx_src != x || c->qx_type != j.tr->dot_type || c->qx_T != T) {
-			dk_pool_run(c->pool, mm_convert, &j);
-			c->qx_src = x;
-			c->qx_type = j.tr->dot_type;
-			c->qx_T = T;
-		}
-	}
+	struct mm j;
+	mm_setup(&j, W, x, ldx, T, y, ldy);
+	mm_input(c, &j);
 	dk_pool_run(c->pool, mm_rows, &j);
 }
 
@@ -812,7 +880,6 @@ static void attention(void *arg, int ith, int nth)
 	int32_t chunks_per_kv = (group + per - 1) / per;
 	int32_t tasks_per_tok = hp->n_head_kv * chunks_per_kv;
 	int64_t ntask = (int64_t)c->b->n_tokens * tasks_per_tok;
-	int64_t a = ntask * ith / nth, z = ntask * (ith + 1) / nth;
 	float *scratch = c->att_scratch + c->att_stride * (size_t)ith;
 	uint8_t **blocks = c->att_blocks + (size_t)c->att_blocks_stride * (size_t)ith;
 	dk_attn_fn fn = dk_attn_kernel(c->kv_esize, hd);
@@ -821,7 +888,10 @@ static void attention(void *arg, int ith, int nth)
 				    .blocks = blocks, .row_bytes = (size_t)c->kv_dim * c->kv_esize};
 	size_t kbase = (size_t)c->layer * c->kv_layer_bytes;
 	size_t vbase = kbase + (size_t)DK_KV_BLOCK * c->kv_dim * c->kv_esize;
-	for (int64_t i = a; i < z; i++) {
+	/* tasks dealt out in turn: under a causal mask a token's work grows with
+	 * its position, so contiguous shares would give the last thread most of
+	 * it (3:1 for two threads on a prompt) */
+	for (int64_t i = ith; i < ntask; i += nth) {
 		int32_t t = (int32_t)(i / tasks_per_tok), r = (int32_t)(i % tasks_per_tok);
 		int32_t kvh = r / chunks_per_kv, h0 = kvh * group + (r % chunks_per_kv) * per;
 		int32_t nq = kvh * group + group - h0 < per ? kvh * group + group - h0 : per;
@@ -842,23 +912,44 @@ static void attention(void *arg, int ith, int nth)
 	}
 }
 
+/* rmsnorm of every token's row into xb, each row then converted to the
+ * next matrix's activation format (c->norm_dt, NULL = none) by the thread
+ * that normalised it: the same rows as mm_convert, one hand-off fewer */
+static void norm_rows_with(struct dk_ctx *c, const float *w, int ith, int nth)
+{
+	const struct dk_model_info *hp = &c->m->info;
+	int64_t E = hp->n_embd;
+	const struct dk_qtraits *dt = c->norm_dt;
+	size_t xrow = dt ? dk_ttype_row_bytes(dt->type, E) : 0;
+	for (int32_t t = ith; t < c->b->n_tokens; t += nth) {
+		rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, w, E, hp->norm_eps);
+		if (dt)
+			dt->from_float(c->xb + (size_t)t * E, c->qx + (size_t)t * xrow, E);
+	}
+}
+
 static void norm_rows(void *arg, int ith, int nth)
 {
 	struct dk_ctx *c = arg;
-	const struct dk_model_info *hp = &c->m->info;
-	for (int32_t t = ith; t < c->b->n_tokens; t += nth)
-		rmsnorm(c->xb + (size_t)t * hp->n_embd, c->x + (size_t)t * hp->n_embd,
-			c->layer >= 0 ? c->m->layers[c->layer].attn_norm->data : c->m->out_norm->data,
-			hp->n_embd, hp->norm_eps);
+	norm_rows_with(c, c->m->layers[c->layer].attn_norm->data, ith, nth);
 }
 
 static void ffn_norm_rows(void *arg, int ith, int nth)
 {
 	struct dk_ctx *c = arg;
-	const struct dk_model_info *hp = &c->m->info;
-	for (int32_t t = ith; t < c->b->n_tokens; t += nth)
-		rmsnorm(c->xb + (size_t)t * hp->n_embd, c->x + (size_t)t * hp->n_embd,
-			c->m->layers[c->layer].ffn_norm->data, hp->n_embd, hp->norm_eps);
+	norm_rows_with(c, c->m->layers[c->layer].ffn_norm->data, ith, nth);
+}
+
+/* Runs a norm pass whose rows are also converted for matrix W. */
+static void norm_for(struct dk_ctx *c, dk_pool_fn fn, const struct dk_gguf_tensor *W)
+{
+	const struct dk_qtraits *dt = dk_quant_traits(dk_quant_traits(W->type)->dot_type);
+	c->norm_dt = dt->type == DK_TYPE_F32 ? NULL : dt;
+	dk_pool_run(c->pool, fn, c);
+	c->qx_src = c->norm_dt ? c->xb : NULL;
+	c->qx_type = dt->type;
+	c->qx_T = c->b->n_tokens;
+	c->norm_dt = NULL;
 }
 
 static void swiglu(void *arg, int ith, int nth)
@@ -933,11 +1024,13 @@ enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
 	for (int l = 0; l < hp->n_layer; l++) {
 		const struct layer *L = &c->m->layers[l];
 		c->layer = l;
-		c->qx_src = NULL;
-		dk_pool_run(c->pool, norm_rows, c);
-		matmul(c, L->wq, c->xb, E, T, c->q, QD);
-		matmul(c, L->wk, c->xb, E, T, c->k, KD);
-		matmul(c, L->wv, c->xb, E, T, c->v, KD);
+		norm_for(c, norm_rows, L->wq);
+		{
+			const struct dk_gguf_tensor *W[3] = {L->wq, L->wk, L->wv};
+			float *const y[3] = {c->q, c->k, c->v};
+			const int64_t ld[3] = {QD, KD, KD};
+			matmul_n(c, 3, W, c->xb, E, T, y, ld);
+		}
 		add_bias(c->q, L->bq, T, QD);
 		add_bias(c->k, L->bk, T, KD);
 		add_bias(c->v, L->bv, T, KD);
@@ -945,10 +1038,13 @@ enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
 		dk_pool_run(c->pool, attention, c);
 		matmul(c, L->wo, c->att, QD, T, c->xb2, E);
 		residual(c->x, c->xb2, (int64_t)T * E);
-		c->qx_src = NULL;
-		dk_pool_run(c->pool, ffn_norm_rows, c);
-		matmul(c, L->wg, c->xb, E, T, c->hb, FF);
-		matmul(c, L->wu, c->xb, E, T, c->hb2, FF);
+		norm_for(c, ffn_norm_rows, L->wg);
+		{
+			const struct dk_gguf_tensor *W[2] = {L->wg, L->wu};
+			float *const y[2] = {c->hb, c->hb2};
+			const int64_t ld[2] = {FF, FF};
+			matmul_n(c, 2, W, c->xb, E, T, y, ld);
+		}
 		dk_pool_run(c->pool, swiglu, c);
 		matmul(c, L->wd, c->hb, FF, T, c->xb2, E);
 		residual(c->x, c->xb2, (int64_t)T * E);
