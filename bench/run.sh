@@ -4,7 +4,8 @@
 #   batched   - the default: many sequences in flight, prefix cache on
 #   nocache   - batched, prefix cache off (--no-prefix-cache)
 #   serial    - one sequence at a time, no batching (--one-at-a-time)
-# usage: bench/run.sh [N] [PIPELINE...]      (N default 200; env MODEL, THREADS, SHARED)
+# usage: bench/run.sh [N] [PIPELINE...]      (N default 200; env MODEL, THREADS, SHARED,
+#        MODES="batched nocache serial")
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DOCKET=${DOCKET:-$ROOT/build/docket}
@@ -37,8 +38,8 @@ inputs() {
 
 printf '%-18s %-8s %6s %9s %10s %8s %9s\n' pipeline mode docs wall_s docs_per_s cache tok_per_s
 for p in "${PIPES[@]}"; do
-	inputs "$p" >"$T/list" || true   # head closes the pipe early
-	for mode in batched nocache serial; do
+	inputs "$p" >"$T/list"
+	for mode in ${MODES:-batched nocache serial}; do
 		extra=()
 		case $mode in
 		nocache) extra=(--no-prefix-cache) ;;

@@ -10,7 +10,9 @@ error (ECE, 10 equal-width confidence bins over the chosen label), the
 Brier score (over all labels), mean confidence vs accuracy, and the
 reliability table.
 """
-import json, sys
+import json, signal, sys
+
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quiet under `| head`
 
 
 def main():

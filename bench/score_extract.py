@@ -10,7 +10,9 @@ the file name of the record's source.path) and one value per field.  For each fi
   normalised  both sides lower-cased, with spaces and punctuation removed
 and overall: records, ok, schema_valid, parseable outputs.
 """
-import json, re, sys
+import json, re, signal, sys
+
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quiet under `| head`
 
 
 def norm(v):

@@ -180,4 +180,12 @@ else
 	echo "note: the kill landed between calls"
 fi
 [ "$($REC field k.jsonl 'r["id"]' | sort | uniq -d | wc -l)" -eq 0 ] || fail "duplicate records"
+
+echo "== the routing settings are part of the configuration: no resume across them"
+rc=0
+R g.json in -o k.jsonl --resume --no-fallback 2>mix.err || rc=$?
+[ "$rc" -eq 1 ] && grep -q "configuration" mix.err || { cat mix.err; fail "resume without the fallback: rc $rc"; }
+rc=0
+R g.json in -o k.jsonl --resume --fallback-when always 2>mix.err || rc=$?
+[ "$rc" -eq 1 ] || { cat mix.err; fail "resume without --allow-sensitive: rc $rc"; }
 echo "ok"

@@ -88,9 +88,12 @@ struct dk_pipeline {
 	struct dk_tmpl *system;
 	struct dk_tmpl *user;    /* the per-chunk prompt ("map" for summarize) */
 	struct dk_tmpl *reduce;  /* summarize: combines chunk summaries */
-	struct dk_tmpl *answer;  /* the start of the model's answer, written for it
-				    ("The {{field}} is "): small models answer
-				    better in their own words' frame */
+	struct dk_tmpl *answer;  /* extract, classify: the start of the model's
+				    answer, written for it ("This document belongs
+				    to the category:"); small models answer far
+				    better inside such a frame.  Ending inside a
+				    sentence, it makes labels be scored as new
+				    words (" sport") */
 
 	/* classify */
 	char **labels;

@@ -1365,9 +1365,15 @@ static char *too_long(struct runner *R, int n_prompt, int n_gen)
 }
 
 /* Queues a generate/score job, or records why it cannot run. */
-/* Appends the pipeline's answer template (the start of the model's reply). */
-static int answer_prefix(struct runner *R, const struct dk_tmpl_var *vars, size_t nv, struct tokv *t)
+/* Appends the pipeline's answer template (the start of the model's reply).
+ * *word_next (may be NULL) says it ends inside a sentence ("The category
+ * is"): what follows is a new word, and BPE vocabularies spell a word with
+ * its leading space (" sport"), which is how the model expects to see it. */
+static int answer_prefix(struct runner *R, const struct dk_tmpl_var *vars, size_t nv, struct tokv *t,
+			 bool *word_next)
 {
+	if (word_next)
+		*word_next = false;
 	if (!R->pl->answer)
 		return 0;
 	struct dk_segs sg = {0};
@@ -1376,6 +1382,8 @@ static int answer_prefix(struct runner *R, const struct dk_tmpl_var *vars, size_
 	char *a = rc ? NULL : dk_segs_join(&sg);
 	if (!a || tokv_push_text(R, t, a, strlen(a), false, false))
 		rc = -1;
+	if (a && *a && word_next)
+		*word_next = !isspace((unsigned char)a[strlen(a) - 1]);
 	free(a);
 	dk_segs_free(&sg);
 	return rc;
@@ -1452,7 +1460,9 @@ static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
 	}
 	case DK_TASK_CLASSIFY: {
 		cr->logp = calloc(pl->n_labels, sizeof *cr->logp);
-		if (build_prompt(R, pl->system, pl->user, vars, 10, NULL, &t, &n_prefix)) {
+		bool word_next;
+		if (build_prompt(R, pl->system, pl->user, vars, 10, NULL, &t, &n_prefix) ||
+		    answer_prefix(R, vars, 10, &t, &word_next)) {
 			cr->error = strdup("cannot render the prompt");
 			break;
 		}
@@ -1467,7 +1477,8 @@ static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
 			}
 			memcpy(full.v, t.v, (size_t)n_prompt * sizeof *t.v);
 			full.n = n_prompt;
-			const char *lab = pl->labels[i];
+			char lab[512];
+			snprintf(lab, sizeof lab, "%s%s", word_next ? " " : "", pl->labels[i]);
 			if (tokv_push_text(R, &full, lab, strlen(lab), false, false) || full.n == n_prompt) {
 				free(full.v);
 				cr->error = strdup("cannot tokenize a label");
@@ -1487,7 +1498,7 @@ static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
 				cr->error = strdup("cannot render the prompt");
 				break;
 			}
-			if (answer_prefix(R, vars, 10, &t)) {
+			if (answer_prefix(R, vars, 10, &t, NULL)) {
 				cr->error = strdup("cannot render the prompt");
 				break;
 			}
@@ -1508,7 +1519,7 @@ static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
 				cr->error = strdup("cannot render the prompt");
 				break;
 			}
-			if (answer_prefix(R, vars, 12, &t)) {
+			if (answer_prefix(R, vars, 12, &t, NULL)) {
 				cr->error = strdup("cannot render the prompt");
 				break;
 			}
@@ -2587,6 +2598,15 @@ static enum dk_status open_output(struct runner *R, char *err, size_t n)
 				p->format == DK_FORMAT_OPENAI_BATCH ? "openai-batch" : "docket");
 	if (R->schema)
 		json_object_set_new(cfg, "constrained", json_boolean(R->constrained));
+	/* where records may be answered, and how much of them is sent: a
+	 * resumed run must not mix local-only and routed records silently */
+	if (R->pl && R->fbp.when)
+		json_object_set_new(cfg, "fallback",
+				    json_pack("{s:s, s:s, s:I, s:b, s:b}", "url",
+					      R->fbp.base_url ? R->fbp.base_url : "", "model",
+					      R->fbp.model ? R->fbp.model : "", "when",
+					      (json_int_t)R->fbp.when, "allow_sensitive",
+					      R->fbp.allow_sensitive, "redact", R->fbp.redact));
 	if (p->shard_n > 1) {
 		char sh[32];
 		snprintf(sh, sizeof sh, "%d/%d", p->shard_k, p->shard_n);
@@ -2713,7 +2733,15 @@ static enum dk_status structured_setup(struct runner *R, char *err, size_t n)
 		} else {
 			/* a field's schema on its own, with the definitions its
 			 * $refs may name */
-			sc = json_loads(pl->fields[g].schema_json, 0, NULL);
+			const struct dk_field *f = &pl->fields[g];
+			sc = json_loads(f->schema_json, 0, NULL);
+			/* a grounded field's null comes from grounding: the model is
+			 * asked for a value (made to say "null", it says it where it
+			 * would have written "RM 9.00") */
+			if (sc && f->ground && pl->grounded) {
+				json_object_set_new(sc, "type", json_string(f->type));
+				json_object_del(sc, "nullable");
+			}
 			const char *defs[] = {"definitions", "$defs"};
 			for (size_t k = 0; sc && k < 2; k++) {
 				json_t *dv = json_object_get(R->schema, defs[k]);
