@@ -60,8 +60,13 @@ if not isinstance(hr, float) or not 0 < hr < 1:
     bad.append(f"prefix_hit_rate {hr!r} not in (0, 1)")
 else:
     h, mi = sp.get("hit_tokens", 0), sp.get("miss_tokens", 0)
-    if h + mi == 0 or abs(h / (h + mi) - hr) > 1e-3:
-        bad.append(f"hit rate {hr} does not match hit {h} / miss {mi}")
+    # the rate is of the shared tokens (4 documents x 32); the other one is
+    # of every prompt token
+    if abs(h / (4 * 32) - hr) > 1e-3:
+        bad.append(f"prefix hit rate {hr} is not hit {h} / 128 shared prefix tokens")
+    ph = sp.get("prompt_token_hit_rate")
+    if h + mi == 0 or not isinstance(ph, float) or abs(h / (h + mi) - ph) > 1e-3:
+        bad.append(f"prompt token hit rate {ph} does not match hit {h} / miss {mi}")
     # 4 documents of 32 shared + 16 own tokens: the first computes the prefix,
     # each later one can reuse at most its 32 prefix tokens.
     if h > 3 * 32:

@@ -184,6 +184,18 @@ static void test_extract_fields(void **state)
 	assert_string_equal(p->fields[0].schema_json, "{\"type\":[\"null\",\"number\"]}");
 	dk_pipeline_free(p);
 
+	/* the example object-mode pipeline loads, nested schema and all */
+	char path[4096];
+	snprintf(path, sizeof path, "%s/examples/pipelines/receipt-items.json", getenv("DK_SOURCE_DIR"));
+	p = dk_pipeline_load(path, err, sizeof err);
+	if (!p)
+		fail_msg("%s", err);
+	assert_int_equal(p->extract_mode, DK_EXTRACT_OBJECT);
+	assert_string_equal(p->fields[2].name, "items");
+	assert_string_equal(p->fields[2].type, "array");
+	assert_false(p->fields[2].ground);
+	dk_pipeline_free(p);
+
 	/* the shipped pipeline: fields mode, constrained and grounded by default */
 	p = dk_pipeline_load("extract-fields", err, sizeof err);
 	if (!p)
