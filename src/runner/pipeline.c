@@ -329,6 +329,24 @@ static const char *stray_key(json_t *obj, const char *const *keys)
 	return NULL;
 }
 
+/* A block of the pipeline (input, chunking, ...): an object holding only
+ * the given keys.  Returns 0, or -1 with the message written. */
+static int check_block(struct loader *L, json_t *o, const char *name, const char *const *keys)
+{
+	if (!json_is_object(o)) {
+		fail(L, NULL, name, "expected an object, got %s", jtype(o));
+		return -1;
+	}
+	const char *bad = stray_key(o, keys);
+	if (bad) {
+		char f[160];
+		snprintf(f, sizeof f, "%s.%s", name, bad);
+		fail(L, NULL, f, "unknown field");
+		return -1;
+	}
+	return 0;
+}
+
 /* String array at field; 0 ok, -1 wrong type (message in L). */
 static int str_array(struct loader *L, json_t *v, const char *field, char ***out, size_t *n)
 {
@@ -595,16 +613,8 @@ static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 	json_t *in = json_object_get(root, "input");
 	if (in) {
 		static const char *const ik[] = {"include", "exclude", NULL};
-		if (!json_is_object(in)) {
-			p = fail(&L, p, "input", "expected an object, got %s", jtype(in));
-			goto out;
-		}
-		if ((bad = stray_key(in, ik))) {
-			char f[160];
-			snprintf(f, sizeof f, "input.%s", bad);
-			p = fail(&L, p, f, "unknown field");
-			goto out;
-		}
+		if (check_block(&L, in, "input", ik))
+			goto bad;
 		if (str_array(&L, json_object_get(in, "include"), "input.include", &p->include, &p->n_include) ||
 		    str_array(&L, json_object_get(in, "exclude"), "input.exclude", &p->exclude, &p->n_exclude)) {
 			dk_pipeline_free(p);
@@ -615,16 +625,8 @@ static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 	json_t *ch = json_object_get(root, "chunking");
 	if (ch) {
 		static const char *const ck[] = {"max_tokens", "overlap_tokens", NULL};
-		if (!json_is_object(ch)) {
-			p = fail(&L, p, "chunking", "expected an object, got %s", jtype(ch));
-			goto out;
-		}
-		if ((bad = stray_key(ch, ck))) {
-			char f[160];
-			snprintf(f, sizeof f, "chunking.%s", bad);
-			p = fail(&L, p, f, "unknown field");
-			goto out;
-		}
+		if (check_block(&L, ch, "chunking", ck))
+			goto bad;
 		if (get_int(&L, ch, "max_tokens", "chunking.max_tokens", 16, 1 << 20, &p->chunk_tokens) ||
 		    get_int(&L, ch, "overlap_tokens", "chunking.overlap_tokens", 0, 1 << 19, &p->chunk_overlap)) {
 			dk_pipeline_free(p);
@@ -758,16 +760,8 @@ static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 	json_t *ex = json_object_get(root, "extract");
 	if (ex) {
 		static const char *const ek[] = {"mode", "constrained", "grounded", NULL};
-		if (!json_is_object(ex)) {
-			p = fail(&L, p, "extract", "expected an object, got %s", jtype(ex));
-			goto out;
-		}
-		if ((bad = stray_key(ex, ek))) {
-			char f[160];
-			snprintf(f, sizeof f, "extract.%s", bad);
-			p = fail(&L, p, f, "unknown field");
-			goto out;
-		}
+		if (check_block(&L, ex, "extract", ek))
+			goto bad;
 		json_t *m = json_object_get(ex, "mode");
 		if (m) {
 			const char *ms = json_string_value(m);
@@ -795,16 +789,8 @@ static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 	if (g) {
 		static const char *const gk[] = {"max_tokens", "reduce_max_tokens", "temperature", "top_p",
 						 "top_k", "repeat_penalty", "seed", "stop", NULL};
-		if (!json_is_object(g)) {
-			p = fail(&L, p, "generation", "expected an object, got %s", jtype(g));
-			goto out;
-		}
-		if ((bad = stray_key(g, gk))) {
-			char f[160];
-			snprintf(f, sizeof f, "generation.%s", bad);
-			p = fail(&L, p, f, "unknown field");
-			goto out;
-		}
+		if (check_block(&L, g, "generation", gk))
+			goto bad;
 		int seed = 0;
 		if (get_int(&L, g, "max_tokens", "generation.max_tokens", 1, 1 << 16, &p->max_tokens) ||
 		    get_int(&L, g, "reduce_max_tokens", "generation.reduce_max_tokens", 1, 1 << 16, &p->reduce_max_tokens) ||
@@ -836,16 +822,8 @@ static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 		static const char *const fk[] = {"url", "model", "key_env", "when", "allow_sensitive",
 						 "redact", "timeout_ms", "connect_timeout_ms",
 						 "max_retries", "max_concurrency", "ca_bundle", NULL};
-		if (!json_is_object(fb)) {
-			p = fail(&L, p, "fallback", "expected an object, got %s", jtype(fb));
-			goto out;
-		}
-		if ((bad = stray_key(fb, fk))) {
-			char f[160];
-			snprintf(f, sizeof f, "fallback.%s", bad);
-			p = fail(&L, p, f, "unknown field");
-			goto out;
-		}
+		if (check_block(&L, fb, "fallback", fk))
+			goto bad;
 		p->has_fallback = true;
 		/* the routing layer reads the block itself; checking it here makes a
 		 * typo in a privacy setting a load error, not a run-time one */
