@@ -1407,6 +1407,18 @@ static int submit(struct runner *R, struct job *j, struct tokv *t, int n_prefix,
 	return 0;
 }
 
+/* A generate job for chunk ci with the run's settings; its seed is the
+ * chunk's (plus sub), so a record does not depend on its batch mates. */
+static struct job *gen_job(struct runner *R, struct doc *d, size_t ci, int sub, enum job_role role)
+{
+	struct job *j = job_new(d, (int)ci, sub, JOB_GEN, role);
+	j->max_tokens = R->max_tokens;
+	j->sp = gen_params(R, hash64(d->chunks[ci].id, 64) + (uint64_t)sub);
+	j->stop = R->pl->stop;
+	j->n_stop = R->pl->n_stop;
+	return j;
+}
+
 static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
 {
 	const struct dk_pipeline *pl = R->pl;
@@ -1445,11 +1457,7 @@ static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
 	switch (pl->task) {
 	case DK_TASK_SUMMARIZE:
 	case DK_TASK_GENERATE: {
-		struct job *j = job_new(d, (int)ci, 0, JOB_GEN, ROLE_MAP);
-		j->max_tokens = R->max_tokens;
-		j->sp = gen_params(R, hash64(c->id, 64));
-		j->stop = pl->stop;
-		j->n_stop = pl->n_stop;
+		struct job *j = gen_job(R, d, ci, 0, ROLE_MAP);
 		if (build_prompt(R, pl->system, pl->user, vars, 10, "text", &t, &n_prefix)) {
 			cr->error = strdup("cannot render the prompt");
 			job_free(j);
@@ -1494,19 +1502,12 @@ static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
 	case DK_TASK_EXTRACT:
 		cr->fields = calloc(pl->n_fields, sizeof *cr->fields);
 		if (pl->extract_mode == DK_EXTRACT_OBJECT) {
-			if (build_prompt(R, pl->system, pl->user, vars, 10, "text", &t, &n_prefix)) {
+			if (build_prompt(R, pl->system, pl->user, vars, 10, "text", &t, &n_prefix) ||
+			    answer_prefix(R, vars, 10, &t, NULL)) {
 				cr->error = strdup("cannot render the prompt");
 				break;
 			}
-			if (answer_prefix(R, vars, 10, &t, NULL)) {
-				cr->error = strdup("cannot render the prompt");
-				break;
-			}
-			struct job *j = job_new(d, (int)ci, 0, JOB_GEN, ROLE_OBJECT);
-			j->max_tokens = R->max_tokens;
-			j->sp = gen_params(R, hash64(c->id, 64));
-			j->stop = pl->stop;
-			j->n_stop = pl->n_stop;
+			struct job *j = gen_job(R, d, ci, 0, ROLE_OBJECT);
 			j->gi = R->constrained ? 0 : -1;
 			submit(R, j, &t, n_prefix, &cr->error);
 			break;
@@ -1515,19 +1516,12 @@ static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
 			vars[10].value = pl->fields[i].name;
 			vars[11].value = pl->fields[i].description;
 			t.n = 0;
-			if (build_prompt(R, pl->system, pl->user, vars, 12, "field", &t, &n_prefix)) {
+			if (build_prompt(R, pl->system, pl->user, vars, 12, "field", &t, &n_prefix) ||
+			    answer_prefix(R, vars, 12, &t, NULL)) {
 				cr->error = strdup("cannot render the prompt");
 				break;
 			}
-			if (answer_prefix(R, vars, 12, &t, NULL)) {
-				cr->error = strdup("cannot render the prompt");
-				break;
-			}
-			struct job *j = job_new(d, (int)ci, (int)i, JOB_GEN, ROLE_FIELD);
-			j->max_tokens = R->max_tokens;
-			j->sp = gen_params(R, hash64(c->id, 64) + i);
-			j->stop = pl->stop;
-			j->n_stop = pl->n_stop;
+			struct job *j = gen_job(R, d, ci, (int)i, ROLE_FIELD);
 			if (R->constrained) {
 				j->gi = (int)i;
 				/* a free-text field's answer opens its JSON string here, so
