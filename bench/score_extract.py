@@ -37,6 +37,7 @@ def main():
     exact = {f: 0 for f in fields}
     normd = {f: 0 for f in fields}
     nulls = {f: 0 for f in fields}
+    have = {f: 0 for f in fields}  # records whose truth has the field
     for line in open(recs_path, encoding="utf-8"):
         r = json.loads(line)
         path = r["source"]["path"]
@@ -48,6 +49,9 @@ def main():
         valid += r.get("schema_valid") is True
         o = r.get("output") if isinstance(r.get("output"), dict) else {}
         for f in fields:
+            if f not in g:  # a few ground-truth lines lack a field: not scored
+                continue
+            have[f] += 1
             v, t = o.get(f), g[f]
             if v is None:
                 nulls[f] += 1
@@ -63,9 +67,10 @@ def main():
     res = {
         "records": n, "ok": ok, "schema_valid": valid,
         "valid_rate": valid / n if n else 0.0,
-        "exact": {f: exact[f] / n for f in fields} if n else {},
-        "normalised": {f: normd[f] / n for f in fields} if n else {},
-        "null": {f: nulls[f] / n for f in fields} if n else {},
+        "exact": {f: exact[f] / max(have[f], 1) for f in fields},
+        "normalised": {f: normd[f] / max(have[f], 1) for f in fields},
+        "null": {f: nulls[f] / max(have[f], 1) for f in fields},
+        "scored": have,
     }
     if n:
         res["exact_mean"] = sum(res["exact"].values()) / len(fields)
