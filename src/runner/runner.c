@@ -979,6 +979,48 @@ static void chunk_id(struct runner *R, const struct doc *d, size_t ci, char out[
 
 /* ---- fallback routing ---- */
 
+/* The template values of chunk ci of d: v[0..12) (text, path, name, member,
+ * mime, bytes, labels, schema, chunk_index, chunk_count, field,
+ * field_description), borrowing text and the run's strings; the numbers
+ * and the label list live in the struct.  Free with chunk_vars_free. */
+struct chunk_vars {
+	char idx[24], cnt[24], bytes[24];
+	struct dk_buf labels;
+	struct dk_tmpl_var v[12];
+};
+
+static void chunk_vars_init(const struct runner *R, const struct doc *d, size_t ci,
+			    const char *text, struct chunk_vars *cv)
+{
+	const struct dk_pipeline *pl = R->pl;
+	const struct dk_chunk *c = &d->chunks[ci];
+	memset(&cv->labels, 0, sizeof cv->labels);
+	snprintf(cv->idx, sizeof cv->idx, "%d", c->index + 1);
+	snprintf(cv->cnt, sizeof cv->cnt, "%d", c->count);
+	snprintf(cv->bytes, sizeof cv->bytes, "%llu", (unsigned long long)d->bytes);
+	for (size_t i = 0; i < pl->n_labels; i++)
+		dk_buf_printf(&cv->labels, "%s%s", i ? ", " : "", pl->labels[i]);
+	const char *base = strrchr(d->path, '/');
+	base = base ? base + 1 : d->path;
+	const struct dk_tmpl_var v[12] = {
+		{"text", text ? text : ""},
+		{"path", d->path},
+		{"name", base},
+		{"member", d->member ? d->member : ""},
+		{"mime", d->mime},
+		{"bytes", cv->bytes},
+		{"labels", cv->labels.data ? cv->labels.data : ""},
+		{"schema", pl->schema_json ? pl->schema_json : ""},
+		{"chunk_index", cv->idx},
+		{"chunk_count", cv->cnt},
+		{"field", ""},
+		{"field_description", ""},
+	};
+	memcpy(cv->v, v, sizeof v);
+}
+
+static void chunk_vars_free(struct chunk_vars *cv) { dk_buf_free(&cv->labels); }
+
 /* Does this run want to route a chunk for reason (a DK_FALLBACK_* bit)? */
 static bool fb_wants(const struct runner *R, unsigned reason)
 {
@@ -1111,44 +1153,26 @@ static int fb_chunk(struct runner *R, struct doc *d, size_t ci)
 	}
 	const struct dk_chunk *ch = &d->chunks[ci];
 	char *text = strndup(d->text + ch->start, ch->end - ch->start);
-	char idx[24], cnt[24], bytes[24], rid[33];
-	snprintf(idx, sizeof idx, "%d", ch->index + 1);
-	snprintf(cnt, sizeof cnt, "%d", ch->count);
-	snprintf(bytes, sizeof bytes, "%llu", (unsigned long long)d->bytes);
+	char rid[33];
 	chunk_id(R, d, ci, rid);
-	struct dk_buf labels = {0}, fields = {0};
-	for (size_t i = 0; i < pl->n_labels; i++)
-		dk_buf_printf(&labels, "%s%s", i ? ", " : "", pl->labels[i]);
+	struct chunk_vars cv;
+	chunk_vars_init(R, d, ci, text, &cv);
 	/* extract asks one field per local prompt; remotely all at once */
+	struct dk_buf fields = {0};
 	for (size_t i = 0; i < pl->n_fields; i++)
 		dk_buf_printf(&fields, "%s%s", i ? ", " : "", pl->fields[i].name);
-	const char *base = strrchr(d->path, '/');
-	base = base ? base + 1 : d->path;
-	struct dk_tmpl_var vars[] = {
-		{"text", text ? text : ""},
-		{"path", d->path},
-		{"name", base},
-		{"member", d->member ? d->member : ""},
-		{"mime", d->mime},
-		{"bytes", bytes},
-		{"labels", labels.data ? labels.data : ""},
-		{"schema", pl->schema_json ? pl->schema_json : ""},
-		{"chunk_index", idx},
-		{"chunk_count", cnt},
-		{"field", fields.data ? fields.data : ""},
-		{"field_description", ""},
-	};
+	cv.v[10].value = fields.data ? fields.data : "";
+	struct dk_tmpl_var *vars = cv.v;
 	json_t *schema = NULL;
 	if (pl->task == DK_TASK_EXTRACT && pl->schema_json)
 		schema = json_loads(pl->schema_json, 0, NULL);
 	else if (pl->task == DK_TASK_CLASSIFY)
 		schema = classify_schema(pl);
 	struct dk_fallback_response resp;
-	enum dk_status st = fb_ask(R, rid, pl->user, vars, sizeof vars / sizeof vars[0],
-				   R->max_tokens, schema, &resp);
+	enum dk_status st = fb_ask(R, rid, pl->user, vars, 12, R->max_tokens, schema, &resp);
 	json_decref(schema);
 	free(text);
-	dk_buf_free(&labels);
+	chunk_vars_free(&cv);
 	dk_buf_free(&fields);
 	if (st == DK_FATAL) {
 		dk_fallback_response_free(&resp);
@@ -1429,29 +1453,9 @@ static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
 		return;
 	}
 	char *text = strndup(d->text + c->start, c->end - c->start);
-	char idx[24], cnt[24], bytes[24];
-	snprintf(idx, sizeof idx, "%d", c->index + 1);
-	snprintf(cnt, sizeof cnt, "%d", c->count);
-	snprintf(bytes, sizeof bytes, "%llu", (unsigned long long)d->bytes);
-	struct dk_buf labels = {0};
-	for (size_t i = 0; i < pl->n_labels; i++)
-		dk_buf_printf(&labels, "%s%s", i ? ", " : "", pl->labels[i]);
-	const char *base = strrchr(d->path, '/');
-	base = base ? base + 1 : d->path;
-	struct dk_tmpl_var vars[12] = {
-		{"text", text},
-		{"path", d->path},
-		{"name", base},
-		{"member", d->member ? d->member : ""},
-		{"mime", d->mime},
-		{"bytes", bytes},
-		{"labels", labels.data ? labels.data : ""},
-		{"schema", pl->schema_json ? pl->schema_json : ""},
-		{"chunk_index", idx},
-		{"chunk_count", cnt},
-		{"field", ""},
-		{"field_description", ""},
-	};
+	struct chunk_vars cv;
+	chunk_vars_init(R, d, ci, text, &cv);
+	struct dk_tmpl_var *vars = cv.v;
 	struct tokv t = {0};
 	int n_prefix = 0;
 	switch (pl->task) {
@@ -1544,7 +1548,7 @@ static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
 		break;
 	}
 	free(text);
-	dk_buf_free(&labels);
+	chunk_vars_free(&cv);
 	if (!d->is_calib && cr->error && !strncmp(cr->error, "too-long:", 9) &&
 	    fb_wants(R, DK_FALLBACK_OVER_CONTEXT))
 		cr->fb = true;
