@@ -822,6 +822,49 @@ static bool fail_on_label(struct runner *R, const char *label)
 	return false;
 }
 
+/* A classify output: the label distribution probs goes into rec, the
+ * chosen label is returned (and counted when --fail-on names it). */
+static json_t *label_output(struct runner *R, const double *probs, json_t *rec)
+{
+	json_t *labels;
+	const char *best;
+	labels_json(R, probs, &labels, &best);
+	json_object_set_new(rec, "labels", labels);
+	if (fail_on_label(R, best))
+		R->st->fail_on_hits++;
+	return json_string(best);
+}
+
+/* An extract output over chunks [c0, c1) of d: each field's first non-null
+ * value in chunk order; the result is as sound as its chunks. */
+static json_t *extract_output(struct runner *R, struct doc *d, size_t c0, size_t c1, json_t *rec)
+{
+	const struct dk_pipeline *pl = R->pl;
+	json_t *o = json_object();
+	bool trunc = false, bad = true, len = false;
+	for (size_t c = c0; c < c1; c++) {
+		trunc |= d->cr[c].truncated;
+		bad &= d->cr[c].bad_json;
+		len |= d->cr[c].hit_length;
+	}
+	for (size_t i = 0; i < pl->n_fields; i++) {
+		json_t *v = NULL;
+		for (size_t c = c0; c < c1 && (!v || json_is_null(v)); c++) {
+			const struct cres *cr = &d->cr[c];
+			json_t *w = field_out(R, &pl->fields[i], cr->fields ? cr->fields[i] : NULL,
+					      cr->fields_json, d->text);
+			if (w) {
+				json_decref(v);
+				v = w;
+			}
+		}
+		if (v)
+			json_object_set_new(o, pl->fields[i].name, v);
+	}
+	extract_verdict(R, rec, o, trunc, bad, len);
+	return o;
+}
+
 /* The output of chunk ci (per-chunk records) or of the whole document. */
 static json_t *chunk_output(struct runner *R, struct doc *d, int ci, json_t *rec)
 {
@@ -834,26 +877,12 @@ static json_t *chunk_output(struct runner *R, struct doc *d, int ci, json_t *rec
 	case DK_TASK_CLASSIFY: {
 		double *pr = calloc(pl->n_labels, sizeof *pr);
 		chunk_probs(R, c->logp, pr);
-		json_t *labels;
-		const char *best;
-		labels_json(R, pr, &labels, &best);
+		json_t *out = label_output(R, pr, rec);
 		free(pr);
-		json_object_set_new(rec, "labels", labels);
-		if (fail_on_label(R, best))
-			R->st->fail_on_hits++;
-		return json_string(best);
+		return out;
 	}
-	case DK_TASK_EXTRACT: {
-		json_t *o = json_object();
-		for (size_t i = 0; i < pl->n_fields; i++) {
-			json_t *v = field_out(R, &pl->fields[i], c->fields ? c->fields[i] : NULL,
-					      c->fields_json, d->text);
-			if (v)
-				json_object_set_new(o, pl->fields[i].name, v);
-		}
-		extract_verdict(R, rec, o, c->truncated, c->bad_json, c->hit_length);
-		return o;
-	}
+	case DK_TASK_EXTRACT:
+		return extract_output(R, d, (size_t)ci, (size_t)ci + 1, rec);
 	}
 	return json_null();
 }
@@ -889,43 +918,13 @@ static json_t *doc_output(struct runner *R, struct doc *d, json_t *rec)
 			for (size_t i = 0; i < n; i++)
 				acc[i] += pr[i] / (double)d->n_chunks;
 		}
-		json_t *labels;
-		const char *best;
-		labels_json(R, acc, &labels, &best);
+		json_t *out = label_output(R, acc, rec);
 		free(acc);
 		free(pr);
-		json_object_set_new(rec, "labels", labels);
-		if (fail_on_label(R, best))
-			R->st->fail_on_hits++;
-		return json_string(best);
+		return out;
 	}
-	case DK_TASK_EXTRACT: {
-		/* first non-null value over the chunks, in order; the document is
-		 * as sound as its chunks */
-		json_t *o = json_object();
-		bool trunc = false, bad = true, len = false;
-		for (size_t c = 0; c < d->n_chunks; c++) {
-			trunc |= d->cr[c].truncated;
-			bad &= d->cr[c].bad_json;
-			len |= d->cr[c].hit_length;
-		}
-		for (size_t i = 0; i < pl->n_fields; i++) {
-			json_t *v = NULL;
-			for (size_t c = 0; c < d->n_chunks && (!v || json_is_null(v)); c++) {
-				const struct cres *cr = &d->cr[c];
-				json_t *w = field_out(R, &pl->fields[i], cr->fields ? cr->fields[i] : NULL,
-						      cr->fields_json, d->text);
-				if (w) {
-					json_decref(v);
-					v = w;
-				}
-			}
-			if (v)
-				json_object_set_new(o, pl->fields[i].name, v);
-		}
-		extract_verdict(R, rec, o, trunc, bad, len);
-		return o;
-	}
+	case DK_TASK_EXTRACT:
+		return extract_output(R, d, 0, d->n_chunks, rec);
 	}
 	return json_null();
 }
