@@ -1,8 +1,9 @@
 /*
  * Single-thread matrix x matrix throughput for the prefill / batched decode
  * shapes: the engine's vec_dot_n loop (tiles of 32 tokens, one weight row
- * at a time, as mm_rows in model.c) against the tiled gemm kernel
- * (engine/gemm.h) and against dequantise + OpenBLAS sgemm (1 thread).
+ * at a time, the engine's path for types without a packed layout) against
+ * the row-interleaved kernel (engine/pack.h, packing outside the timing)
+ * and against dequantise + OpenBLAS sgemm (1 thread).
  *
  *   bench_gemm [-q] [-t T,T...] [type...]
  *     -q: fewer shapes and T; -t: these column counts instead of 16,64,512
@@ -10,7 +11,7 @@
  *
  * A shape "K x M" is M weight rows of K elements; T activation columns.
  * GFLOP/s counts 2*K*M*T.  Activation conversion (from_float) is outside
- * the timing for vec_dot_n and gemm (the engine converts once per layer
+ * the timing for vec_dot_n and packed (the engine converts once per layer
  * input); the BLAS column includes the dequantisation of the weights.
  * Times are the best of repeated runs, in thread CPU time.
  */
@@ -21,6 +22,7 @@
 #include <time.h>
 
 #include "engine/gemm.h"
+#include "engine/pack.h"
 #include "engine/quant.h"
 
 static double now(void)
@@ -59,7 +61,6 @@ static double min_time = 0.2;
 
 struct job {
 	const struct dk_qtraits *tr;
-	dk_gemm_fn gemm;
 	int64_t k, m;
 	int32_t T;
 	size_t wrow, xrow;
@@ -67,6 +68,7 @@ struct job {
 	const float *x;
 	float *y, *scratch;
 	size_t scratch_n;
+	const struct dk_pack *pk;
 };
 
 static void run_dotn(const struct job *j)
@@ -79,9 +81,9 @@ static void run_dotn(const struct job *j)
 	}
 }
 
-static void run_gemm(const struct job *j)
+static void run_pack(const struct job *j)
 {
-	j->gemm(j->k, j->w, j->wrow, j->m, j->xq, j->xrow, j->T, j->y, j->m);
+	dk_pack_gemm(j->pk, 0, dk_pack_groups(j->pk), j->xq, j->xrow, j->T, j->y, j->m);
 }
 
 static void run_blas(const struct job *j)
@@ -136,14 +138,13 @@ int main(int argc, char **argv)
 	}
 	openblas_set_num_threads(1);
 	printf("1 thread, level %s; GFLOP/s (2*K*M*T)\n", dk_quant_level_name(dk_quant_level()));
-	printf("%-5s %-13s %5s %5s %4s %9s %9s %9s  %s\n", "type", "shape", "K", "M", "T", "vec_dot_n",
-	       "gemm", "blas", "winner");
+	printf("%-5s %-13s %5s %5s %4s %9s %9s %9s  %s\n", "type", "shape", "K", "M", "T",
+	       "vec_dot_n", "packed", "blas", "winner");
 	for (size_t ti = 0; ti < NTYPES; ti++) {
 		if (any && !want[ti])
 			continue;
 		const struct dk_qtraits *tr = dk_quant_traits(types[ti].t);
 		const struct dk_qtraits *dt = dk_quant_traits(tr->dot_type);
-		dk_gemm_fn g = dk_gemm_kernel(types[ti].t);
 		for (size_t si = 0; si < NSHAPES; si++) {
 			if (quick && si != 0 && si != 3 && si != 5)
 				continue;
@@ -170,21 +171,23 @@ int main(int argc, char **argv)
 				x[i] = frand();
 			for (int32_t t = 0; t < Tmax; t++)
 				dt->from_float(x + (size_t)t * k, xq + (size_t)t * xrow, k);
+			struct dk_pack *pk = dk_pack_supported(types[ti].t)
+						     ? dk_pack_new(types[ti].t, w, wrow, k, m)
+						     : NULL;
 			for (size_t a = 0; a < nTs; a++) {
 				if (quick && Ts[a] == 512)
 					continue;
-				struct job j = { tr, g, k, m, Ts[a], wrow, xrow, w, xq, x, y, scratch, sn };
+				struct job j = { tr, k, m, Ts[a], wrow, xrow, w, xq, x, y, scratch, sn, pk };
 				double fd = gflops(run_dotn, &j);
-				double fg = g ? gflops(run_gemm, &j) : 0;
+				double fp = pk ? gflops(run_pack, &j) : 0;
 				double fb = gflops(run_blas, &j);
-				const char *win = fb > fd && fb > fg ? "blas" : fg > fd ? "gemm" : "vec_dot_n";
-				char gs[16];
-				if (g)
-					snprintf(gs, sizeof gs, "%9.1f", fg);
-				else
-					snprintf(gs, sizeof gs, "%9s", "-");
+				const char *win = fb > fd && fb > fp ? "blas" : fp > fd ? "packed" : "vec_dot_n";
+				char ps[16];
+				snprintf(ps, sizeof ps, "%9.1f", fp);
+				if (!pk)
+					snprintf(ps, sizeof ps, "%9s", "-");
 				printf("%-5s %-13s %5lld %5lld %4d %9.1f %s %9.1f  %s\n", types[ti].name,
-				       shapes[si].what, (long long)k, (long long)m, Ts[a], fd, gs, fb, win);
+				       shapes[si].what, (long long)k, (long long)m, Ts[a], fd, ps, fb, win);
 				fflush(stdout);
 			}
 			free(w);
@@ -193,6 +196,7 @@ int main(int argc, char **argv)
 			free(y);
 			free(row);
 			free(scratch);
+			dk_pack_free(pk);
 		}
 	}
 	return 0;

@@ -188,10 +188,14 @@ static char *plant_into(const char *note, size_t seed, size_t nplant)
 
 static int word_present(const char *hay, const char *w)
 {
-	size_t l = strlen(w);
-	for (const char *p = strstr(hay, w); p; p = strstr(p + 1, w)) {
-		int before = p > hay && (isalnum((unsigned char)p[-1]));
-		int after = isalnum((unsigned char)p[l]);
+	/* offsets, not pointers: gcc 12 -O3 misreads the pointer walk as
+	 * dangling once this is inlined next to free(out) */
+	size_t l = strlen(w), n = strlen(hay);
+	for (size_t i = 0; i + l <= n; i++) {
+		if (memcmp(hay + i, w, l) != 0)
+			continue;
+		int before = i > 0 && isalnum((unsigned char)hay[i - 1]);
+		int after = isalnum((unsigned char)hay[i + l]);
 		if (!before && !after)
 			return 1;
 	}

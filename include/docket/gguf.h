@@ -106,6 +106,8 @@ char *dk_gguf_kv_render(const struct dk_gguf *g, int64_t i, char *buf, size_t n)
 /* ---- tensors ---- */
 int64_t dk_gguf_n_tensors(const struct dk_gguf *g);
 const struct dk_gguf_tensor *dk_gguf_tensor(const struct dk_gguf *g, int64_t i);
+/* The i for which dk_gguf_tensor(g, i) == t, or -1 when t is not g's. */
+int64_t dk_gguf_tensor_index(const struct dk_gguf *g, const struct dk_gguf_tensor *t);
 const struct dk_gguf_tensor *dk_gguf_tensor_by_name(const struct dk_gguf *g, const char *name);
 
 /* Static name of a tensor type ("q4_k"), or NULL when unknown. */

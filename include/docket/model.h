@@ -54,6 +54,7 @@ struct dk_model_info {
 	enum dk_ttype wtype;   /* most common weight type (for display) */
 	uint64_t n_params;
 	size_t weight_bytes;
+	size_t packed_bytes;   /* weights copied into the kernels' layout at load */
 };
 
 struct dk_model_params {

@@ -1,5 +1,4 @@
-/* Kernel selection, per-thread scratch and the OpenBLAS comparison path
- * for gemm.h.  The kernels themselves live in gemm_avx512.c. */
+/* Per-thread scratch and the OpenBLAS comparison path of gemm.h. */
 #include "engine/gemm.h"
 
 #include <cblas.h>
@@ -51,14 +50,6 @@ void *dk_gemm_scratch(size_t bytes)
 		s->cap = cap;
 	}
 	return s->p;
-}
-
-dk_gemm_fn dk_gemm_kernel(enum dk_ttype t)
-{
-	/* dk_quant_level() already honours DOCKET_KERNELS and CPUID */
-	if (dk_quant_level() < DK_KERNELS_AVX512)
-		return NULL;
-	return dk_gemm_avx512_kernel(t);
 }
 
 size_t dk_gemm_blas_scratch(int64_t ncols)

@@ -682,6 +682,15 @@ const struct dk_gguf_tensor *dk_gguf_tensor(const struct dk_gguf *g, int64_t i)
 	return i >= 0 && i < g->n_tensors ? &g->tensors[i] : NULL;
 }
 
+int64_t dk_gguf_tensor_index(const struct dk_gguf *g, const struct dk_gguf_tensor *t)
+{
+	/* pointer comparison only within the array: compare addresses as integers */
+	uintptr_t a = (uintptr_t)g->tensors, p = (uintptr_t)t;
+	if (!t || p < a || p >= a + (uintptr_t)g->n_tensors * sizeof *t || (p - a) % sizeof *t)
+		return -1;
+	return (int64_t)((p - a) / sizeof *t);
+}
+
 const struct dk_gguf_tensor *dk_gguf_tensor_by_name(const struct dk_gguf *g, const char *name)
 {
 	for (int64_t i = 0; i < g->n_tensors; i++)

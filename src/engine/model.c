@@ -28,7 +28,7 @@
 #include <unistd.h>
 
 #include "attn.h"
-#include "gemm.h"
+#include "pack.h"
 #include "kv.h"
 #include "quant.h"
 #include "threadpool.h"
@@ -47,6 +47,8 @@ struct dk_model {
 	struct dk_model_info info;
 	const struct dk_gguf_tensor *tok_embd, *out_norm, *output, *rope_freqs;
 	struct layer *layers;
+	/* packed copies of the matmul weights, by tensor index (NULL: none) */
+	struct dk_pack **packs;
 	bool neox;              /* rotate (i, i + n_rot/2) pairs instead of (2i, 2i+1) */
 	char *chat_template;
 	char sha256[65];
@@ -212,6 +214,51 @@ static enum dk_status check_finite(struct dk_model *m)
 	return DK_OK;
 }
 
+/* Repacks every matmul weight that has a packed kernel on this CPU (see
+ * pack.h): one copy made at load, shared read-only by every context.  The
+ * mapped originals are then dropped from memory, except the embedding
+ * table, which lookups still read.  A weight that cannot be packed (out of
+ * memory) keeps the per-row kernels: slower, same results per sequence. */
+static void pack_weights(struct dk_model *m)
+{
+	int64_t n = dk_gguf_n_tensors(m->g);
+	m->packs = calloc((size_t)n, sizeof *m->packs);
+	if (!m->packs)
+		return;
+	const struct dk_gguf_tensor *mats[8];
+	for (int l = -1; l < m->info.n_layer; l++) {
+		int k = 0;
+		if (l < 0) {
+			mats[k++] = m->output;
+		} else {
+			const struct layer *L = &m->layers[l];
+			const struct dk_gguf_tensor *ls[] = { L->wq, L->wk, L->wv, L->wo, L->wg, L->wu, L->wd };
+			for (size_t i = 0; i < sizeof ls / sizeof ls[0]; i++)
+				mats[k++] = ls[i];
+		}
+		for (int i = 0; i < k; i++) {
+			const struct dk_gguf_tensor *t = mats[i];
+			int64_t idx = dk_gguf_tensor_index(m->g, t);
+			if (idx < 0 || m->packs[idx] || !dk_pack_supported(t->type))
+				continue;
+			int64_t rows = t->ne[1] * t->ne[2] * t->ne[3];
+			m->packs[idx] = dk_pack_new(t->type, t->data, dk_ttype_row_bytes(t->type, t->ne[0]),
+						    t->ne[0], rows);
+			if (!m->packs[idx])
+				continue;
+			m->info.packed_bytes += dk_pack_bytes(m->packs[idx]);
+			if (t == m->tok_embd)
+				continue;
+			/* whole pages inside the tensor only: neighbours may be in use */
+			long pg = sysconf(_SC_PAGESIZE);
+			uintptr_t a = ((uintptr_t)t->data + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+			uintptr_t z = ((uintptr_t)t->data + t->nbytes) & ~((uintptr_t)pg - 1);
+			if (pg > 0 && z > a)
+				(void)madvise((void *)a, z - a, MADV_DONTNEED);
+		}
+	}
+}
+
 enum dk_status dk_model_load(struct dk_model **out, const char *path, const struct dk_model_params *p)
 {
 	struct dk_model_params dp = dk_model_default_params();
@@ -300,6 +347,8 @@ enum dk_status dk_model_load(struct dk_model **out, const char *path, const stru
 	if (p->verify_tensors && check_finite(m) != DK_OK)
 		return DK_FATAL;
 
+	pack_weights(m);
+
 	if (dk_tokenizer_new(&m->tok, m->g) != DK_OK)
 		return dk_err(m->err, sizeof m->err, DK_FATAL, "cannot load '%s': %s", path,
 			      dk_tokenizer_error(m->tok));
@@ -316,6 +365,10 @@ void dk_model_free(struct dk_model *m)
 	if (!m)
 		return;
 	dk_tokenizer_free(m->tok);
+	if (m->packs)
+		for (int64_t i = 0; i < dk_gguf_n_tensors(m->g); i++)
+			dk_pack_free(m->packs[i]);
+	free(m->packs);
 	dk_gguf_free(m->g);
 	free(m->layers);
 	free(m->chat_template);
@@ -637,7 +690,7 @@ struct mm {
 	int32_t T;
 	float *y;               /* y[t*ldy + r] */
 	int64_t ldy;
-	dk_gemm_fn gemm;        /* register-tiled kernel for this type, or NULL */
+	const struct dk_pack *pk; /* packed weights (pack.h), or NULL */
 };
 
 static void mm_convert(void *arg, int ith, int nth)
@@ -656,10 +709,10 @@ static void mm_range(const struct mm *j, int64_t r0, int64_t r1)
 	const struct dk_qtraits *tr = j->tr;
 	if (r1 <= r0)
 		return;
-	if (j->gemm) {
-		/* bit-identical to vec_dot per element; blocks rows and columns itself */
-		j->gemm(j->ncols, j->w + (size_t)r0 * j->wrow, j->wrow, r1 - r0, j->xq, j->xrow, j->T,
-			j->y + r0, j->ldy);
+	if (j->pk) {
+		/* r0 is a multiple of the group size (mm_split) */
+		dk_pack_gemm(j->pk, r0 / DK_PACK_ROWS, (r1 + DK_PACK_ROWS - 1) / DK_PACK_ROWS, j->xq,
+			     j->xrow, j->T, j->y, j->ldy);
 		return;
 	}
 	/* vec_dot_n gives each column exactly what vec_dot gives it, so using it
@@ -682,10 +735,26 @@ static void mm_range(const struct mm *j, int64_t r0, int64_t r1)
 	}
 }
 
+/* Thread ith's share of u units of rows: whole groups of DK_PACK_ROWS, so
+ * that a packed group is never split (and every kernel sees the same row
+ * ranges whatever the thread count divides them into). */
+static void mm_split(int64_t units, int ith, int nth, int64_t *a, int64_t *z)
+{
+	*a = units * ith / nth * DK_PACK_ROWS;
+	*z = units * (ith + 1) / nth * DK_PACK_ROWS;
+}
+
+static int64_t mm_units(const struct mm *j)
+{
+	return (j->nrows + DK_PACK_ROWS - 1) / DK_PACK_ROWS;
+}
+
 static void mm_rows(void *arg, int ith, int nth)
 {
 	struct mm *j = arg;
-	mm_range(j, j->nrows * ith / nth, j->nrows * (ith + 1) / nth);
+	int64_t a, z;
+	mm_split(mm_units(j), ith, nth, &a, &z);
+	mm_range(j, a, z < j->nrows ? z : j->nrows);
 }
 
 /* Several products of one input, as one parallel loop over their rows laid
@@ -694,21 +763,24 @@ static void mm_rows(void *arg, int ith, int nth)
 struct mm_multi {
 	struct mm *m;
 	int n;
-	int64_t rows;
+	int64_t units; /* groups of rows, all matrices together */
 };
 
 static void mm_multi_rows(void *arg, int ith, int nth)
 {
 	struct mm_multi *u = arg;
-	int64_t a = u->rows * ith / nth, z = u->rows * (ith + 1) / nth, base = 0;
+	int64_t a, z, base = 0;
+	mm_split(u->units, ith, nth, &a, &z);
 	for (int i = 0; i < u->n; i++) {
-		int64_t lo = a > base ? a - base : 0, hi = z - base < u->m[i].nrows ? z - base : u->m[i].nrows;
-		mm_range(&u->m[i], lo, hi);
-		base += u->m[i].nrows;
+		/* matrix i covers rows [base, base + units*16) of the joint range */
+		int64_t span = mm_units(&u->m[i]) * DK_PACK_ROWS;
+		int64_t lo = a > base ? a - base : 0, hi = z - base < span ? z - base : span;
+		mm_range(&u->m[i], lo, hi < u->m[i].nrows ? hi : u->m[i].nrows);
+		base += span;
 	}
 }
 
-static void mm_setup(struct mm *j, const struct dk_gguf_tensor *W, const float *x, int64_t ldx,
+static void mm_setup(const struct dk_ctx *c, struct mm *j, const struct dk_gguf_tensor *W, const float *x, int64_t ldx,
 		     int32_t T, float *y, int64_t ldy)
 {
 	memset(j, 0, sizeof *j);
@@ -723,7 +795,8 @@ static void mm_setup(struct mm *j, const struct dk_gguf_tensor *W, const float *
 	j->T = T;
 	j->y = y;
 	j->ldy = ldy;
-	j->gemm = dk_gemm_kernel(W->type);
+	int64_t idx = c->m->packs ? dk_gguf_tensor_index(c->m->g, W) : -1;
+	j->pk = idx >= 0 ? c->m->packs[idx] : NULL;
 }
 
 /* Points j at activations in its dot format, converting x unless c->qx
@@ -754,9 +827,9 @@ static void matmul_n(struct dk_ctx *c, int n, const struct dk_gguf_tensor *const
 	struct mm_multi u = {m, n, 0};
 	bool same = true;
 	for (int i = 0; i < n; i++) {
-		mm_setup(&m[i], W[i], x, ldx, T, y[i], ldy[i]);
+		mm_setup(c, &m[i], W[i], x, ldx, T, y[i], ldy[i]);
 		same &= m[i].tr->dot_type == m[0].tr->dot_type;
-		u.rows += m[i].nrows;
+		u.units += mm_units(&m[i]);
 	}
 	if (!same) {
 		for (int i = 0; i < n; i++) {
@@ -778,7 +851,7 @@ static void matmul(struct dk_ctx *c, const struct dk_gguf_tensor *W, const float
 		   int32_t T, float *y, int64_t ldy)
 {
 	struct mm j;
-	mm_setup(&j, W, x, ldx, T, y, ldy);
+	mm_setup(c, &j, W, x, ldx, T, y, ldy);
 	mm_input(c, &j);
 	dk_pool_run(c->pool, mm_rows, &j);
 }

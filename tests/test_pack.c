@@ -1,5 +1,6 @@
-/* engine/gemm: tiled kernels bit-identical to vec_dot; the BLAS path close
- * to a double-precision reference. */
+/* engine/pack: the row-interleaved kernels bit-identical to the scalar
+ * reference dot on the original rows; engine/gemm: the BLAS path close to
+ * a double-precision reference. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 #include "docket/docket.h"
 #include "docket/gguf.h"
 #include "engine/gemm.h"
+#include "engine/pack.h"
 #include "engine/quant.h"
 #include "testutil.h"
 
@@ -49,7 +51,7 @@ static void fill(float *x, int64_t n, float scale)
 
 static const enum dk_ttype gemm_types[] = { DK_TYPE_Q4_0, DK_TYPE_Q4_1, DK_TYPE_Q8_0 };
 static const int32_t Ts[] = { 1, 2, 3, 4, 5, 7, 8, 13, 16, 32, 33 };
-static const int64_t Rs[] = { 1, 3, 4, 5, 17, 64 };
+static const int64_t Rs[] = { 1, 3, 5, 16, 17, 64 };
 static const int64_t Ks[] = { 32, 96, 576 }; /* 1, 3 (odd) and 18 blocks */
 
 #define MAXR 64
@@ -123,46 +125,68 @@ static void unmake(struct fixture *f)
 	free(f->x);
 }
 
-static void test_gemm_bit_identical(void **state)
+/* the specification: the reference level's scalar dot on the original row */
+static void want_dot(const struct fixture *f, int64_t r, int32_t j, float *out)
+{
+	const struct dk_qtraits *ref = dk_quant_traits_level(f->type, DK_KERNELS_REF);
+	ref->vec_dot_ref(f->k, out, f->w + (size_t)r * f->wrow, f->xq + (size_t)j * f->xrow);
+}
+
+/* y from the packed kernel, the groups split at gsplit into two calls (as
+ * two threads would); pads past R must stay untouched */
+static void run_packed(const struct fixture *f, const struct dk_pack *p, bool ref, int64_t gsplit,
+		       int32_t T, float *y, int64_t ldy)
+{
+	void (*fn)(const struct dk_pack *, int64_t, int64_t, const void *, size_t, int32_t, float *,
+		   int64_t) = ref ? dk_pack_gemm_ref : dk_pack_gemm;
+	fn(p, 0, gsplit, f->xq, f->xrow, T, y, ldy);
+	fn(p, gsplit, dk_pack_groups(p), f->xq, f->xrow, T, y, ldy);
+}
+
+static void test_pack_bit_identical(void **state)
 {
 	(void)state;
 	int tested = 0;
 	for (size_t ti = 0; ti < sizeof gemm_types / sizeof gemm_types[0]; ti++) {
-		dk_gemm_fn g = dk_gemm_kernel(gemm_types[ti]);
-		if (!g) {
-			fprintf(stderr, "no gemm kernel for type %d on this CPU: skipped\n", gemm_types[ti]);
-			continue;
-		}
 		for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++) {
 			struct fixture f;
 			make(&f, gemm_types[ti], Ks[ki], 1000 + ti * 10 + ki);
-			for (size_t a = 0; a < sizeof Ts / sizeof Ts[0]; a++) {
-				for (size_t b = 0; b < sizeof Rs / sizeof Rs[0]; b++) {
+			for (size_t b = 0; b < sizeof Rs / sizeof Rs[0]; b++) {
+				int64_t R = Rs[b], ldy = R + PAD;
+				struct dk_pack *p = dk_pack_new(f.type, f.w, f.wrow, f.k, R);
+				assert_non_null(p);
+				assert_int_equal(dk_pack_groups(p), (R + 15) / 16);
+				for (size_t a = 0; a < sizeof Ts / sizeof Ts[0]; a++) {
 					int32_t T = Ts[a];
-					int64_t R = Rs[b], ldy = R + PAD;
-					float *y = malloc(sizeof(float) * (size_t)(T * ldy));
-					float *want = malloc(sizeof(float) * (size_t)(T * ldy));
-					memset(y, 0x7f, sizeof(float) * (size_t)(T * ldy));
-					memset(want, 0x7f, sizeof(float) * (size_t)(T * ldy));
-					g(f.k, f.w, f.wrow, R, f.xq, f.xrow, T, y, ldy);
+					size_t n = (size_t)(T * ldy);
+					float *y = malloc(sizeof(float) * n), *yr = malloc(sizeof(float) * n);
+					float *want = malloc(sizeof(float) * n);
+					memset(y, 0x7f, sizeof(float) * n);
+					memset(yr, 0x7f, sizeof(float) * n);
+					memset(want, 0x7f, sizeof(float) * n);
+					int64_t split = (int64_t)(a % 2) * dk_pack_groups(p) / 2;
+					run_packed(&f, p, false, split, T, y, ldy);
+					run_packed(&f, p, true, dk_pack_groups(p) - split, T, yr, ldy);
 					for (int32_t j = 0; j < T; j++)
 						for (int64_t r = 0; r < R; r++)
-							f.tr->vec_dot(f.k, &want[j * ldy + r],
-								      f.w + (size_t)r * f.wrow,
-								      f.xq + (size_t)j * f.xrow);
+							want_dot(&f, r, j, &want[j * ldy + r]);
 					for (int32_t j = 0; j < T; j++)
 						for (int64_t r = 0; r < ldy; r++)
-							if (memcmp(&y[j * ldy + r], &want[j * ldy + r], 4)) {
+							if (memcmp(&y[j * ldy + r], &want[j * ldy + r], 4) ||
+							    memcmp(&yr[j * ldy + r], &want[j * ldy + r], 4)) {
 								fprintf(stderr,
-									"type %d k %lld T %d R %lld: y[%d][%lld] %a != %a\n",
+									"type %d k %lld T %d R %lld: y[%d][%lld] %a / ref %a != %a\n",
 									f.type, (long long)f.k, T, (long long)R, j,
-									(long long)r, y[j * ldy + r], want[j * ldy + r]);
+									(long long)r, y[j * ldy + r], yr[j * ldy + r],
+									want[j * ldy + r]);
 								fail();
 							}
 					free(y);
+					free(yr);
 					free(want);
 					tested++;
 				}
+				dk_pack_free(p);
 			}
 			unmake(&f);
 		}
@@ -170,46 +194,48 @@ static void test_gemm_bit_identical(void **state)
 	fprintf(stderr, "%d shape/type cases bit-identical\n", tested);
 }
 
-/* the all-zero activation row must come out as +0 everywhere (vec_dot's
- * final "+ 0.0f"), also where weights are negative */
-static void test_gemm_zero_column(void **state)
+/* the all-zero activation row comes out as +0 everywhere, also where
+ * weights are negative, as the reference's sum from +0 does */
+static void test_pack_zero_column(void **state)
 {
 	(void)state;
 	for (size_t ti = 0; ti < sizeof gemm_types / sizeof gemm_types[0]; ti++) {
-		dk_gemm_fn g = dk_gemm_kernel(gemm_types[ti]);
-		if (!g)
-			continue;
 		struct fixture f;
 		make(&f, gemm_types[ti], 96, 77 + ti);
+		struct dk_pack *p = dk_pack_new(f.type, f.w, f.wrow, f.k, 17);
+		assert_non_null(p);
 		float y[4 * 17];
-		g(f.k, f.w, f.wrow, 17, f.xq, f.xrow, 4, y, 17);
+		dk_pack_gemm(p, 0, dk_pack_groups(p), f.xq, f.xrow, 4, y, 17);
 		for (int r = 0; r < 17; r++) {
 			assert_true(y[2 * 17 + r] == 0.0f);
 			assert_false(signbit(y[2 * 17 + r]));
 			assert_true(y[0 * 17 + r] != 0.0f); /* the others are real dots */
 		}
+		dk_pack_free(p);
 		unmake(&f);
 	}
 }
 
-static void test_gemm_kernel_selection(void **state)
+static void test_pack_refuses(void **state)
 {
 	(void)state;
-	/* types without a tiled kernel say so */
-	assert_null(dk_gemm_kernel(DK_TYPE_Q6_K));
-	assert_null(dk_gemm_kernel(DK_TYPE_Q8_1));
-	if (dk_quant_level() == DK_KERNELS_AVX512) {
-		assert_non_null(dk_gemm_kernel(DK_TYPE_Q4_0));
-		assert_non_null(dk_gemm_kernel(DK_TYPE_Q4_1));
-		assert_non_null(dk_gemm_kernel(DK_TYPE_Q8_0));
-	} else {
-		assert_null(dk_gemm_kernel(DK_TYPE_Q4_0));
-	}
+	uint8_t w[64] = { 0 };
+	/* types without a packed layout, and shapes the layout cannot hold */
+	assert_null(dk_pack_new(DK_TYPE_Q6_K, w, 0, 256, 1));
+	assert_null(dk_pack_new(DK_TYPE_F32, w, 128, 32, 1));
+	assert_null(dk_pack_new(DK_TYPE_Q4_0, w, 18, 48, 1));
+	assert_null(dk_pack_new(DK_TYPE_Q4_0, w, 18, 32, 0));
+	assert_false(dk_pack_supported(DK_TYPE_Q6_K));
+	assert_false(dk_pack_supported(DK_TYPE_Q8_1));
+	bool avx512 = dk_quant_level() == DK_KERNELS_AVX512;
+	assert_true(dk_pack_supported(DK_TYPE_Q4_0) == avx512);
+	assert_true(dk_pack_supported(DK_TYPE_Q4_1) == avx512);
+	assert_true(dk_pack_supported(DK_TYPE_Q8_0) == avx512);
 }
 
 /* DOCKET_KERNELS=ref: the level is read once per process, so ask a child
  * (this executable with --ref-probe) started with the variable set */
-static void test_gemm_env_ref(void **state)
+static void test_pack_env_ref(void **state)
 {
 	(void)state;
 	char self[4096], cmd[4200];
@@ -220,9 +246,10 @@ static void test_gemm_env_ref(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
-/* real weights of the default model (SmolLM2 Q4_1): every output of a few
- * whole matrices, and 256 rows of the embedding, equal vec_dot's */
-static void test_gemm_real_model(void **state)
+/* real weights of the default model (SmolLM2 Q4_1, Q8_0 embedding): every
+ * output of a few whole matrices, and 1000 rows of the embedding, equal
+ * the reference dot */
+static void test_pack_real_model(void **state)
 {
 	(void)state;
 	const char *path = dk_test_default_model();
@@ -236,18 +263,17 @@ static void test_gemm_real_model(void **state)
 	static const char *const names[] = { "blk.0.attn_q.weight", "blk.0.attn_k.weight",
 					     "blk.0.ffn_up.weight", "blk.0.ffn_down.weight",
 					     "token_embd.weight" };
-	int tested = 0;
 	for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
 		const struct dk_gguf_tensor *t = dk_gguf_tensor_by_name(g, names[k]);
 		assert_non_null(t);
-		dk_gemm_fn gm = dk_gemm_kernel(t->type);
-		if (!gm)
-			continue;
 		const struct dk_qtraits *tr = dk_quant_traits(t->type), *dt = dk_quant_traits(tr->dot_type);
-		int64_t n = t->ne[0], rows = t->ne[1] < 256 ? t->ne[1] : 256;
-		if (strcmp(names[k], "token_embd.weight") != 0)
-			rows = t->ne[1];
+		const struct dk_qtraits *ref = dk_quant_traits_level(t->type, DK_KERNELS_REF);
+		int64_t n = t->ne[0], rows = t->ne[1];
+		if (strcmp(names[k], "token_embd.weight") == 0)
+			rows = 1000;
 		size_t wrow = dk_ttype_row_bytes(t->type, n), xrow = dk_ttype_row_bytes(tr->dot_type, n);
+		struct dk_pack *p = dk_pack_new(t->type, t->data, wrow, n, rows);
+		assert_non_null(p);
 		enum { T = 9 };
 		float *x = malloc(sizeof(float) * (size_t)n * T);
 		uint8_t *xq = malloc(xrow * T);
@@ -256,22 +282,21 @@ static void test_gemm_real_model(void **state)
 		fill(x, n * T, 1.0f);
 		for (int j = 0; j < T; j++)
 			dt->from_float(x + (size_t)j * n, xq + (size_t)j * xrow, n);
-		gm(n, t->data, wrow, rows, xq, xrow, T, y, rows);
+		dk_pack_gemm(p, 0, dk_pack_groups(p), xq, xrow, T, y, rows);
 		for (int j = 0; j < T; j++)
 			for (int64_t r = 0; r < rows; r++) {
-				tr->vec_dot(n, &want, (const char *)t->data + (size_t)r * wrow, xq + (size_t)j * xrow);
+				ref->vec_dot_ref(n, &want, (const char *)t->data + (size_t)r * wrow,
+						 xq + (size_t)j * xrow);
 				if (memcmp(&want, &y[j * rows + r], 4))
 					fail_msg("%s row %lld col %d: %a != %a", names[k], (long long)r, j,
 						 y[j * rows + r], want);
 			}
-		tested++;
+		dk_pack_free(p);
 		free(x);
 		free(xq);
 		free(y);
 	}
 	dk_gguf_free(g);
-	if (dk_quant_level() == DK_KERNELS_AVX512)
-		assert_true(tested > 0);
 }
 
 static void test_blas(void **state)
@@ -328,13 +353,13 @@ static void test_blas(void **state)
 int main(int argc, char **argv)
 {
 	if (argc > 1 && strcmp(argv[1], "--ref-probe") == 0)
-		return dk_gemm_kernel(DK_TYPE_Q4_0) == NULL && dk_gemm_kernel(DK_TYPE_Q8_0) == NULL ? 0 : 1;
+		return !dk_pack_supported(DK_TYPE_Q4_0) && !dk_pack_supported(DK_TYPE_Q8_0) ? 0 : 1;
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_gemm_bit_identical),
-		cmocka_unit_test(test_gemm_zero_column),
-		cmocka_unit_test(test_gemm_kernel_selection),
-		cmocka_unit_test(test_gemm_env_ref),
-		cmocka_unit_test(test_gemm_real_model),
+		cmocka_unit_test(test_pack_bit_identical),
+		cmocka_unit_test(test_pack_zero_column),
+		cmocka_unit_test(test_pack_refuses),
+		cmocka_unit_test(test_pack_env_ref),
+		cmocka_unit_test(test_pack_real_model),
 		cmocka_unit_test(test_blas),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
