@@ -12,15 +12,22 @@ static inline const uint8_t *row(const struct dk_attn_args *a, size_t off, int32
 	return a->blocks[j / DK_KV_BLOCK] + off + (size_t)(j % DK_KV_BLOCK) * a->row_bytes;
 }
 
-static void f32_one(const struct dk_attn_args *a)
+static inline float elem(const uint8_t *row, int32_t i, size_t esize)
+{
+	return esize == 2 ? dk_fp16_to_fp32(((const uint16_t *)row)[i]) : ((const float *)row)[i];
+}
+
+/* One query head, either cache type: scores in float, softmax with its sum
+ * in double, output = sum of p_j v_j in float, keys in order. */
+static void one_head(const struct dk_attn_args *a, size_t esize)
 {
 	int32_t hd = a->hd, n = a->n;
 	float *sc = a->scratch, mx = -INFINITY;
 	for (int32_t j = 0; j < n; j++) {
-		const float *k = (const float *)row(a, a->k_off, j);
+		const uint8_t *k = row(a, a->k_off, j);
 		float d = 0;
 		for (int32_t i = 0; i < hd; i++)
-			d += a->q[i] * k[i];
+			d += a->q[i] * elem(k, i, esize);
 		sc[j] = d * a->scale;
 		if (sc[j] > mx)
 			mx = sc[j];
@@ -34,47 +41,15 @@ static void f32_one(const struct dk_attn_args *a)
 	for (int32_t i = 0; i < hd; i++)
 		a->out[i] = 0;
 	for (int32_t j = 0; j < n; j++) {
-		const float *v = (const float *)row(a, a->v_off, j);
+		const uint8_t *v = row(a, a->v_off, j);
 		float p = sc[j] * inv;
 		for (int32_t i = 0; i < hd; i++)
-			a->out[i] += p * v[i];
+			a->out[i] += p * elem(v, i, esize);
 	}
 }
 
-static void f16_one(const struct dk_attn_args *a)
-{
-	int32_t hd = a->hd, n = a->n;
-	uint16_t *q16 = (uint16_t *)a->scratch, *acc = q16 + hd;
-	for (int32_t i = 0; i < hd; i++) {
-		q16[i] = dk_fp32_to_fp16(a->q[i]);
-		acc[i] = 0;
-	}
-	float M = -INFINITY, S = 0;
-	for (int32_t j = 0; j < n; j++) {
-		const uint16_t *k = (const uint16_t *)row(a, a->k_off, j);
-		const uint16_t *v = (const uint16_t *)row(a, a->v_off, j);
-		float d = 0;
-		for (int32_t i = 0; i < hd; i++)
-			d += dk_fp16_to_fp32(q16[i]) * dk_fp16_to_fp32(k[i]);
-		d *= a->scale;
-		float ms = 1.0f, vs = 1.0f;
-		if (d > M) {
-			float Mold = M;
-			M = d;
-			ms = expf(Mold - M);
-			for (int32_t i = 0; i < hd; i++)
-				acc[i] = dk_fp32_to_fp16(dk_fp16_to_fp32(acc[i]) * ms);
-		} else {
-			vs = expf(d - M);
-		}
-		for (int32_t i = 0; i < hd; i++)
-			acc[i] = dk_fp32_to_fp16(dk_fp16_to_fp32(acc[i]) + dk_fp16_to_fp32(v[i]) * vs);
-		S = S * ms + vs;
-	}
-	const float inv = S == 0.0f ? 0.0f : 1.0f / S;
-	for (int32_t i = 0; i < hd; i++)
-		a->out[i] = dk_fp16_to_fp32(acc[i]) * inv;
-}
+static void f32_one(const struct dk_attn_args *a) { one_head(a, 4); }
+static void f16_one(const struct dk_attn_args *a) { one_head(a, 2); }
 
 /* The specification of a group: each head on its own. */
 static void per_head(const struct dk_attn_args *a, void (*one)(const struct dk_attn_args *))
@@ -99,9 +74,13 @@ dk_attn_fn dk_attn_kernel(size_t esize, int32_t hd)
 		level = (e && !strcmp(e, "ref")) ? 0 :
 			(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
 			 __builtin_cpu_supports("f16c")) ? 1 : 0;
+		if (level == 1 && dk_quant_level() >= DK_KERNELS_AVX512)
+			level = 2;
 	}
 	/* tiny heads (the test models) stay on the reference, whose summation
 	 * order is llama.cpp's for heads narrower than its vector step */
+	if (level >= 2 && hd % 16 == 0 && hd >= 32 && hd <= 256)
+		return esize == 2 ? dk_attn_f16_avx512 : dk_attn_f32_avx512;
 	if (level >= 1 && hd % 8 == 0 && hd >= 32)
 		return esize == 2 ? dk_attn_f16_avx2 : dk_attn_f32_avx2;
 	return esize == 2 ? dk_attn_f16_ref : dk_attn_f32_ref;

@@ -5,11 +5,17 @@
  * blocks[j / DK_KV_BLOCK] + k_off + (j % DK_KV_BLOCK) * row_bytes, its value
  * row likewise at v_off.  Rows hold hd elements (F32 or F16).
  *
- * F32 cache: scores = q·k * scale, softmax with the sum in double, output =
- * Σ p_j v_j.  F16 cache: the numerics of llama.cpp's CPU flash attention —
- * query rounded to fp16, online softmax, fp16 value accumulator.
- * The _ref functions are the specification; dk_attn() picks the kernel for
- * this CPU once (DOCKET_KERNELS=ref forces the references).
+ * Both cache types: scores = q·k * scale in float, softmax with the sum in
+ * double, output = Σ p_j v_j accumulated in float (F16 rows are widened,
+ * nothing is rounded to fp16 on the way).  This is not llama.cpp's CPU
+ * flash attention, which accumulates values in fp16: emulating that cost
+ * three times the arithmetic per key, and attention over a 700-token
+ * context is most of docket's batch workload; the difference to it is of
+ * the size of llama.cpp's own F16-vs-F32 cache difference (README).
+ * The _ref functions are the specification; dk_attn_kernel() picks the
+ * kernel for this CPU once (DOCKET_KERNELS=ref forces the references).
+ * Each (query head, position) is computed by the same instructions
+ * whatever else is in the batch, so batching does not change results.
  */
 #ifndef DK_ENGINE_ATTN_H
 #define DK_ENGINE_ATTN_H
@@ -40,6 +46,8 @@ void dk_attn_f32_ref(const struct dk_attn_args *a);
 void dk_attn_f16_ref(const struct dk_attn_args *a);
 void dk_attn_f32_avx2(const struct dk_attn_args *a);
 void dk_attn_f16_avx2(const struct dk_attn_args *a);
+void dk_attn_f32_avx512(const struct dk_attn_args *a);
+void dk_attn_f16_avx512(const struct dk_attn_args *a);
 
 /* The kernel for a cache element size (2 = F16, 4 = F32) and head size. */
 dk_attn_fn dk_attn_kernel(size_t esize, int32_t hd);

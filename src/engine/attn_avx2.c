@@ -5,6 +5,8 @@
 #include "attn.h"
 #include "kv.h"
 
+#define KINLINE static inline __attribute__((always_inline))
+
 static inline const uint8_t *row(const struct dk_attn_args *a, size_t off, int32_t j)
 {
 	return a->blocks[j / DK_KV_BLOCK] + off + (size_t)(j % DK_KV_BLOCK) * a->row_bytes;
@@ -18,7 +20,15 @@ static inline float hsum(__m256 v)
 	return _mm_cvtss_f32(s);
 }
 
-void dk_attn_f32_avx2(const struct dk_attn_args *a)
+/* 8 elements of a cache row from element i, widened to float */
+KINLINE __m256 load8(const uint8_t *r, int32_t i, size_t esize)
+{
+	if (esize == 2)
+		return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(r + (size_t)i * 2)));
+	return _mm256_loadu_ps((const float *)r + i);
+}
+
+KINLINE void attn(const struct dk_attn_args *a, size_t esize)
 {
 	int32_t hd = a->hd, n = a->n, G = a->nq;
 	float *sc = a->scratch;                 /* [G][n] */
@@ -27,12 +37,12 @@ void dk_attn_f32_avx2(const struct dk_attn_args *a)
 	for (int32_t g = 0; g < G; g++)
 		mx[g] = -INFINITY;
 	for (int32_t j = 0; j < n; j++) {
-		const float *k = (const float *)row(a, a->k_off, j);
+		const uint8_t *k = row(a, a->k_off, j);
 		for (int32_t g = 0; g < G; g++) {
 			const float *q = a->q + (size_t)g * hd;
 			__m256 s0 = _mm256_setzero_ps();
 			for (int32_t i = 0; i < hd; i += 8)
-				s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k + i), s0);
+				s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8(k, i, esize), s0);
 			float v = hsum(s0) * a->scale;
 			sc[(size_t)g * n + j] = v;
 			if (v > mx[g])
@@ -52,12 +62,12 @@ void dk_attn_f32_avx2(const struct dk_attn_args *a)
 			acc[(size_t)g * hd + i] = 0;
 	}
 	for (int32_t j = 0; j < n; j++) {
-		const float *v = (const float *)row(a, a->v_off, j);
+		const uint8_t *v = row(a, a->v_off, j);
 		for (int32_t g = 0; g < G; g++) {
 			float *ac = acc + (size_t)g * hd;
 			__m256 p = _mm256_set1_ps(sc[(size_t)g * n + j] * inv[g]);
 			for (int32_t i = 0; i < hd; i += 8)
-				_mm256_storeu_ps(ac + i, _mm256_fmadd_ps(p, _mm256_loadu_ps(v + i),
+				_mm256_storeu_ps(ac + i, _mm256_fmadd_ps(p, load8(v, i, esize),
 									 _mm256_loadu_ps(ac + i)));
 		}
 	}
@@ -66,60 +76,5 @@ void dk_attn_f32_avx2(const struct dk_attn_args *a)
 			a->out[(size_t)g * hd + i] = acc[(size_t)g * hd + i];
 }
 
-/* round every lane to the nearest fp16 value (kept as f32) */
-static inline __m256 r16(__m256 x)
-{
-	return _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
-}
-
-void dk_attn_f16_avx2(const struct dk_attn_args *a)
-{
-	int32_t hd = a->hd, n = a->n, G = a->nq;
-	float *qf = a->scratch, *acc = a->scratch + (size_t)G * hd; /* [G][hd] each */
-	for (int32_t g = 0; g < G; g++)
-		for (int32_t i = 0; i < hd; i += 8) {
-			_mm256_storeu_ps(qf + (size_t)g * hd + i,
-					 r16(_mm256_loadu_ps(a->q + (size_t)g * hd + i)));
-			_mm256_storeu_ps(acc + (size_t)g * hd + i, _mm256_setzero_ps());
-		}
-	float M[DK_ATTN_MAX_GROUP], S[DK_ATTN_MAX_GROUP];
-	for (int32_t g = 0; g < G; g++) {
-		M[g] = -INFINITY;
-		S[g] = 0;
-	}
-	for (int32_t j = 0; j < n; j++) {
-		const uint16_t *k = (const uint16_t *)row(a, a->k_off, j);
-		const uint16_t *v = (const uint16_t *)row(a, a->v_off, j);
-		for (int32_t g = 0; g < G; g++) {
-			const float *q = qf + (size_t)g * hd;
-			float *ac = acc + (size_t)g * hd;
-			__m256 s0 = _mm256_setzero_ps();
-			for (int32_t i = 0; i < hd; i += 8)
-				s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i),
-						     _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i))), s0);
-			float d = hsum(s0) * a->scale;
-			float ms = 1.0f, vs = 1.0f;
-			if (d > M[g]) {
-				float Mold = M[g];
-				M[g] = d;
-				ms = expf(Mold - M[g]);
-				__m256 m = _mm256_set1_ps(ms);
-				for (int32_t i = 0; i < hd; i += 8)
-					_mm256_storeu_ps(ac + i, r16(_mm256_mul_ps(_mm256_loadu_ps(ac + i), m)));
-			} else {
-				vs = expf(d - M[g]);
-			}
-			__m256 w = _mm256_set1_ps(vs);
-			for (int32_t i = 0; i < hd; i += 8)
-				_mm256_storeu_ps(ac + i,
-						 r16(_mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i))),
-								     w, _mm256_loadu_ps(ac + i))));
-			S[g] = S[g] * ms + vs;
-		}
-	}
-	for (int32_t g = 0; g < G; g++) {
-		const float inv = S[g] == 0.0f ? 0.0f : 1.0f / S[g];
-		for (int32_t i = 0; i < hd; i++)
-			a->out[(size_t)g * hd + i] = acc[(size_t)g * hd + i] * inv;
-	}
-}
+void dk_attn_f32_avx2(const struct dk_attn_args *a) { attn(a, 4); }
+void dk_attn_f16_avx2(const struct dk_attn_args *a) { attn(a, 2); }

@@ -5,9 +5,9 @@
  * outputs: activations are converted to each weight type's dot format
  * before the dot product (fp16 for F16 weights, Q8_0/Q8_1/Q8_K for quantized
  * ones), RMSNorm sums squares in double, RoPE angles are built by repeated
- * multiplication in float, softmax sums in double, and with an F16 KV cache
- * attention is computed the way its flash-attention kernel does it (online
- * softmax, fp16 query, fp16 value accumulator).
+ * multiplication in float, softmax sums in double.  Attention widens F16
+ * KV rows and accumulates in float (attn.h says why that is not llama.cpp's
+ * flash-attention fp16 accumulator).
  *
  * Every output element is produced by exactly one dot product whose inputs
  * do not depend on the other tokens in the batch, so a sequence's logits
