@@ -57,16 +57,35 @@ KINLINE void head(const struct dk_attn_args *a, size_t esize, int hc, const floa
 	__m512 qv[16], acc[16];
 	for (int c = 0; c < hc; c++)
 		qv[c] = _mm512_loadu_ps(q + c * 16);
-	float mx = -INFINITY;
-	for (int32_t j = 0; j < n; j++) {
-		const uint8_t *k = row(a, a->k_off, j);
-		__m512 s = _mm512_mul_ps(qv[0], load16(k, 0, esize));
-		for (int c = 1; c < hc; c++)
-			s = _mm512_fmadd_ps(qv[c], load16(k, c * 16, esize), s);
-		float d = _mm512_reduce_add_ps(s) * a->scale;
-		sc[j] = d;
-		mx = d > mx ? d : mx;
+	/* scores 4 keys at a time, reduced together: every key goes through
+	 * the same tree whichever slot it takes (a tail slot gets key 0 again
+	 * and its result is dropped) */
+	__m128 mx4 = _mm_set1_ps(-INFINITY);
+	const __m128 scale = _mm_set1_ps(a->scale);
+	for (int32_t j = 0; j < n; j += 4) {
+		__m256 y[4];
+		for (int u = 0; u < 4; u++) {
+			const uint8_t *k = row(a, a->k_off, j + u < n ? j + u : 0);
+			__m512 t = _mm512_mul_ps(qv[0], load16(k, 0, esize));
+			for (int c = 1; c < hc; c++)
+				t = _mm512_fmadd_ps(qv[c], load16(k, c * 16, esize), t);
+			y[u] = _mm256_add_ps(_mm512_castps512_ps256(t),
+					     _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1)));
+		}
+		__m256 h = _mm256_hadd_ps(_mm256_hadd_ps(y[0], y[1]), _mm256_hadd_ps(y[2], y[3]));
+		__m128 d = _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)), scale);
+		if (n - j >= 4) {
+			_mm_storeu_ps(sc + j, d);
+			mx4 = _mm_max_ps(mx4, d);
+		} else {
+			__mmask8 k = (__mmask8)((1u << (n - j)) - 1);
+			_mm_mask_storeu_ps(sc + j, k, d);
+			mx4 = _mm_mask_max_ps(mx4, k, mx4, d);
+		}
 	}
+	mx4 = _mm_max_ps(mx4, _mm_movehl_ps(mx4, mx4));
+	mx4 = _mm_max_ps(mx4, _mm_movehdup_ps(mx4));
+	const float mx = _mm_cvtss_f32(mx4);
 	/* softmax: 16 keys at a time, the sum in double */
 	const __m512 m = _mm512_set1_ps(mx);
 	__m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
@@ -78,14 +97,28 @@ KINLINE void head(const struct dk_attn_args *a, size_t esize, int hc, const floa
 		s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
 	}
 	const float inv = (float)(1.0 / _mm512_reduce_add_pd(_mm512_add_pd(s0, s1)));
+	/* values: even and odd keys in two accumulators (two dependency
+	 * chains), added at the end */
+	__m512 acc2[16];
 	for (int c = 0; c < hc; c++)
-		acc[c] = _mm512_setzero_ps();
-	for (int32_t j = 0; j < n; j++) {
-		const uint8_t *v = row(a, a->v_off, j);
-		__m512 p = _mm512_set1_ps(sc[j] * inv);
-		for (int c = 0; c < hc; c++)
-			acc[c] = _mm512_fmadd_ps(p, load16(v, c * 16, esize), acc[c]);
+		acc[c] = acc2[c] = _mm512_setzero_ps();
+	int32_t j = 0;
+	for (; j + 1 < n; j += 2) {
+		const uint8_t *v0 = row(a, a->v_off, j), *v1 = row(a, a->v_off, j + 1);
+		__m512 p0 = _mm512_set1_ps(sc[j] * inv), p1 = _mm512_set1_ps(sc[j + 1] * inv);
+		for (int c = 0; c < hc; c++) {
+			acc[c] = _mm512_fmadd_ps(p0, load16(v0, c * 16, esize), acc[c]);
+			acc2[c] = _mm512_fmadd_ps(p1, load16(v1, c * 16, esize), acc2[c]);
+		}
 	}
+	if (j < n) {
+		const uint8_t *v0 = row(a, a->v_off, j);
+		__m512 p0 = _mm512_set1_ps(sc[j] * inv);
+		for (int c = 0; c < hc; c++)
+			acc[c] = _mm512_fmadd_ps(p0, load16(v0, c * 16, esize), acc[c]);
+	}
+	for (int c = 0; c < hc; c++)
+		acc[c] = _mm512_add_ps(acc[c], acc2[c]);
 	for (int c = 0; c < hc; c++)
 		_mm512_storeu_ps(out + c * 16, acc[c]);
 }
