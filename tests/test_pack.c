@@ -17,37 +17,8 @@
 #include "engine/gemm.h"
 #include "engine/pack.h"
 #include "engine/quant.h"
+#include "testrng.h"
 #include "testutil.h"
-
-static uint64_t rng_state;
-
-static void rng_seed(uint64_t s)
-{
-	rng_state = s * 0x9E3779B97F4A7C15ull + 1;
-}
-
-static uint32_t rng_u32(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return (uint32_t)((rng_state * 0x2545F4914F6CDD1Dull) >> 32);
-}
-
-static float rng_unif(void) /* [-1, 1) */
-{
-	return (float)(rng_u32() >> 8) * 0x1p-23f - 1.0f;
-}
-
-static void fill(float *x, int64_t n, float scale)
-{
-	for (int64_t i = 0; i < n; i++) {
-		float v = (rng_unif() + rng_unif() + rng_unif()) * scale;
-		if (rng_u32() % 97 == 0)
-			v *= 6;
-		x[i] = v;
-	}
-}
 
 static const enum dk_ttype gemm_types[] = { DK_TYPE_Q4_0, DK_TYPE_Q4_1, DK_TYPE_Q8_0 };
 static const int32_t Ts[] = { 1, 2, 3, 4, 5, 7, 8, 13, 16, 32, 33 };
