@@ -678,6 +678,21 @@ static void rmsnorm(float *y, const float *x, const float *w, int64_t n, float e
 	}
 }
 
+/* Runs a pass split by token (or element) over n floats of work: on the
+ * caller alone when it is small, because handing a few thousand floats to
+ * the other threads costs more than the work (a single-token decode step
+ * would otherwise wait on six such hand-offs per layer).  Every pass here
+ * gives each row the same arithmetic whatever thread runs it. */
+#define SMALL_PASS 8192
+
+static void run_pass(struct dk_ctx *c, dk_pool_fn fn, void *ctx, int64_t n)
+{
+	if (n <= SMALL_PASS)
+		fn(ctx, 0, 1);
+	else
+		dk_pool_run(c->pool, fn, ctx);
+}
+
 struct mm {
 	const struct dk_qtraits *tr, *dt;
 	const uint8_t *w;
@@ -735,31 +750,26 @@ static void mm_range(const struct mm *j, int64_t r0, int64_t r1)
 	}
 }
 
+static int64_t mm_units(const struct mm *j)
+{
+	return (j->nrows + DK_PACK_ROWS - 1) / DK_PACK_ROWS;
+}
+
 /* Thread ith's share of u units of rows: whole groups of DK_PACK_ROWS, so
  * that a packed group is never split (and every kernel sees the same row
- * ranges whatever the thread count divides them into). */
+ * ranges whatever the thread count divides them into).  Fixed contiguous
+ * shares: handing out smaller chunks from a shared counter was measured
+ * slower for decode (each chunk restarts the hardware prefetcher's stream)
+ * and no better with another process on one core. */
 static void mm_split(int64_t units, int ith, int nth, int64_t *a, int64_t *z)
 {
 	*a = units * ith / nth * DK_PACK_ROWS;
 	*z = units * (ith + 1) / nth * DK_PACK_ROWS;
 }
 
-static int64_t mm_units(const struct mm *j)
-{
-	return (j->nrows + DK_PACK_ROWS - 1) / DK_PACK_ROWS;
-}
-
-static void mm_rows(void *arg, int ith, int nth)
-{
-	struct mm *j = arg;
-	int64_t a, z;
-	mm_split(mm_units(j), ith, nth, &a, &z);
-	mm_range(j, a, z < j->nrows ? z : j->nrows);
-}
-
-/* Several products of one input, as one parallel loop over their rows laid
- * end to end: one hand-off to the threads instead of one per matrix, and
- * small matrices (k, v) share the threads with the big one. */
+/* Several products of one input (or one alone), as one parallel loop over
+ * their rows laid end to end: one hand-off to the threads instead of one
+ * per matrix, and small matrices (k, v) share the threads with the big one. */
 struct mm_multi {
 	struct mm *m;
 	int n;
@@ -771,11 +781,12 @@ static void mm_multi_rows(void *arg, int ith, int nth)
 	struct mm_multi *u = arg;
 	int64_t a, z, base = 0;
 	mm_split(u->units, ith, nth, &a, &z);
-	for (int i = 0; i < u->n; i++) {
+	for (int i = 0; i < u->n && base < z; i++) {
 		/* matrix i covers rows [base, base + units*16) of the joint range */
 		int64_t span = mm_units(&u->m[i]) * DK_PACK_ROWS;
 		int64_t lo = a > base ? a - base : 0, hi = z - base < span ? z - base : span;
-		mm_range(&u->m[i], lo, hi < u->m[i].nrows ? hi : u->m[i].nrows);
+		if (lo < span)
+			mm_range(&u->m[i], lo, hi < u->m[i].nrows ? hi : u->m[i].nrows);
 		base += span;
 	}
 }
@@ -811,7 +822,7 @@ static void mm_input(struct dk_ctx *c, struct mm *j)
 	j->xq = c->qx;
 	j->xrow = dk_ttype_row_bytes(j->tr->dot_type, j->ncols);
 	if (c->qx_src != j->x || c->qx_type != j->tr->dot_type || c->qx_T != j->T) {
-		dk_pool_run(c->pool, mm_convert, j);
+		run_pass(c, mm_convert, j, (int64_t)j->T * j->ncols);
 		c->qx_src = j->x;
 		c->qx_type = j->tr->dot_type;
 		c->qx_T = j->T;
@@ -824,20 +835,22 @@ static void matmul_n(struct dk_ctx *c, int n, const struct dk_gguf_tensor *const
 		     int64_t ldx, int32_t T, float *const *y, const int64_t *ldy)
 {
 	struct mm m[3];
-	struct mm_multi u = {m, n, 0};
 	bool same = true;
 	for (int i = 0; i < n; i++) {
 		mm_setup(c, &m[i], W[i], x, ldx, T, y[i], ldy[i]);
 		same &= m[i].tr->dot_type == m[0].tr->dot_type;
-		u.units += mm_units(&m[i]);
 	}
 	if (!same) {
 		for (int i = 0; i < n; i++) {
+			struct mm_multi u = {.m = &m[i], .n = 1, .units = mm_units(&m[i])};
 			mm_input(c, &m[i]);
-			dk_pool_run(c->pool, mm_rows, &m[i]);
+			dk_pool_run(c->pool, mm_multi_rows, &u);
 		}
 		return;
 	}
+	struct mm_multi u = {.m = m, .n = n};
+	for (int i = 0; i < n; i++)
+		u.units += mm_units(&m[i]);
 	mm_input(c, &m[0]);
 	for (int i = 1; i < n; i++) {
 		m[i].xq = m[0].xq;
@@ -850,10 +863,9 @@ static void matmul_n(struct dk_ctx *c, int n, const struct dk_gguf_tensor *const
 static void matmul(struct dk_ctx *c, const struct dk_gguf_tensor *W, const float *x, int64_t ldx,
 		   int32_t T, float *y, int64_t ldy)
 {
-	struct mm j;
-	mm_setup(c, &j, W, x, ldx, T, y, ldy);
-	mm_input(c, &j);
-	dk_pool_run(c->pool, mm_rows, &j);
+	float *const yy[1] = {y};
+	const int64_t ll[1] = {ldy};
+	matmul_n(c, 1, &W, x, ldx, T, yy, ll);
 }
 
 static void add_bias(float *y, const struct dk_gguf_tensor *b, int32_t T, int64_t n)
@@ -1018,7 +1030,7 @@ static void norm_for(struct dk_ctx *c, dk_pool_fn fn, const struct dk_gguf_tenso
 {
 	const struct dk_qtraits *dt = dk_quant_traits(dk_quant_traits(W->type)->dot_type);
 	c->norm_dt = dt->type == DK_TYPE_F32 ? NULL : dt;
-	dk_pool_run(c->pool, fn, c);
+	run_pass(c, fn, c, (int64_t)c->b->n_tokens * c->m->info.n_embd);
 	c->qx_src = c->norm_dt ? c->xb : NULL;
 	c->qx_type = dt->type;
 	c->qx_T = c->b->n_tokens;
@@ -1107,7 +1119,7 @@ enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
 		add_bias(c->q, L->bq, T, QD);
 		add_bias(c->k, L->bk, T, KD);
 		add_bias(c->v, L->bv, T, KD);
-		dk_pool_run(c->pool, qkv_store, c);
+		run_pass(c, qkv_store, c, (int64_t)T * (QD + 2 * KD));
 		dk_pool_run(c->pool, attention, c);
 		matmul(c, L->wo, c->att, QD, T, c->xb2, E);
 		residual(c->x, c->xb2, (int64_t)T * E);
@@ -1118,7 +1130,7 @@ enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
 			const int64_t ld[2] = {FF, FF};
 			matmul_n(c, 2, W, c->xb, E, T, y, ld);
 		}
-		dk_pool_run(c->pool, swiglu, c);
+		run_pass(c, swiglu, c, (int64_t)T * FF * 4); /* expf: ~4x a norm */
 		matmul(c, L->wd, c->hb, FF, T, c->xb2, E);
 		residual(c->x, c->xb2, (int64_t)T * E);
 	}
