@@ -17,6 +17,8 @@
  *             no other document is admitted (otherwise the first P documents
  *             all compute the shared prefix side by side); the same schedule
  *             runs with the cache off, so the two are comparable.
+ *             --shared-only runs this alone, cache on (for comparisons
+ *             with a server: bench/vs-llama-server.sh).
  *   bounds    OpenBLAS SGEMM GFLOP/s and streaming read GB/s with the same
  *             threads; prefill_roofline_ratio = pp512 * 2 * matmul params /
  *             sgemm flops, decode_roofline_ratio = tg128 * weight bytes /
@@ -52,7 +54,7 @@ struct sizes {
 struct opts {
 	const char *model;
 	int threads, reps;
-	bool json, quick, no_bounds, no_shared;
+	bool json, quick, no_bounds, no_shared, shared_only;
 	enum dk_ttype kv;
 	uint64_t seed;
 };
@@ -385,6 +387,54 @@ out:
 	return res;
 }
 
+/* pp, tg, batched tg and the deterministic-off pair; false after an error
+ * (already reported). */
+static bool bench_engine(struct dk_model *m, const struct opts *o, const struct sizes *z,
+			 uint64_t *rs, int s_det, double *pp_s, double *pp_l, double *tg, double *btg,
+			 double *tg_nd, double *btg_nd, double *btg_det)
+{
+	int pp_ctx = z->pp_large > z->tg_prompt + z->tg_n ? z->pp_large : z->tg_prompt + z->tg_n;
+	struct dk_ctx *cp = make_ctx(m, o, pp_ctx, 1, z->pp_large, false, true);
+	if (!cp)
+		return false;
+	progress(o, "pp%d (%d threads, %d reps)", z->pp_small, o->threads, o->reps);
+	*pp_s = bench_pp(cp, z->pp_small, o, rs);
+	progress(o, "pp%d", z->pp_large);
+	*pp_l = bench_pp(cp, z->pp_large, o, rs);
+	progress(o, "tg%d", z->tg_n);
+	*tg = bench_tg(cp, z->tg_prompt, z->tg_n, o->reps, rs);
+	dk_ctx_free(cp);
+	if (*tg < 0 || *pp_s < 0) {
+		dk_cli_error("prompt or generation benchmark failed");
+		return false;
+	}
+
+	int s_max = z->batch_s[z->n_batch_s - 1];
+	struct dk_ctx *cb = make_ctx(m, o, z->tg_prompt + z->batch_steps + 1, s_max,
+				     s_max * z->tg_prompt > 512 ? s_max * z->tg_prompt : 512, false, true);
+	if (!cb)
+		return false;
+	for (int i = 0; i < z->n_batch_s; i++) {
+		progress(o, "batch_tg %d sequences", z->batch_s[i]);
+		btg[i] = bench_batch(cb, z->batch_s[i], z->tg_prompt, z->batch_steps, o->reps, rs);
+	}
+	dk_ctx_free(cb);
+
+	/* deterministic off: tg and batch at s_det */
+	struct dk_ctx *cn = make_ctx(m, o, z->tg_prompt + z->batch_steps + z->tg_n + 1, s_det,
+				     s_det * z->tg_prompt > 512 ? s_det * z->tg_prompt : 512, false, false);
+	if (!cn)
+		return false;
+	progress(o, "deterministic off: tg%d, batch_tg %d", z->tg_n, s_det);
+	*tg_nd = bench_tg(cn, z->tg_prompt, z->tg_n, o->reps, rs);
+	*btg_nd = bench_batch(cn, s_det, z->tg_prompt, z->batch_steps, o->reps, rs);
+	dk_ctx_free(cn);
+	for (int i = 0; i < z->n_batch_s; i++)
+		if (z->batch_s[i] == s_det)
+			*btg_det = btg[i];
+	return true;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -400,6 +450,7 @@ static void usage(FILE *f)
 		"      --kv TYPE      kv cache type (default f16)\n"
 		"      --no-bounds    skip the machine bounds\n"
 		"      --no-shared    skip the shared-prefix workload\n"
+		"      --shared-only  only the shared-prefix workload, cache on\n"
 		"      --seed N       token id seed (default 1)\n");
 }
 
@@ -422,13 +473,14 @@ static json_t *jcost(double on, double off)
 
 int dk_cmd_bench(int argc, char **argv)
 {
-	enum { O_JSON = 256, O_QUICK, O_CHUNKS, O_PARALLEL, O_KV, O_NOBOUNDS, O_NOSHARED, O_SEED, O_HELP };
+	enum { O_JSON = 256, O_QUICK, O_CHUNKS, O_PARALLEL, O_KV, O_NOBOUNDS, O_NOSHARED, O_SHAREDONLY, O_SEED, O_HELP };
 	static const struct option lopts[] = {
 		{"model", required_argument, 0, 'm'}, {"threads", required_argument, 0, 't'},
 		{"reps", required_argument, 0, 'r'}, {"json", no_argument, 0, O_JSON},
 		{"quick", no_argument, 0, O_QUICK}, {"chunks", required_argument, 0, O_CHUNKS},
 		{"parallel", required_argument, 0, O_PARALLEL}, {"kv", required_argument, 0, O_KV},
 		{"no-bounds", no_argument, 0, O_NOBOUNDS}, {"no-shared", no_argument, 0, O_NOSHARED},
+		{"shared-only", no_argument, 0, O_SHAREDONLY},
 		{"seed", required_argument, 0, O_SEED}, {"help", no_argument, 0, O_HELP},
 		{0, 0, 0, 0}};
 	struct opts o = {.reps = 3, .kv = DK_TYPE_F16, .seed = 1};
@@ -445,6 +497,7 @@ int dk_cmd_bench(int argc, char **argv)
 		case O_PARALLEL: parallel = atoi(optarg); break;
 		case O_NOBOUNDS: o.no_bounds = true; break;
 		case O_NOSHARED: o.no_shared = true; break;
+		case O_SHAREDONLY: o.shared_only = o.no_bounds = true; break;
 		case O_SEED: o.seed = strtoull(optarg, NULL, 10); break;
 		case O_KV:
 			if (!strcmp(optarg, "f16")) o.kv = DK_TYPE_F16;
@@ -506,50 +559,13 @@ int dk_cmd_bench(int argc, char **argv)
 	double load[3] = {-1, -1, -1};
 	getloadavg(load, 3);
 
-	/* ---- prompt processing and single-sequence generation ---- */
-	int pp_ctx = z.pp_large > z.tg_prompt + z.tg_n ? z.pp_large : z.tg_prompt + z.tg_n;
-	struct dk_ctx *cp = make_ctx(m, &o, pp_ctx, 1, z.pp_large, false, true);
-	if (!cp)
+	double pp_s = -1, pp_l = -1, tg = -1, btg[8], btg_nd = -1, tg_nd = -1, btg_det = -1;
+	int s_det = o.quick ? z.batch_s[z.n_batch_s - 1] : 16; /* deterministic cost measured at 16 */
+	for (int i = 0; i < 8; i++)
+		btg[i] = -1;
+	if (!o.shared_only && !bench_engine(m, &o, &z, &rs, s_det, &pp_s, &pp_l, &tg, btg, &tg_nd,
+					     &btg_nd, &btg_det))
 		goto out;
-	progress(&o, "pp%d (%d threads, %d reps)", z.pp_small, o.threads, o.reps);
-	double pp_s = bench_pp(cp, z.pp_small, &o, &rs);
-	progress(&o, "pp%d", z.pp_large);
-	double pp_l = bench_pp(cp, z.pp_large, &o, &rs);
-	progress(&o, "tg%d", z.tg_n);
-	double tg = bench_tg(cp, z.tg_prompt, z.tg_n, o.reps, &rs);
-	dk_ctx_free(cp);
-	if (tg < 0 || pp_s < 0) {
-		dk_cli_error("prompt or generation benchmark failed");
-		goto out;
-	}
-
-	/* ---- batched generation ---- */
-	int s_max = z.batch_s[z.n_batch_s - 1];
-	double btg[8], btg_nd = -1, tg_nd = -1;
-	struct dk_ctx *cb = make_ctx(m, &o, z.tg_prompt + z.batch_steps + 1, s_max,
-				     s_max * z.tg_prompt > 512 ? s_max * z.tg_prompt : 512, false, true);
-	if (!cb)
-		goto out;
-	int s_det = o.quick ? s_max : 16; /* the deterministic cost is measured at 16 */
-	for (int i = 0; i < z.n_batch_s; i++) {
-		progress(&o, "batch_tg %d sequences", z.batch_s[i]);
-		btg[i] = bench_batch(cb, z.batch_s[i], z.tg_prompt, z.batch_steps, o.reps, &rs);
-	}
-	dk_ctx_free(cb);
-
-	/* ---- deterministic off: tg and batch at s_det ---- */
-	struct dk_ctx *cn = make_ctx(m, &o, z.tg_prompt + z.batch_steps + z.tg_n + 1, s_det,
-				     s_det * z.tg_prompt > 512 ? s_det * z.tg_prompt : 512, false, false);
-	if (!cn)
-		goto out;
-	progress(&o, "deterministic off: tg%d, batch_tg %d", z.tg_n, s_det);
-	tg_nd = bench_tg(cn, z.tg_prompt, z.tg_n, o.reps, &rs);
-	btg_nd = bench_batch(cn, s_det, z.tg_prompt, z.batch_steps, o.reps, &rs);
-	dk_ctx_free(cn);
-	double btg_det = -1;
-	for (int i = 0; i < z.n_batch_s; i++)
-		if (z.batch_s[i] == s_det)
-			btg_det = btg[i];
 
 	/* ---- shared prefix ---- */
 	struct sp_result on = {0}, off = {0};
@@ -557,9 +573,11 @@ int dk_cmd_bench(int argc, char **argv)
 		progress(&o, "shared prefix: %d chunks, %d in parallel, cache on", z.sp_chunks,
 			 z.sp_parallel);
 		on = bench_shared(m, &o, &z, true);
-		progress(&o, "shared prefix: cache off");
-		off = bench_shared(m, &o, &z, false);
-		if (!on.ok || !off.ok)
+		if (!o.shared_only) {
+			progress(&o, "shared prefix: cache off");
+			off = bench_shared(m, &o, &z, false);
+		}
+		if (!on.ok || (!o.shared_only && !off.ok))
 			goto out;
 	}
 
@@ -634,17 +652,17 @@ int dk_cmd_bench(int argc, char **argv)
 			json_object_set_new(js, "chunk_tokens", json_integer(z.sp_chunk));
 			json_object_set_new(js, "gen_tokens", json_integer(z.sp_gen));
 			json_object_set_new(js, "seconds_cache_on", jnum(on.seconds));
-			json_object_set_new(js, "seconds_cache_off", jnum(off.seconds));
+			json_object_set_new(js, "seconds_cache_off", jnum(off.ok ? off.seconds : -1));
 			json_object_set_new(js, "documents_per_second_cache_on", jnum(on.docs_per_s));
-			json_object_set_new(js, "documents_per_second_cache_off", jnum(off.docs_per_s));
+			json_object_set_new(js, "documents_per_second_cache_off", jnum(off.ok ? off.docs_per_s : -1));
 			json_object_set_new(js, "gen_tokens_per_second_cache_on", jnum(on.gen_tok_per_s));
-			json_object_set_new(js, "gen_tokens_per_second_cache_off", jnum(off.gen_tok_per_s));
+			json_object_set_new(js, "gen_tokens_per_second_cache_off", jnum(off.ok ? off.gen_tok_per_s : -1));
 			json_object_set_new(js, "prefix_hit_rate", jratio(on.hit_rate));
 			json_object_set_new(js, "prompt_token_hit_rate", jratio(on.prompt_hit_rate));
 			json_object_set_new(js, "hit_tokens", json_integer((json_int_t)on.hit));
 			json_object_set_new(js, "miss_tokens", json_integer((json_int_t)on.miss));
-			json_object_set_new(js, "prefix_hit_rate_cache_off", jratio(off.hit_rate));
-			json_object_set_new(js, "speedup", jratio(on.seconds > 0 ? off.seconds / on.seconds : -1));
+			json_object_set_new(js, "prefix_hit_rate_cache_off", jratio(off.ok ? off.hit_rate : -1));
+			json_object_set_new(js, "speedup", jratio(off.ok && on.seconds > 0 ? off.seconds / on.seconds : -1));
 			json_object_set_new(js, "decode_calls_cache_on", json_integer(on.n_decode_calls));
 			json_object_set_new(j, "shared_prefix", js);
 		} else {
@@ -680,28 +698,31 @@ int dk_cmd_bench(int argc, char **argv)
 		printf("threads    %d   kernels %s   kv %s   load %.2f %.2f %.2f%s\n", o.threads,
 		       dk_quant_level_name(level), o.kv == DK_TYPE_F16 ? "f16" : "f32", load[0], load[1],
 		       load[2], o.quick ? "   (quick: tiny sizes)" : "");
-		printf("\n%-28s %12s\n", "test", "tokens/s");
-		printf("%-28s %12.1f\n", k_s, pp_s);
-		printf("%-28s %12.1f\n", k_l, pp_l);
-		printf("%-28s %12.1f\n", k_t, tg);
-		for (int i = 0; i < z.n_batch_s; i++) {
-			char k[40];
-			snprintf(k, sizeof k, "batch_tg x%d", z.batch_s[i]);
-			printf("%-28s %12.1f\n", k, btg[i]);
+		if (!o.shared_only) {
+			printf("\n%-28s %12s\n", "test", "tokens/s");
+			printf("%-28s %12.1f\n", k_s, pp_s);
+			printf("%-28s %12.1f\n", k_l, pp_l);
+			printf("%-28s %12.1f\n", k_t, tg);
+			for (int i = 0; i < z.n_batch_s; i++) {
+				char k[40];
+				snprintf(k, sizeof k, "batch_tg x%d", z.batch_s[i]);
+				printf("%-28s %12.1f\n", k, btg[i]);
+			}
+			printf("%-28s %12.1f   (on: %.1f, cost %.1f%%)\n", "tg, deterministic off", tg_nd, tg,
+			       tg_nd > 0 ? 100 * (1 - tg / tg_nd) : 0);
+			char k[48];
+			snprintf(k, sizeof k, "batch_tg x%d, determ. off", s_det);
+			printf("%-28s %12.1f   (on: %.1f, cost %.1f%%)\n", k, btg_nd, btg_det,
+			       btg_nd > 0 ? 100 * (1 - btg_det / btg_nd) : 0);
 		}
-		printf("%-28s %12.1f   (on: %.1f, cost %.1f%%)\n", "tg, deterministic off", tg_nd, tg,
-		       tg_nd > 0 ? 100 * (1 - tg / tg_nd) : 0);
-		char k[48];
-		snprintf(k, sizeof k, "batch_tg x%d, determ. off", s_det);
-		printf("%-28s %12.1f   (on: %.1f, cost %.1f%%)\n", k, btg_nd, btg_det,
-		       btg_nd > 0 ? 100 * (1 - btg_det / btg_nd) : 0);
 		if (!o.no_shared) {
 			printf("\nshared prefix: %d docs x (%d prefix + %d chunk) + %d generated, %d in parallel\n",
 			       z.sp_chunks, z.sp_prefix, z.sp_chunk, z.sp_gen, z.sp_parallel);
 			printf("  cache on   %8.2f s  %8.2f docs/s  prefix hit rate %.3f (of all prompt tokens %.3f)\n",
 			       on.seconds, on.docs_per_s, on.hit_rate, on.prompt_hit_rate);
-			printf("  cache off  %8.2f s  %8.2f docs/s   speedup x%.2f\n", off.seconds,
-			       off.docs_per_s, on.seconds > 0 ? off.seconds / on.seconds : 0);
+			if (!o.shared_only)
+				printf("  cache off  %8.2f s  %8.2f docs/s   speedup x%.2f\n", off.seconds,
+				       off.docs_per_s, on.seconds > 0 ? off.seconds / on.seconds : 0);
 		}
 		if (!o.no_bounds) {
 			printf("\nbounds: sgemm %.1f GFLOP/s (n=%d), read %.2f GB/s\n", gflops, z.gemm_n, gbps);
