@@ -135,8 +135,101 @@ static void test_groups(void **state)
 	}
 }
 
+/* The engine widens a sequence's F16 rows to float once and runs the F32
+ * kernel over the copy for prompt runs, the F16 kernel on the cache for
+ * single tokens: the two must give the same bits, at every kernel level. */
+static void test_widened(void **state)
+{
+	(void)state;
+	bool simd = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+		    __builtin_cpu_supports("f16c");
+	bool avx512 = simd && dk_quant_level() >= DK_KERNELS_AVX512;
+	const struct { dk_attn_fn f16, f32; bool ok; } lv[] = {
+		{dk_attn_f16_ref, dk_attn_f32_ref, true},
+		{dk_attn_f16_avx2, dk_attn_f32_avx2, simd},
+		{dk_attn_f16_avx512, dk_attn_f32_avx512, avx512},
+	};
+	int32_t hds[] = {8, 64, 128}, ns[] = {1, 5, 16, 33, 300};
+	for (size_t h = 0; h < 3; h++)
+		for (size_t k = 0; k < 5; k++) {
+			int32_t hd = hds[h], n = ns[k], nb = (n + DK_KV_BLOCK - 1) / DK_KV_BLOCK, G = 3;
+			size_t r16 = (size_t)hd * 2, r32 = (size_t)hd * 4;
+			uint8_t *m16 = malloc((size_t)nb * 2 * DK_KV_BLOCK * r16);
+			uint8_t *m32 = malloc((size_t)nb * 2 * DK_KV_BLOCK * r32);
+			uint8_t **b16 = malloc((size_t)nb * sizeof *b16), **b32 = malloc((size_t)nb * sizeof *b32);
+			uint16_t *h16 = (uint16_t *)m16;
+			float *f32 = (float *)m32;
+			for (size_t i = 0; i < (size_t)nb * 2 * DK_KV_BLOCK * hd; i++) {
+				h16[i] = dk_fp32_to_fp16(frand() * 3.0f);
+				f32[i] = dk_fp16_to_fp32(h16[i]);
+			}
+			for (int32_t b = 0; b < nb; b++) {
+				b16[b] = m16 + (size_t)b * 2 * DK_KV_BLOCK * r16;
+				b32[b] = m32 + (size_t)b * 2 * DK_KV_BLOCK * r32;
+			}
+			float *q = malloc((size_t)G * hd * 4), *o1 = malloc((size_t)G * hd * 4),
+			      *o2 = malloc((size_t)G * hd * 4);
+			float *sc = malloc((size_t)G * ((size_t)n + 4 * (size_t)hd) * 4);
+			for (int32_t i = 0; i < G * hd; i++)
+				q[i] = frand();
+			for (size_t l = 0; l < 3; l++) {
+				if (!lv[l].ok || (l > 0 && hd < 32))
+					continue;
+				struct dk_attn_args a = {.q = q, .out = o1, .nq = G, .hd = hd, .n = n,
+							 .scale = 0.125f, .blocks = b16, .k_off = 0,
+							 .v_off = DK_KV_BLOCK * r16, .row_bytes = r16,
+							 .scratch = sc};
+				lv[l].f16(&a);
+				a.out = o2;
+				a.blocks = b32;
+				a.v_off = DK_KV_BLOCK * r32;
+				a.row_bytes = r32;
+				lv[l].f32(&a);
+				if (memcmp(o1, o2, (size_t)G * hd * 4))
+					fail_msg("level %zu hd %d n %d: f32 on widened rows differs from f16", l,
+						 hd, n);
+			}
+			/* several tokens at once (positions n-nt+1..n), through the
+			 * multi-token kernels on the F16 rows and on the widened rows,
+			 * against each token alone through the F16 kernel */
+			int32_t nt = n < 6 ? n : 6, nk[6];
+			float *qm = malloc((size_t)nt * G * hd * 4), *om = malloc((size_t)nt * G * hd * 4),
+			      *oe = malloc((size_t)nt * G * hd * 4);
+			float *sm = malloc(DK_ATTN_MULTI_SCRATCH(nt, G, hd, n) * 4);
+			for (int32_t i = 0; i < nt * G * hd; i++)
+				qm[i] = frand();
+			for (int32_t t = 0; t < nt; t++)
+				nk[t] = n - nt + 1 + t;
+			dk_attn_fn f16 = dk_attn_kernel(2, hd);
+			for (int32_t t = 0; t < nt; t++) {
+				struct dk_attn_args a = {.q = qm + (size_t)t * G * hd, .out = oe + (size_t)t * G * hd,
+							 .nq = G, .hd = hd, .n = nk[t], .scale = 0.125f,
+							 .blocks = b16, .k_off = 0, .v_off = DK_KV_BLOCK * r16,
+							 .row_bytes = r16, .scratch = sc};
+				f16(&a);
+			}
+			for (size_t es = 2; es <= 4; es += 2) {
+				struct dk_attn_multi_args ma = {
+					.a = {.q = qm, .out = om, .nq = G, .hd = hd, .scale = 0.125f,
+					      .blocks = es == 2 ? b16 : b32, .k_off = 0,
+					      .v_off = DK_KV_BLOCK * (es == 2 ? r16 : r32),
+					      .row_bytes = es == 2 ? r16 : r32, .scratch = sm},
+					.nt = nt, .nk = nk, .q_stride = (size_t)G * hd, .out_stride = (size_t)G * hd};
+				memset(om, 0xff, (size_t)nt * G * hd * 4);
+				dk_attn_multi_kernel(es, hd)(&ma);
+				if (memcmp(om, oe, (size_t)nt * G * hd * 4))
+					fail_msg("hd %d n %d: multi-token kernel (esize %zu) differs from one at a time",
+						 hd, n, es);
+			}
+			free(qm); free(om); free(oe); free(sm);
+			free(q); free(o1); free(o2); free(sc);
+			free(m16); free(m32); free(b16); free(b32);
+		}
+}
+
 int main(void)
 {
-	const struct CMUnitTest tests[] = {cmocka_unit_test(test_kernels), cmocka_unit_test(test_groups)};
+	const struct CMUnitTest tests[] = {cmocka_unit_test(test_kernels), cmocka_unit_test(test_groups),
+					   cmocka_unit_test(test_widened)};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -85,3 +85,34 @@ dk_attn_fn dk_attn_kernel(size_t esize, int32_t hd)
 		return esize == 2 ? dk_attn_f16_avx2 : dk_attn_f32_avx2;
 	return esize == 2 ? dk_attn_f16_ref : dk_attn_f32_ref;
 }
+
+static void multi_each(const struct dk_attn_multi_args *m, dk_attn_fn fn)
+{
+	struct dk_attn_args a = m->a;
+	for (int32_t t = 0; t < m->nt; t++) {
+		a.n = m->nk[t];
+		a.q = m->a.q + (size_t)t * m->q_stride;
+		a.out = m->a.out + (size_t)t * m->out_stride;
+		fn(&a);
+	}
+}
+
+void dk_attn_multi_f32_each(const struct dk_attn_multi_args *m)
+{
+	multi_each(m, dk_attn_kernel(4, m->a.hd));
+}
+
+void dk_attn_multi_f16_each(const struct dk_attn_multi_args *m)
+{
+	multi_each(m, dk_attn_kernel(2, m->a.hd));
+}
+
+dk_attn_multi_fn dk_attn_multi_kernel(size_t esize, int32_t hd)
+{
+	dk_attn_fn one = dk_attn_kernel(esize, hd);
+	if (one == dk_attn_f16_avx512)
+		return dk_attn_multi_f16_avx512;
+	if (one == dk_attn_f32_avx512)
+		return dk_attn_multi_f32_avx512;
+	return esize == 2 ? dk_attn_multi_f16_each : dk_attn_multi_f32_each;
+}

@@ -52,4 +52,32 @@ void dk_attn_f16_avx512(const struct dk_attn_args *a);
 /* The kernel for a cache element size (2 = F16, 4 = F32) and head size. */
 dk_attn_fn dk_attn_kernel(size_t esize, int32_t hd);
 
+/* Several tokens of one sequence (a run of a prompt) over the same keys:
+ * token t's query group is at a.q + t*q_stride, its output at
+ * a.out + t*out_stride (floats), and it sees positions 0..nk[t]-1, nk
+ * ascending; a.n is ignored.  Each (token, head) gets exactly what
+ * dk_attn_fn gives it alone (test_attn checks bit equality); the AVX-512
+ * kernel takes keys in chunks that stay in L1 for all rows, where one
+ * token at a time streams every key from L2 once per head.
+ * a.scratch: DK_ATTN_MULTI_SCRATCH(nt, nq, hd, nk[nt-1]) floats. */
+struct dk_attn_multi_args {
+	struct dk_attn_args a;
+	int32_t nt;
+	const int32_t *nk;
+	size_t q_stride, out_stride;
+};
+#define DK_ATTN_MULTI_SCRATCH(nt, nq, hd, nmax) \
+	((size_t)(nt) * (size_t)(nq) * ((((size_t)(nmax) + 15) & ~(size_t)15) + 2 * (size_t)(hd) + 16))
+
+typedef void (*dk_attn_multi_fn)(const struct dk_attn_multi_args *m);
+
+/* one token at a time through dk_attn_kernel(esize, hd) */
+void dk_attn_multi_f32_each(const struct dk_attn_multi_args *m);
+void dk_attn_multi_f16_each(const struct dk_attn_multi_args *m);
+void dk_attn_multi_f32_avx512(const struct dk_attn_multi_args *m);
+void dk_attn_multi_f16_avx512(const struct dk_attn_multi_args *m);
+
+/* The multi-token kernel matching dk_attn_kernel(esize, hd). */
+dk_attn_multi_fn dk_attn_multi_kernel(size_t esize, int32_t hd);
+
 #endif

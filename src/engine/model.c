@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -447,6 +448,11 @@ char *dk_model_chat_render(const struct dk_model *m, const char *family,
 
 /* ---- context ---- */
 
+/* Attention takes a prompt in runs of up to this many tokens: their query
+ * rows share each chunk of keys while it is in L1, and a long prompt still
+ * makes enough tasks for every thread. */
+#define ATT_RUN 32
+
 struct dk_ctx {
 	struct dk_model *m;
 	struct dk_ctx_params p;
@@ -469,6 +475,12 @@ struct dk_ctx {
 	size_t att_stride;
 	uint8_t **att_blocks;   /* per thread: block pointers of one sequence */
 	int32_t att_blocks_stride;
+	float *att_wide;        /* F16 cache, per thread: one KV head of one sequence
+				 * widened to float, blocks of [K rows][V rows] */
+	size_t att_wide_stride;
+	int32_t *att_runs;      /* batch index where run r starts; [n_runs] = n_tokens */
+	int32_t n_runs;
+	_Atomic int64_t att_next; /* next attention task (counts down) */
 
 	/* the batch being decoded */
 	const struct dk_batch *b;
@@ -561,6 +573,9 @@ enum dk_status dk_ctx_new(struct dk_ctx **out, struct dk_model *m, const struct 
 	if (grp > DK_ATTN_MAX_GROUP)
 		grp = DK_ATTN_MAX_GROUP;
 	c->att_stride = (size_t)grp * ((size_t)p->n_ctx + 4 * (size_t)hp->head_dim) + 64;
+	size_t multi = DK_ATTN_MULTI_SCRATCH(ATT_RUN, grp, hp->head_dim, p->n_ctx) + 64;
+	if (multi > c->att_stride)
+		c->att_stride = multi;
 	size_t scratch = 0;
 	size_t avail = mem_available();
 	size_t est = kv_bytes + (size_t)NB * (size_t)(4 * E + 2 * QD + 2 * c->kv_dim + 2 * FF) * 4 +
@@ -593,8 +608,13 @@ enum dk_status dk_ctx_new(struct dk_ctx **out, struct dk_model *m, const struct 
 	c->att_blocks_stride = per_seq + 1;
 	c->att_blocks = xalloc((size_t)c->att_blocks_stride * sizeof(uint8_t *) * (size_t)p->n_threads,
 			       &scratch);
+	if (c->kv_esize == 2) {
+		c->att_wide_stride = (size_t)per_seq * DK_KV_BLOCK * 2 * (size_t)hp->head_dim + 16;
+		c->att_wide = xalloc(c->att_wide_stride * 4 * (size_t)p->n_threads, &scratch);
+	}
+	c->att_runs = xalloc(((size_t)NB + 1) * 4, &scratch);
 	c->pool = dk_pool_new(p->n_threads);
-	if (!c->kv || !c->x || !c->xb || !c->xb2 || !c->q || !c->k || !c->v || !c->att || !c->hb ||
+	if ((c->kv_esize == 2 && !c->att_wide) || !c->att_runs || !c->kv || !c->x || !c->xb || !c->xb2 || !c->q || !c->k || !c->v || !c->att || !c->hb ||
 	    !c->hb2 || !c->qx || !c->rope || !c->logits || !c->out_row || !c->out_idx ||
 	    !c->seq_new || !c->att_scratch || !c->att_blocks || !c->pool)
 		return dk_err(c->err, sizeof c->err, DK_FATAL,
@@ -614,6 +634,8 @@ void dk_ctx_free(struct dk_ctx *c)
 	free(c->logits); free(c->out_row); free(c->out_idx); free(c->seq_new);
 	free(c->att_scratch);
 	free(c->att_blocks);
+	free(c->att_wide);
+	free(c->att_runs);
 	free(c);
 }
 
@@ -951,49 +973,108 @@ static void qkv_store(void *arg, int ith, int nth)
 	}
 }
 
+/* Runs of the batch for attention: consecutive tokens of one sequence at
+ * consecutive positions (a prompt), at most ATT_RUN long (defined above). */
+
+static void att_runs(struct dk_ctx *c)
+{
+	const struct dk_batch *b = c->b;
+	int32_t n = 0;
+	for (int32_t i = 0; i < b->n_tokens; i++)
+		if (i == 0 || b->seq[i] != b->seq[i - 1] || b->pos[i] != b->pos[i - 1] + 1 ||
+		    i - c->att_runs[n - 1] >= ATT_RUN)
+			c->att_runs[n++] = i;
+	c->att_runs[n] = b->n_tokens;
+	c->n_runs = n;
+}
+
+/* A run needs its sequence's F16 keys and values once per query head and
+ * token: from this many tokens on, widening them to float once and running
+ * the float kernel over the copy is cheaper.  The float kernel on widened
+ * rows computes exactly what the F16 kernel computes on the rows (attn.h),
+ * so which path a token takes never shows in its result. */
+#define ATT_WIDEN_MIN 8
+
 /* Attention for every (token, head) of the batch; each token sees its own
- * sequence's positions 0..pos only (causal, and sequences never mix). */
+ * sequence's positions 0..pos only (causal, and sequences never mix).
+ * One task = one run x one KV head with all its query heads, so K/V rows
+ * are read (and widened) once for all of them; tasks are taken from a
+ * shared counter, longest-context runs first, because under a causal mask
+ * their cost grows with position and fixed shares would leave one thread
+ * with most of it. */
 static void attention(void *arg, int ith, int nth)
 {
+	(void)nth;
 	struct dk_ctx *c = arg;
 	const struct dk_model_info *hp = &c->m->info;
-	int32_t nh = hp->n_head, hd = hp->head_dim, QD = nh * hd;
-	int32_t group = hp->n_head / hp->n_head_kv;
-	/* one task = one token's query heads that share a KV head (in chunks of
-	 * at most DK_ATTN_MAX_GROUP), so each K/V row is read once for them */
+	const struct dk_batch *b = c->b;
+	int32_t nh = hp->n_head, hd = hp->head_dim, QD = nh * hd, nkv = hp->n_head_kv;
+	int32_t group = nh / nkv;
 	int32_t per = group < DK_ATTN_MAX_GROUP ? group : DK_ATTN_MAX_GROUP;
-	int32_t chunks_per_kv = (group + per - 1) / per;
-	int32_t tasks_per_tok = hp->n_head_kv * chunks_per_kv;
-	int64_t ntask = (int64_t)c->b->n_tokens * tasks_per_tok;
 	float *scratch = c->att_scratch + c->att_stride * (size_t)ith;
 	uint8_t **blocks = c->att_blocks + (size_t)c->att_blocks_stride * (size_t)ith;
-	dk_attn_fn fn = dk_attn_kernel(c->kv_esize, hd);
-	int32_t cur_t = -1;
-	struct dk_attn_args args = {.hd = hd, .scale = 1.0f / sqrtf((float)hd), .scratch = scratch,
-				    .blocks = blocks, .row_bytes = (size_t)c->kv_dim * c->kv_esize};
+	float *wide = c->att_wide ? c->att_wide + c->att_wide_stride * (size_t)ith : NULL;
+	dk_attn_fn one = dk_attn_kernel(c->kv_esize, hd);
+	dk_attn_multi_fn many = dk_attn_multi_kernel(c->kv_esize, hd),
+			 many32 = dk_attn_multi_kernel(4, hd);
+	const dk_to_float_fn widen = dk_quant_traits(DK_TYPE_F16)->to_float;
+	size_t row_bytes = (size_t)c->kv_dim * c->kv_esize;
 	size_t kbase = (size_t)c->layer * c->kv_layer_bytes;
-	size_t vbase = kbase + (size_t)DK_KV_BLOCK * c->kv_dim * c->kv_esize;
-	/* tasks dealt out in turn: under a causal mask a token's work grows with
-	 * its position, so contiguous shares would give the last thread most of
-	 * it (3:1 for two threads on a prompt) */
-	for (int64_t i = ith; i < ntask; i += nth) {
-		int32_t t = (int32_t)(i / tasks_per_tok), r = (int32_t)(i % tasks_per_tok);
-		int32_t kvh = r / chunks_per_kv, h0 = kvh * group + (r % chunks_per_kv) * per;
-		int32_t nq = kvh * group + group - h0 < per ? kvh * group + group - h0 : per;
-		if (t != cur_t) {
-			int32_t s = c->b->seq[t];
-			args.n = c->b->pos[t] + 1;
-			for (int32_t bi = 0; bi * DK_KV_BLOCK < args.n; bi++)
-				blocks[bi] = dk_kv_seq_block(c->kv, s, bi);
-			cur_t = t;
-		}
+	size_t vbase = kbase + (size_t)DK_KV_BLOCK * row_bytes;
+	const size_t wblock = (size_t)2 * DK_KV_BLOCK * (size_t)hd; /* floats */
+	for (;;) {
+		int64_t task = atomic_fetch_sub_explicit(&c->att_next, 1, memory_order_relaxed) - 1;
+		if (task < 0)
+			return;
+		int32_t r = (int32_t)(task / nkv), kvh = (int32_t)(task % nkv);
+		int32_t i0 = c->att_runs[r], i1 = c->att_runs[r + 1], s = b->seq[i0];
+		int32_t nkeys = b->pos[i1 - 1] + 1;
+		struct dk_attn_args args = {.hd = hd, .scale = 1.0f / sqrtf((float)hd),
+					    .scratch = scratch, .blocks = blocks};
+		dk_attn_multi_fn fn;
 		size_t head = (size_t)kvh * hd * c->kv_esize;
-		args.k_off = kbase + head;
-		args.v_off = vbase + head;
-		args.nq = nq;
-		args.q = c->q + (size_t)t * QD + (size_t)h0 * hd;
-		args.out = c->att + (size_t)t * QD + (size_t)h0 * hd;
-		fn(&args);
+		if (wide && i1 - i0 >= ATT_WIDEN_MIN) {
+			for (int32_t bi = 0; bi * DK_KV_BLOCK < nkeys; bi++) {
+				const uint8_t *src = dk_kv_seq_block(c->kv, s, bi);
+				float *dst = wide + (size_t)bi * wblock;
+				int32_t rows = nkeys - bi * DK_KV_BLOCK < DK_KV_BLOCK ? nkeys - bi * DK_KV_BLOCK
+										       : DK_KV_BLOCK;
+				for (int32_t j = 0; j < rows; j++) {
+					widen(src + kbase + (size_t)j * row_bytes + head, dst + (size_t)j * hd, hd);
+					widen(src + vbase + (size_t)j * row_bytes + head,
+					      dst + (size_t)(DK_KV_BLOCK + j) * hd, hd);
+				}
+				blocks[bi] = (uint8_t *)dst;
+			}
+			args.k_off = 0;
+			args.v_off = (size_t)DK_KV_BLOCK * hd * 4;
+			args.row_bytes = (size_t)hd * 4;
+			fn = many32;
+		} else {
+			for (int32_t bi = 0; bi * DK_KV_BLOCK < nkeys; bi++)
+				blocks[bi] = dk_kv_seq_block(c->kv, s, bi);
+			args.k_off = kbase + head;
+			args.v_off = vbase + head;
+			args.row_bytes = row_bytes;
+			fn = many;
+		}
+		int32_t nk[ATT_RUN];
+		for (int32_t t = i0; t < i1; t++)
+			nk[t - i0] = b->pos[t] + 1;
+		for (int32_t h0 = kvh * group; h0 < (kvh + 1) * group; h0 += per) {
+			args.nq = (kvh + 1) * group - h0 < per ? (kvh + 1) * group - h0 : per;
+			args.q = c->q + (size_t)i0 * QD + (size_t)h0 * hd;
+			args.out = c->att + (size_t)i0 * QD + (size_t)h0 * hd;
+			if (i1 - i0 == 1 && args.nq == 1) {
+				args.n = nk[0];
+				one(&args);
+			} else {
+				struct dk_attn_multi_args ma = {.a = args, .nt = i1 - i0, .nk = nk,
+								.q_stride = (size_t)QD,
+								.out_stride = (size_t)QD};
+				fn(&ma);
+			}
+		}
 	}
 }
 
@@ -1105,6 +1186,7 @@ enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
 		et->to_float((const uint8_t *)c->m->tok_embd->data + (size_t)b->token[i] * erow,
 			     c->x + i * E, E);
 	rope_tables(c);
+	att_runs(c);
 
 	for (int l = 0; l < hp->n_layer; l++) {
 		const struct layer *L = &c->m->layers[l];
@@ -1120,6 +1202,8 @@ enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
 		add_bias(c->k, L->bk, T, KD);
 		add_bias(c->v, L->bv, T, KD);
 		run_pass(c, qkv_store, c, (int64_t)T * (QD + 2 * KD));
+		atomic_store_explicit(&c->att_next, (int64_t)c->n_runs * hp->n_head_kv,
+				      memory_order_relaxed);
 		dk_pool_run(c->pool, attention, c);
 		matmul(c, L->wo, c->att, QD, T, c->xb2, E);
 		residual(c->x, c->xb2, (int64_t)T * E);
