@@ -77,7 +77,7 @@ static void colprep(const int kind, int64_t nb, const uint8_t *row, struct col *
 }
 
 KINLINE void tile(const int kind, const int nc, int64_t nb, size_t qbytes, const uint8_t *q,
-		  const struct col *cols, float *y, int64_t ldy, __mmask16 mask)
+		  const struct col *cols, float *y, int64_t ldy, __mmask16 mask, int pf)
 {
 	const size_t yb = kind == K_Q4_1 ? sizeof(struct dk_block_q8_1) : sizeof(struct dk_block_q8_0);
 	const uint16_t *dreg = (const uint16_t *)(q + (size_t)nb * qbytes);
@@ -89,10 +89,12 @@ KINLINE void tile(const int kind, const int nc, int64_t nb, size_t qbytes, const
 		acc[c] = _mm512_setzero_ps();
 	for (int64_t b = 0; b < nb; b++) {
 		const uint8_t *qb = q + (size_t)b * qbytes;
-		/* decode streams each weight once from memory, and the hardware
-		 * prefetcher alone left this kernel at a third of the bandwidth:
-		 * fetch ahead the bytes of one block per block */
-		if (nc == 1) {
+		/* the first column tile over a block of groups brings the weights
+		 * from memory (the later ones find them in L2), and the hardware
+		 * prefetcher alone left decode at a third of the bandwidth and
+		 * small batches waiting on memory between multiplies: fetch ahead
+		 * the bytes of one block per block */
+		if (pf) {
 			UNROLL
 			for (int o = 0; o < 512; o += 64)
 				if (kind == K_Q8_0 || o < 256)
@@ -138,13 +140,14 @@ KINLINE void tile(const int kind, const int nc, int64_t nb, size_t qbytes, const
 }
 
 typedef void (*tile_fn)(int64_t nb, size_t qbytes, const uint8_t *q, const struct col *cols,
-			float *y, int64_t ldy, __mmask16 mask);
+			float *y, int64_t ldy, __mmask16 mask, int pf);
 
 #define TILE(kind, nc)                                                                        \
 	static void tile_##kind##_##nc(int64_t nb, size_t qbytes, const uint8_t *q,             \
-				       const struct col *cols, float *y, int64_t ldy, __mmask16 mask) \
+				       const struct col *cols, float *y, int64_t ldy, __mmask16 mask, \
+				       int pf)                                                        \
 	{                                                                                     \
-		tile(kind, nc, nb, qbytes, q, cols, y, ldy, mask);                             \
+		tile(kind, nc, nb, qbytes, q, cols, y, ldy, mask, pf);                         \
 	}
 #define TILES(kind) TILE(kind, 1) TILE(kind, 2) TILE(kind, 3) TILE(kind, 4) \
 	TILE(kind, 5) TILE(kind, 6) TILE(kind, 7) TILE(kind, 8)
@@ -193,7 +196,7 @@ void dk_pack_gemm_avx512(const struct dk_pack *p, int64_t g0, int64_t g1, const 
 				__mmask16 mask = left >= DK_PACK_ROWS ? (__mmask16)0xFFFF
 								      : (__mmask16)((1u << left) - 1);
 				tiles[kind][nc - 1](nb, p->qbytes, p->data + (size_t)g * p->gbytes, cols,
-						    y + (size_t)j * ldy + g * DK_PACK_ROWS, ldy, mask);
+						    y + (size_t)j * ldy + g * DK_PACK_ROWS, ldy, mask, j == 0);
 			}
 		}
 	}
