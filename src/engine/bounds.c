@@ -66,17 +66,18 @@ struct read_job {
 	float sum;
 };
 
-static void *read_worker(void *arg)
+/* Compiled for the widest vectors the CPU has (chosen at load time): with
+ * the baseline's 16-byte loads this loop read 19 GB/s on a machine where
+ * 64-byte loads, as the engine's kernels issue them, read 29 GB/s, and the
+ * decode roofline ratio came out above 1. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+static float read_sum(const float *p, size_t n)
 {
-	struct read_job *j = arg;
-	if (j->fill) {
-		for (size_t i = 0; i < j->n; i++)
-			j->fill[i] = (float)(i & 1023) * (1.0f / 1024.0f);
-		return NULL;
-	}
-	const dk_v8f *v = (const dk_v8f *)(const void *)j->p;
+	const dk_v8f *v = (const dk_v8f *)(const void *)p;
 	dk_v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-	for (size_t i = 0; i < j->n / 8; i += 4) {
+	for (size_t i = 0; i < n / 8; i += 4) {
 		a0 += v[i];
 		a1 += v[i + 1];
 		a2 += v[i + 2];
@@ -86,7 +87,18 @@ static void *read_worker(void *arg)
 	float s = 0;
 	for (int k = 0; k < 8; k++)
 		s += t[k];
-	j->sum = s;
+	return s;
+}
+
+static void *read_worker(void *arg)
+{
+	struct read_job *j = arg;
+	if (j->fill) {
+		for (size_t i = 0; i < j->n; i++)
+			j->fill[i] = (float)(i & 1023) * (1.0f / 1024.0f);
+		return NULL;
+	}
+	j->sum = read_sum(j->p, j->n);
 	return NULL;
 }
 
