@@ -47,6 +47,20 @@ static void block_parts(enum dk_ttype t, const uint8_t *b, const uint8_t **qs, u
 	}
 }
 
+/* where block b of the group at q keeps its quants and its 16 scales d
+ * (its 16 mins, for Q4_1, follow 32 halves later): see the layout in
+ * pack.h */
+static uint8_t *block_quants(const struct dk_pack *p, const uint8_t *q, int64_t b)
+{
+	return (uint8_t *)q + (size_t)(b / 2) * p->ubytes + (size_t)(b % 2) * p->qbytes;
+}
+
+static uint16_t *block_scales(const struct dk_pack *p, const uint8_t *q, int64_t b)
+{
+	return (uint16_t *)(q + (size_t)(b / 2) * p->ubytes + 2 * p->qbytes) +
+	       (b % 2) * DK_PACK_ROWS;
+}
+
 struct dk_pack *dk_pack_new(enum dk_ttype t, const void *w, size_t wrow, int64_t ncols,
 			    int64_t nrows)
 {
@@ -62,8 +76,8 @@ struct dk_pack *dk_pack_new(enum dk_ttype t, const void *w, size_t wrow, int64_t
 	p->nb = ncols / DK_QK;
 	p->ngroups = (nrows + DK_PACK_ROWS - 1) / DK_PACK_ROWS;
 	p->qbytes = t == DK_TYPE_Q8_0 ? 512 : 256;
-	size_t scales = (size_t)p->nb * DK_PACK_ROWS * 2 * (t == DK_TYPE_Q4_1 ? 2 : 1);
-	p->gbytes = ((size_t)p->nb * p->qbytes + scales + 63) & ~(size_t)63;
+	p->ubytes = 2 * p->qbytes + (size_t)(t == DK_TYPE_Q4_1 ? 128 : 64);
+	p->gbytes = (size_t)((p->nb + 1) / 2) * p->ubytes;
 	size_t total = p->gbytes * (size_t)p->ngroups;
 	/* Decode streams every packed byte once per token: on 4 KiB pages
 	 * that is a TLB miss every 4 KiB, so big matrices ask for huge pages */
@@ -84,8 +98,6 @@ struct dk_pack *dk_pack_new(enum dk_ttype t, const void *w, size_t wrow, int64_t
 	const size_t bb = dk_ttype_row_bytes(t, DK_QK);
 	for (int64_t g = 0; g < p->ngroups; g++) {
 		uint8_t *q = p->data + (size_t)g * p->gbytes;
-		uint16_t *dreg = (uint16_t *)(q + (size_t)p->nb * p->qbytes);
-		uint16_t *mreg = dreg + (size_t)p->nb * DK_PACK_ROWS;
 		for (int r = 0; r < DK_PACK_ROWS; r++) {
 			int64_t row = g * DK_PACK_ROWS + r;
 			if (row >= nrows)
@@ -95,16 +107,17 @@ struct dk_pack *dk_pack_new(enum dk_ttype t, const void *w, size_t wrow, int64_t
 				const uint8_t *qs;
 				uint16_t d, m;
 				block_parts(t, wr + (size_t)b * bb, &qs, &d, &m);
-				uint8_t *qb = q + (size_t)b * p->qbytes;
+				uint8_t *qb = block_quants(p, q, b);
 				int nv = (int)(p->qbytes / 64);
 				for (int v = 0; v < nv; v++)
 					for (int i = 0; i < 4; i++)
 						qb[v * 64 + r * 4 + i] = t == DK_TYPE_Q8_0
 										 ? (uint8_t)(qs[4 * v + i] ^ 0x80)
 										 : qs[4 * v + i];
-				dreg[b * DK_PACK_ROWS + r] = d;
+				uint16_t *ds = block_scales(p, q, b);
+				ds[r] = d;
 				if (t == DK_TYPE_Q4_1)
-					mreg[b * DK_PACK_ROWS + r] = m;
+					ds[2 * DK_PACK_ROWS + r] = m;
 			}
 		}
 		/* padding rows of Q8_0 hold 0x80 (= 0 after the flip), so their
@@ -113,7 +126,7 @@ struct dk_pack *dk_pack_new(enum dk_ttype t, const void *w, size_t wrow, int64_t
 			int first = (int)(nrows - g * DK_PACK_ROWS);
 			for (int64_t b = 0; b < p->nb; b++)
 				for (int v = 0; v < 8; v++)
-					memset(q + (size_t)b * p->qbytes + v * 64 + first * 4, 0x80,
+					memset(block_quants(p, q, b) + v * 64 + first * 4, 0x80,
 					       (size_t)(DK_PACK_ROWS - first) * 4);
 		}
 	}
@@ -155,15 +168,14 @@ void dk_pack_gemm_ref(const struct dk_pack *p, int64_t g0, int64_t g1, const voi
 	const enum dk_ttype t = p->type;
 	for (int64_t g = g0; g < g1; g++) {
 		const uint8_t *q = p->data + (size_t)g * p->gbytes;
-		const uint16_t *dreg = (const uint16_t *)(q + (size_t)p->nb * p->qbytes);
-		const uint16_t *mreg = dreg + (size_t)p->nb * DK_PACK_ROWS;
 		for (int r = 0; r < DK_PACK_ROWS && g * DK_PACK_ROWS + r < p->nrows; r++)
 			for (int32_t c = 0; c < T; c++) {
 				float sum = 0;
 				for (int64_t b = 0; b < p->nb; b++) {
 					float dy, sy;
 					const int8_t *ys = act_block(t, xq, xrow, c, b, &dy, &sy);
-					const uint8_t *qb = q + (size_t)b * p->qbytes;
+					const uint8_t *qb = block_quants(p, q, b);
+					const uint16_t *ds = block_scales(p, q, b);
 					int isum = 0;
 					for (int e = 0; e < DK_QK; e++) {
 						int w;
@@ -178,9 +190,9 @@ void dk_pack_gemm_ref(const struct dk_pack *p, int64_t g0, int64_t g1, const voi
 						}
 						isum += w * ys[e];
 					}
-					float dx = H2F(dreg[b * DK_PACK_ROWS + r]);
+					float dx = H2F(ds[r]);
 					if (t == DK_TYPE_Q4_1)
-						sum += (float)isum * (dx * dy) + H2F(mreg[b * DK_PACK_ROWS + r]) * sy;
+						sum += (float)isum * (dx * dy) + H2F(ds[2 * DK_PACK_ROWS + r]) * sy;
 					else
 						sum += (float)isum * (dx * dy);
 				}

@@ -10,16 +10,21 @@
  * whole integer block dot, and the float work is one vector per 16 rows.
  *
  * Layout: rows are taken in groups of 16 (the last group padded with zero
- * rows).  A group is, for blocks b = 0..nb-1 in turn, the quants of block b
- * as 64-byte vectors, vector v holding 4 bytes per row (row r at bytes
- * 4r..4r+3):
- *   Q4_0, Q4_1: 4 vectors, vector v = bytes 4v..4v+3 of each row's qs; the
- *               low nibbles are elements 4v..4v+3, the high nibbles
- *               elements 16+4v..16+4v+3
- *   Q8_0:       8 vectors, vector v = elements 4v..4v+3, stored + 128 (so
- *               the VNNI unsigned operand needs no per-use flip)
- * then nb x 16 fp16 scales d (row order), then for Q4_1 nb x 16 fp16 mins.
- * Groups start 64-byte aligned.
+ * rows).  A group is a run of units, one per pair of blocks (2u, 2u+1),
+ * each unit holding, in turn:
+ *   the quants of block 2u, then of block 2u+1, as 64-byte vectors, vector
+ *   v holding 4 bytes per row (row r at bytes 4r..4r+3):
+ *     Q4_0, Q4_1: 4 vectors, vector v = bytes 4v..4v+3 of each row's qs;
+ *                 the low nibbles are elements 4v..4v+3, the high nibbles
+ *                 elements 16+4v..16+4v+3
+ *     Q8_0:       8 vectors, vector v = elements 4v..4v+3, stored + 128 (so
+ *                 the VNNI unsigned operand needs no per-use flip)
+ *   16 fp16 scales d of block 2u (row order), then 16 of block 2u+1
+ *   for Q4_1, 16 fp16 mins m of block 2u, then 16 of block 2u+1.
+ * With an odd number of blocks the last unit's second half is zero.  So
+ * the scales travel with their quants, and a group, and a run of groups,
+ * is one forward stream of memory (units are 576, 640 or 1088 bytes, all
+ * multiples of 64): a kernel fetches ahead with one pointer.
  *
  * Results: every output float is bit-identical to the scalar reference
  * dot, dk_quant_traits_level(t, DK_KERNELS_REF)->vec_dot_ref, on the
@@ -44,7 +49,8 @@ struct dk_pack {
 	enum dk_ttype type;
 	int64_t ncols, nrows, nb, ngroups;
 	size_t qbytes;  /* bytes of quants per block of a group: 256 or 512 */
-	size_t gbytes;  /* bytes per group, a multiple of 64 */
+	size_t ubytes;  /* bytes per unit (pair of blocks): 576, 640 or 1088 */
+	size_t gbytes;  /* bytes per group: units per group x ubytes */
 	uint8_t *data;  /* ngroups * gbytes, 64-byte aligned, owned */
 };
 

@@ -76,78 +76,86 @@ static void colprep(const int kind, int64_t nb, const uint8_t *row, struct col *
 	}
 }
 
-KINLINE void tile(const int kind, const int nc, int64_t nb, size_t qbytes, const uint8_t *q,
-		  const struct col *cols, float *y, int64_t ldy, __mmask16 mask, int pf)
+/* one block: 16 rows x nc columns, into acc */
+KINLINE void block(const int kind, const int nc, int64_t b, const uint8_t *qb, const uint16_t *ds,
+		   const struct col *cols, __m512 *acc)
 {
 	const size_t yb = kind == K_Q4_1 ? sizeof(struct dk_block_q8_1) : sizeof(struct dk_block_q8_0);
-	const uint16_t *dreg = (const uint16_t *)(q + (size_t)nb * qbytes);
-	const uint16_t *mreg = dreg + (size_t)nb * DK_PACK_ROWS;
 	const __m512i lo = _mm512_set1_epi8(0x0F);
+	__m512i w[8];
+	if (kind == K_Q8_0) {
+		UNROLL
+		for (int v = 0; v < 8; v++)
+			w[v] = _mm512_load_si512((const void *)(qb + v * 64));
+	} else {
+		UNROLL
+		for (int v = 0; v < 4; v++) {
+			__m512i raw = _mm512_load_si512((const void *)(qb + v * 64));
+			w[v] = _mm512_and_si512(raw, lo);
+			w[v + 4] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), lo);
+		}
+	}
+	__m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)ds));
+	__m512 m = kind == K_Q4_1
+			   ? _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(ds + 2 * DK_PACK_ROWS)))
+			   : _mm512_setzero_ps();
+	UNROLL
+	for (int c = 0; c < nc; c++) {
+		const uint8_t *ys = cols[c].qs + (size_t)b * yb;
+		__m512i ia = kind == K_Q4_1 ? _mm512_setzero_si512() : _mm512_set1_epi32(cols[c].corr[b]);
+		__m512i ib = _mm512_setzero_si512();
+		UNROLL
+		for (int v = 0; v < 8; v += 2) {
+			ia = _mm512_dpbusd_epi32(ia, w[v], _mm512_set1_epi32(ld32(ys + 4 * v)));
+			ib = _mm512_dpbusd_epi32(ib, w[v + 1], _mm512_set1_epi32(ld32(ys + 4 * v + 4)));
+		}
+		__m512 s = _mm512_mul_ps(d, _mm512_set1_ps(cols[c].dy[b]));
+		__m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(ia, ib)), s);
+		if (kind == K_Q4_1)
+			t = _mm512_add_ps(t, _mm512_mul_ps(m, _mm512_set1_ps(cols[c].sy[b])));
+		acc[c] = _mm512_add_ps(acc[c], t);
+	}
+}
+
+KINLINE void tile(const int kind, const int nc, int64_t nb, const uint8_t *q,
+		  const struct col *cols, float *y, int64_t ldy, __mmask16 mask, int pf)
+{
+	const size_t qbytes = kind == K_Q8_0 ? 512 : 256;
+	const size_t ubytes = 2 * qbytes + (kind == K_Q4_1 ? 128 : 64);
 	__m512 acc[NC_MAX];
 	UNROLL
 	for (int c = 0; c < nc; c++)
 		acc[c] = _mm512_setzero_ps();
-	for (int64_t b = 0; b < nb; b++) {
-		const uint8_t *qb = q + (size_t)b * qbytes;
+	for (int64_t u = 0; 2 * u < nb; u++) {
+		const uint8_t *ub = q + (size_t)u * ubytes;
 		/* the first column tile over a block of groups brings the weights
 		 * from memory (the later ones find them in L2), and the hardware
 		 * prefetcher alone left decode at a third of the bandwidth and
 		 * small batches waiting on memory between multiplies: fetch ahead
-		 * the bytes of one block per block */
+		 * one unit per unit, across the end of the group into the next */
 		if (pf) {
 			UNROLL
-			for (int o = 0; o < 512; o += 64)
-				if (kind == K_Q8_0 || o < 256)
-					_mm_prefetch((const char *)qb + PF_DIST + o, _MM_HINT_T0);
+			for (size_t o = 0; o < ubytes; o += 64)
+				_mm_prefetch((const char *)ub + PF_DIST + o, _MM_HINT_T0);
 		}
-		__m512i w[8];
-		if (kind == K_Q8_0) {
-			UNROLL
-			for (int v = 0; v < 8; v++)
-				w[v] = _mm512_load_si512((const void *)(qb + v * 64));
-		} else {
-			UNROLL
-			for (int v = 0; v < 4; v++) {
-				__m512i raw = _mm512_load_si512((const void *)(qb + v * 64));
-				w[v] = _mm512_and_si512(raw, lo);
-				w[v + 4] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), lo);
-			}
-		}
-		__m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(dreg + b * DK_PACK_ROWS)));
-		__m512 m = kind == K_Q4_1
-				   ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(mreg + b * DK_PACK_ROWS)))
-				   : _mm512_setzero_ps();
-		UNROLL
-		for (int c = 0; c < nc; c++) {
-			const uint8_t *ys = cols[c].qs + (size_t)b * yb;
-			__m512i ia = kind == K_Q4_1 ? _mm512_setzero_si512() : _mm512_set1_epi32(cols[c].corr[b]);
-			__m512i ib = _mm512_setzero_si512();
-			UNROLL
-			for (int v = 0; v < 8; v += 2) {
-				ia = _mm512_dpbusd_epi32(ia, w[v], _mm512_set1_epi32(ld32(ys + 4 * v)));
-				ib = _mm512_dpbusd_epi32(ib, w[v + 1], _mm512_set1_epi32(ld32(ys + 4 * v + 4)));
-			}
-			__m512 s = _mm512_mul_ps(d, _mm512_set1_ps(cols[c].dy[b]));
-			__m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(ia, ib)), s);
-			if (kind == K_Q4_1)
-				t = _mm512_add_ps(t, _mm512_mul_ps(m, _mm512_set1_ps(cols[c].sy[b])));
-			acc[c] = _mm512_add_ps(acc[c], t);
-		}
+		const uint16_t *ds = (const uint16_t *)(ub + 2 * qbytes);
+		block(kind, nc, 2 * u, ub, ds, cols, acc);
+		if (2 * u + 1 < nb)
+			block(kind, nc, 2 * u + 1, ub + qbytes, ds + DK_PACK_ROWS, cols, acc);
 	}
 	UNROLL
 	for (int c = 0; c < nc; c++)
 		_mm512_mask_storeu_ps(y + (size_t)c * ldy, mask, acc[c]);
 }
 
-typedef void (*tile_fn)(int64_t nb, size_t qbytes, const uint8_t *q, const struct col *cols,
-			float *y, int64_t ldy, __mmask16 mask, int pf);
+typedef void (*tile_fn)(int64_t nb, const uint8_t *q, const struct col *cols, float *y,
+			int64_t ldy, __mmask16 mask, int pf);
 
 #define TILE(kind, nc)                                                                        \
-	static void tile_##kind##_##nc(int64_t nb, size_t qbytes, const uint8_t *q,             \
-				       const struct col *cols, float *y, int64_t ldy, __mmask16 mask, \
-				       int pf)                                                        \
+	static void tile_##kind##_##nc(int64_t nb, const uint8_t *q, const struct col *cols,    \
+				       float *y, int64_t ldy, __mmask16 mask, int pf)               \
 	{                                                                                     \
-		tile(kind, nc, nb, qbytes, q, cols, y, ldy, mask, pf);                         \
+		tile(kind, nc, nb, q, cols, y, ldy, mask, pf);                                 \
 	}
 #define TILES(kind) TILE(kind, 1) TILE(kind, 2) TILE(kind, 3) TILE(kind, 4) \
 	TILE(kind, 5) TILE(kind, 6) TILE(kind, 7) TILE(kind, 8)
@@ -195,7 +203,7 @@ void dk_pack_gemm_avx512(const struct dk_pack *p, int64_t g0, int64_t g1, const 
 				int64_t left = p->nrows - g * DK_PACK_ROWS;
 				__mmask16 mask = left >= DK_PACK_ROWS ? (__mmask16)0xFFFF
 								      : (__mmask16)((1u << left) - 1);
-				tiles[kind][nc - 1](nb, p->qbytes, p->data + (size_t)g * p->gbytes, cols,
+				tiles[kind][nc - 1](nb, p->data + (size_t)g * p->gbytes, cols,
 						    y + (size_t)j * ldy + g * DK_PACK_ROWS, ldy, mask, j == 0);
 			}
 		}
