@@ -33,6 +33,7 @@
 #include "kv.h"
 #include "quant.h"
 #include "threadpool.h"
+#include "vec.h"
 #include "util/err.h"
 #include "util/sha256.h"
 
@@ -479,6 +480,7 @@ struct dk_ctx {
 				 * widened to float, blocks of [K rows][V rows] */
 	size_t att_wide_stride;
 	int32_t *att_runs;      /* batch index where run r starts; [n_runs] = n_tokens */
+	dk_vec_swiglu_fn swiglu; /* this CPU's kernel (vec.h) */
 	int32_t n_runs;
 	_Atomic int64_t att_next; /* next attention task (counts down) */
 
@@ -613,6 +615,7 @@ enum dk_status dk_ctx_new(struct dk_ctx **out, struct dk_model *m, const struct 
 		c->att_wide = xalloc(c->att_wide_stride * 4 * (size_t)p->n_threads, &scratch);
 	}
 	c->att_runs = xalloc(((size_t)NB + 1) * 4, &scratch);
+	c->swiglu = dk_vec_swiglu_kernel();
 	c->pool = dk_pool_new(p->n_threads);
 	if ((c->kv_esize == 2 && !c->att_wide) || !c->att_runs || !c->kv || !c->x || !c->xb || !c->xb2 || !c->q || !c->k || !c->v || !c->att || !c->hb ||
 	    !c->hb2 || !c->qx || !c->rope || !c->logits || !c->out_row || !c->out_idx ||
@@ -1123,10 +1126,7 @@ static void swiglu(void *arg, int ith, int nth)
 	struct dk_ctx *c = arg;
 	int64_t n = (int64_t)c->b->n_tokens * c->m->info.n_ff;
 	int64_t a = n * ith / nth, z = n * (ith + 1) / nth;
-	for (int64_t i = a; i < z; i++) {
-		float g = c->hb[i];
-		c->hb[i] = g / (1.0f + expf(-g)) * c->hb2[i];
-	}
+	c->swiglu(c->hb + a, c->hb2 + a, z - a);
 }
 
 static void residual(float *x, const float *d, int64_t n)
