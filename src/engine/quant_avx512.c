@@ -249,6 +249,71 @@ KINLINE void k5_q6_k(int64_t n, float *s, size_t ss, const void *vx, const void 
 }
 DOTN_DRIVER(dotn5_q6_k, k5_q6_k)
 
+/* Q8_0 and Q8_1 activations, 16 blocks at a time: the 16 block maxima go
+ * through one vector division, one reciprocal and one fp16 conversion (the
+ * reference's operations, lane by lane: same bytes), then each block is
+ * scaled, rounded half away from zero and narrowed with saturation.  Decode
+ * runs this on one thread while the other waits, so its cost counts
+ * twice; the AVX2 form spent two scalar divisions and a software fp16
+ * conversion per block. */
+KINLINE void q8_rows(const float *restrict x, void *restrict vy, int64_t n, const int q81)
+{
+	const int64_t nb = n / DK_QK;
+	const __m512 sign = _mm512_set1_ps(-0.0f);
+	for (int64_t b0 = 0; b0 < nb; b0 += 16) {
+		const int nv = nb - b0 < 16 ? (int)(nb - b0) : 16;
+		float am[16] __attribute__((aligned(64))) = { 0 };
+		for (int k = 0; k < nv; k++) {
+			const float *p = x + (b0 + k) * DK_QK;
+			__m512 m = _mm512_max_ps(_mm512_setzero_ps(), _mm512_andnot_ps(sign, _mm512_loadu_ps(p)));
+			m = _mm512_max_ps(m, _mm512_andnot_ps(sign, _mm512_loadu_ps(p + 16)));
+			am[k] = _mm512_reduce_max_ps(m);
+		}
+		__m512 d = _mm512_div_ps(_mm512_load_ps(am), _mm512_set1_ps(127.0f));
+		__mmask16 nz = _mm512_cmp_ps_mask(d, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+		__m512 id = _mm512_maskz_div_ps(nz, _mm512_set1_ps(1.0f), d);
+		float dv[16] __attribute__((aligned(64))), iv[16] __attribute__((aligned(64)));
+		uint16_t dh[16] __attribute__((aligned(32)));
+		_mm512_store_ps(dv, d);
+		_mm512_store_ps(iv, id);
+		_mm256_store_si256((__m256i *)dh,
+				   _mm512_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+		for (int k = 0; k < nv; k++) {
+			const float *p = x + (b0 + k) * DK_QK;
+			const __m512 mul = _mm512_set1_ps(iv[k]);
+			__m512i q[2];
+			for (int h = 0; h < 2; h++) {
+				__m512 v = _mm512_mul_ps(_mm512_loadu_ps(p + 16 * h), mul);
+				__m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+				__mmask16 up = _mm512_cmp_ps_mask(_mm512_andnot_ps(sign, _mm512_sub_ps(v, t)),
+								  _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+				__m512 one = _mm512_or_ps(_mm512_and_ps(v, sign), _mm512_set1_ps(1.0f));
+				q[h] = _mm512_cvtps_epi32(_mm512_mask_add_ps(t, up, t, one));
+			}
+			int8_t *qs;
+			if (q81) {
+				struct dk_block_q8_1 *y = (struct dk_block_q8_1 *)vy + b0 + k;
+				y->d = dh[k];
+				int sum = _mm512_reduce_add_epi32(_mm512_add_epi32(
+					_mm512_cvtepi8_epi32(_mm512_cvtsepi32_epi8(q[0])),
+					_mm512_cvtepi8_epi32(_mm512_cvtsepi32_epi8(q[1]))));
+				y->s = (uint16_t)_cvtss_sh((float)sum * dv[k],
+							   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+				qs = y->qs;
+			} else {
+				struct dk_block_q8_0 *y = (struct dk_block_q8_0 *)vy + b0 + k;
+				y->d = dh[k];
+				qs = y->qs;
+			}
+			_mm_storeu_si128((__m128i *)qs, _mm512_cvtsepi32_epi8(q[0]));
+			_mm_storeu_si128((__m128i *)(qs + 16), _mm512_cvtsepi32_epi8(q[1]));
+		}
+	}
+}
+
+static void q8_0_rows(const float *restrict x, void *restrict vy, int64_t n) { q8_rows(x, vy, n, 0); }
+static void q8_1_rows(const float *restrict x, void *restrict vy, int64_t n) { q8_rows(x, vy, n, 1); }
+
 static void set(struct dk_qtraits *t, dk_vec_dot_fn dot, dk_vec_dot_n_fn dotn)
 {
 	t->vec_dot = dot;
@@ -272,8 +337,8 @@ void dk_quant_install_avx512(struct dk_qtraits tab[DK_TYPE_COUNT])
 	set(&tab[DK_TYPE_Q6_K], dotn5_q6_k_1, dotn5_q6_k);
 	tab[DK_TYPE_F16].to_float = f16_to_float_f16c;
 	tab[DK_TYPE_F16].from_float = f16_from_float_f16c;
-	tab[DK_TYPE_Q8_0].from_float = q8_0_from_float_simd;
-	tab[DK_TYPE_Q8_1].from_float = q8_1_from_float_simd;
+	tab[DK_TYPE_Q8_0].from_float = q8_0_rows;
+	tab[DK_TYPE_Q8_1].from_float = q8_1_rows;
 	tab[DK_TYPE_Q8_K].from_float = q8_k_from_float_simd;
 }
 

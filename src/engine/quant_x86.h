@@ -720,7 +720,9 @@ KINLINE int q8_block(const float *x, uint16_t *hd, int8_t *qs, float *dout)
 	return hsum256i(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
 }
 
-static void q8_0_from_float_simd(const float *restrict x, void *restrict vy, int64_t n)
+/* the AVX2 level's Q8_0/Q8_1 quantisers (AVX-512 has its own, q8_rows) */
+__attribute__((unused)) static void q8_0_from_float_simd(const float *restrict x, void *restrict vy,
+							 int64_t n)
 {
 	struct dk_block_q8_0 *y = vy;
 	for (int64_t i = 0; i < n / DK_QK; i++) {
@@ -729,7 +731,8 @@ static void q8_0_from_float_simd(const float *restrict x, void *restrict vy, int
 	}
 }
 
-static void q8_1_from_float_simd(const float *restrict x, void *restrict vy, int64_t n)
+__attribute__((unused)) static void q8_1_from_float_simd(const float *restrict x, void *restrict vy,
+							 int64_t n)
 {
 	struct dk_block_q8_1 *y = vy;
 	for (int64_t i = 0; i < n / DK_QK; i++) {
