@@ -1,11 +1,12 @@
 /*
  * AVX-512 attention kernels; specification in attn.c (_ref).
  *
- * Heads are taken one at a time with the query (and then the output
- * accumulator) held in registers, 16 floats per vector: hd/16 fused
- * multiply-adds per key and head for the scores and as many for the
- * values.  The exponentials are computed 16 keys at a time by vexp below,
- * an elementwise function, so each (head, position) still gets the same
+ * The query heads of a KV head are taken one at a time, or in sets that
+ * share each K and V row (see SET_MAX), with the queries and then the
+ * output accumulators held in registers, 16 floats per vector.  The
+ * exponentials are computed 16 keys at a time by vexp below, an
+ * elementwise function, and the single-token kernel is the multi-token
+ * one with one token, so each (head, position) gets the same
  * instructions whatever the batch holds.
  */
 #include <immintrin.h>
@@ -49,28 +50,48 @@ KINLINE __m512 vexp(__m512 x)
 	return _mm512_scalef_ps(p, n);
 }
 
-/* Scores of keys j..j+3 (those below n) for a query held in qv: every key
- * goes through the same tree whichever slot it takes (a tail slot gets key
- * 0 again and its result is dropped).  Stored scaled into sc[j..]. */
-KINLINE void score4(const struct dk_attn_args *a, size_t esize, int hc, const __m512 *qv,
-		    int32_t j, int32_t n, float *sc)
+/* The query heads of a KV head can be taken in sets that share each K and
+ * V row (loaded once per set instead of once per head): at most SET_MAX
+ * heads of hd 64, so that the queries and the accumulators of a set fit
+ * the 32 registers.  Per head the arithmetic is the same whatever the set
+ * (test_attn test_groups), so sets are a choice of speed only: runs of a
+ * prompt, whose rows sit in L1, use them; a single token, whose rows come
+ * from memory, goes faster a head at a time (the lighter loop keeps more
+ * rows in flight). */
+#define SET_MAX 3
+
+/* Scores of keys j..j+3 (those below n) for the G heads whose queries are
+ * in qv[h*hc + c]; head h's row of scores is sc + h*ldsc.  Every (head,
+ * key) goes through the same tree whichever slot it takes and whatever G
+ * is (a tail slot gets key 0 again and its result is dropped). */
+KINLINE void score4(const struct dk_attn_args *a, size_t esize, int hc, int G, const __m512 *qv,
+		    int32_t j, int32_t n, float *sc, size_t ldsc)
 {
-	__m256 y[4];
+	__m256 y[SET_MAX][4];
 	for (int u = 0; u < 4; u++) {
 		const uint8_t *k = row(a, a->k_off, j + u < n ? j + u : 0);
-		__m512 t = _mm512_mul_ps(qv[0], load16(k, 0, esize));
-		for (int c = 1; c < hc; c++)
-			t = _mm512_fmadd_ps(qv[c], load16(k, c * 16, esize), t);
-		y[u] = _mm256_add_ps(_mm512_castps512_ps256(t),
-				     _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1)));
+		__m512 t[SET_MAX], k0 = load16(k, 0, esize);
+		for (int h = 0; h < G; h++)
+			t[h] = _mm512_mul_ps(qv[h * hc], k0);
+		for (int c = 1; c < hc; c++) {
+			__m512 kc = load16(k, c * 16, esize);
+			for (int h = 0; h < G; h++)
+				t[h] = _mm512_fmadd_ps(qv[h * hc + c], kc, t[h]);
+		}
+		for (int h = 0; h < G; h++)
+			y[h][u] = _mm256_add_ps(_mm512_castps512_ps256(t[h]),
+						_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t[h]), 1)));
 	}
-	__m256 h = _mm256_hadd_ps(_mm256_hadd_ps(y[0], y[1]), _mm256_hadd_ps(y[2], y[3]));
-	__m128 d = _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)),
-			      _mm_set1_ps(a->scale));
-	if (n - j >= 4)
-		_mm_storeu_ps(sc + j, d);
-	else
-		_mm_mask_storeu_ps(sc + j, (__mmask8)((1u << (n - j)) - 1), d);
+	for (int h = 0; h < G; h++) {
+		__m256 hh = _mm256_hadd_ps(_mm256_hadd_ps(y[h][0], y[h][1]),
+					   _mm256_hadd_ps(y[h][2], y[h][3]));
+		__m128 d = _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(hh), _mm256_extractf128_ps(hh, 1)),
+				      _mm_set1_ps(a->scale));
+		if (n - j >= 4)
+			_mm_storeu_ps(sc + (size_t)h * ldsc + j, d);
+		else
+			_mm_mask_storeu_ps(sc + (size_t)h * ldsc + j, (__mmask8)((1u << (n - j)) - 1), d);
+	}
 }
 
 /* sc[0..n) becomes exp(sc - max); returns 1 / their sum (summed in double,
@@ -94,127 +115,140 @@ KINLINE float softmax(float *sc, int32_t n)
 	return (float)(1.0 / _mm512_reduce_add_pd(_mm512_add_pd(s0, s1)));
 }
 
-/* values of keys j0..j1-1 (j0 even) into the two accumulators: even keys
- * into acc, odd into acc2, each in key order */
-KINLINE void values(const struct dk_attn_args *a, size_t esize, int hc, const float *sc,
-		    float inv, int32_t j0, int32_t j1, __m512 *acc, __m512 *acc2)
+/* Values of keys j0..j1-1 for G heads, vectors c0..c0+CS-1 of each: head
+ * h's vector c0+i accumulates even keys in acc[h*CS + i] and odd keys in
+ * acc2[h*CS + i], each in key order; so per head the order is the same
+ * whatever G and CS are.  Taking the vectors in slices of CS keeps a set's
+ * accumulators in registers. */
+KINLINE void values(const struct dk_attn_args *a, size_t esize, int G, int CS, int c0,
+		    const float *sc, size_t ldsc, const float *inv, int32_t j0, int32_t j1,
+		    __m512 *acc, __m512 *acc2)
 {
 	int32_t j = j0;
 	for (; j + 1 < j1; j += 2) {
 		const uint8_t *v0 = row(a, a->v_off, j), *v1 = row(a, a->v_off, j + 1);
-		__m512 p0 = _mm512_set1_ps(sc[j] * inv), p1 = _mm512_set1_ps(sc[j + 1] * inv);
-		for (int c = 0; c < hc; c++) {
-			acc[c] = _mm512_fmadd_ps(p0, load16(v0, c * 16, esize), acc[c]);
-			acc2[c] = _mm512_fmadd_ps(p1, load16(v1, c * 16, esize), acc2[c]);
+		__m512 p0[SET_MAX], p1[SET_MAX];
+		for (int h = 0; h < G; h++) {
+			p0[h] = _mm512_set1_ps(sc[(size_t)h * ldsc + j] * inv[h]);
+			p1[h] = _mm512_set1_ps(sc[(size_t)h * ldsc + j + 1] * inv[h]);
+		}
+		for (int i = 0; i < CS; i++) {
+			__m512 x0 = load16(v0, (c0 + i) * 16, esize), x1 = load16(v1, (c0 + i) * 16, esize);
+			for (int h = 0; h < G; h++) {
+				acc[h * CS + i] = _mm512_fmadd_ps(p0[h], x0, acc[h * CS + i]);
+				acc2[h * CS + i] = _mm512_fmadd_ps(p1[h], x1, acc2[h * CS + i]);
+			}
 		}
 	}
 	if (j < j1) {
 		const uint8_t *v0 = row(a, a->v_off, j);
-		__m512 p0 = _mm512_set1_ps(sc[j] * inv);
-		for (int c = 0; c < hc; c++)
-			acc[c] = _mm512_fmadd_ps(p0, load16(v0, c * 16, esize), acc[c]);
+		for (int h = 0; h < G; h++) {
+			__m512 p0 = _mm512_set1_ps(sc[(size_t)h * ldsc + j] * inv[h]);
+			for (int i = 0; i < CS; i++)
+				acc[h * CS + i] = _mm512_fmadd_ps(p0, load16(v0, (c0 + i) * 16, esize),
+								  acc[h * CS + i]);
+		}
 	}
 }
 
-/* one head: hc = hd/16 vectors, a compile-time constant where it matters */
-KINLINE void head(const struct dk_attn_args *a, size_t esize, int hc, const float *q, float *out,
-		  float *sc)
-{
-	const int32_t n = a->n;
-	__m512 qv[16], acc[16], acc2[16];
-	for (int c = 0; c < hc; c++)
-		qv[c] = _mm512_loadu_ps(q + c * 16);
-	for (int32_t j = 0; j < n; j += 4)
-		score4(a, esize, hc, qv, j, n, sc);
-	const float inv = softmax(sc, n);
-	for (int c = 0; c < hc; c++)
-		acc[c] = acc2[c] = _mm512_setzero_ps();
-	values(a, esize, hc, sc, inv, 0, n, acc, acc2);
-	for (int c = 0; c < hc; c++)
-		_mm512_storeu_ps(out + c * 16, _mm512_add_ps(acc[c], acc2[c]));
-}
-
-/* Many tokens' query rows over shared keys (dk_attn_multi_args): the same
- * per-row steps as head(), but keys taken in chunks that stay in L1 while
- * every row uses them, instead of each row streaming all keys from L2.
- * Scores of all rows are kept (scratch), then each row's softmax, then
- * the values chunk by chunk with each row's two accumulators parked in
- * scratch between chunks: per row, the same operations in the same order. */
-KINLINE void multi(const struct dk_attn_multi_args *m, size_t esize, int hc)
+/* Many tokens' query rows over shared keys (dk_attn_multi_args), also the
+ * single-token kernel (nt = 1), for the set of G heads from head g0.  Keys
+ * are taken in chunks that stay in L1 while every row uses them, instead
+ * of each row streaming all keys from L2.  Scores of all rows are kept
+ * (scratch), then each row's softmax, then the values chunk by chunk with
+ * each row's accumulators parked in scratch between chunks: per row, the
+ * same operations in the same order whatever nt, G, the chunking or the
+ * other rows are. */
+KINLINE void multi_set(const struct dk_attn_multi_args *m, size_t esize, int hc, int G, int32_t g0)
 {
 	const struct dk_attn_args *a = &m->a;
-	const int32_t hd = a->hd, nq = a->nq, rows = m->nt * nq;
+	const int32_t hd = a->hd, nq = a->nq;
 	const int32_t nmax = m->nk[m->nt - 1];
-	const size_t ldsc = ((size_t)nmax + 15) & ~(size_t)15;
-	float *sc = a->scratch, *park = sc + (size_t)rows * ldsc;
+	const size_t ldsc = ((size_t)nmax + 15) & ~(size_t)15, ldp = 2 * (size_t)hd + 16;
+	float *sc = a->scratch, *park = sc + (size_t)m->nt * nq * ldsc;
 	/* keys per chunk: K (then V) rows of one chunk fill about 16 KiB */
 	int32_t ch = (int32_t)(16384 / ((size_t)hd * esize)) & ~15;
 	if (ch < 16)
 		ch = 16;
 	for (int32_t j0 = 0; j0 < nmax; j0 += ch) {
-		for (int32_t r = 0; r < rows; r++) {
-			int32_t t = r / nq, g = r % nq, n = m->nk[t];
+		for (int32_t t = 0; t < m->nt; t++) {
+			int32_t n = m->nk[t];
 			if (j0 >= n)
 				continue;
-			const float *q = a->q + (size_t)t * m->q_stride + (size_t)g * hd;
-			__m512 qv[16];
-			for (int c = 0; c < hc; c++)
-				qv[c] = _mm512_loadu_ps(q + c * 16);
-			int32_t j1 = j0 + ch < n ? j0 + ch : n;
-			for (int32_t j = j0; j < j1; j += 4)
-				score4(a, esize, hc, qv, j, n, sc + (size_t)r * ldsc);
-		}
-	}
-	for (int32_t r = 0; r < rows; r++)
-		park[(size_t)r * (2 * hd + 16)] = softmax(sc + (size_t)r * ldsc, m->nk[r / nq]);
-	for (int32_t j0 = 0; j0 < nmax; j0 += ch) {
-		for (int32_t r = 0; r < rows; r++) {
-			int32_t t = r / nq, g = r % nq, n = m->nk[t];
-			if (j0 >= n)
-				continue;
-			float *pr = park + (size_t)r * (2 * hd + 16);
-			float inv = pr[0];
-			float *pa = pr + 16, *pb = pr + 16 + hd;
-			__m512 acc[16], acc2[16];
-			for (int c = 0; c < hc; c++) {
-				acc[c] = j0 ? _mm512_loadu_ps(pa + c * 16) : _mm512_setzero_ps();
-				acc2[c] = j0 ? _mm512_loadu_ps(pb + c * 16) : _mm512_setzero_ps();
-			}
-			int32_t j1 = j0 + ch < n ? j0 + ch : n;
-			values(a, esize, hc, sc + (size_t)r * ldsc, inv, j0, j1, acc, acc2);
-			if (j1 < n) {
-				for (int c = 0; c < hc; c++) {
-					_mm512_storeu_ps(pa + c * 16, acc[c]);
-					_mm512_storeu_ps(pb + c * 16, acc2[c]);
-				}
-			} else {
-				float *out = a->out + (size_t)t * m->out_stride + (size_t)g * hd;
+			__m512 qv[SET_MAX * 16];
+			for (int h = 0; h < G; h++) {
+				const float *q = a->q + (size_t)t * m->q_stride + (size_t)(g0 + h) * hd;
 				for (int c = 0; c < hc; c++)
-					_mm512_storeu_ps(out + c * 16, _mm512_add_ps(acc[c], acc2[c]));
+					qv[h * hc + c] = _mm512_loadu_ps(q + c * 16);
+			}
+			int32_t j1 = j0 + ch < n ? j0 + ch : n;
+			float *s = sc + ((size_t)t * nq + g0) * ldsc;
+			for (int32_t j = j0; j < j1; j += 4)
+				score4(a, esize, hc, G, qv, j, n, s, ldsc);
+		}
+	}
+	for (int32_t t = 0; t < m->nt; t++)
+		for (int h = 0; h < G; h++) {
+			size_t r = (size_t)t * nq + g0 + h;
+			park[r * ldp] = softmax(sc + r * ldsc, m->nk[t]);
+		}
+	/* vectors per slice of the values: two accumulators per head and vector */
+	const int CS = G == 1 ? hc : G == 2 ? 4 : 2;
+	for (int32_t j0 = 0; j0 < nmax; j0 += ch) {
+		for (int32_t t = 0; t < m->nt; t++) {
+			int32_t n = m->nk[t];
+			if (j0 >= n)
+				continue;
+			float *pr = park + ((size_t)t * nq + g0) * ldp;
+			const float *s = sc + ((size_t)t * nq + g0) * ldsc;
+			int32_t j1 = j0 + ch < n ? j0 + ch : n;
+			float inv[SET_MAX];
+			for (int h = 0; h < G; h++)
+				inv[h] = pr[(size_t)h * ldp];
+			for (int c0 = 0; c0 < hc; c0 += CS) {
+				__m512 acc[SET_MAX * 16], acc2[SET_MAX * 16];
+				for (int h = 0; h < G; h++)
+					for (int i = 0; i < CS; i++) {
+						const float *pa = pr + (size_t)h * ldp + 16 + (c0 + i) * 16;
+						acc[h * CS + i] = j0 ? _mm512_loadu_ps(pa) : _mm512_setzero_ps();
+						acc2[h * CS + i] = j0 ? _mm512_loadu_ps(pa + hd) : _mm512_setzero_ps();
+					}
+				values(a, esize, G, CS, c0, s, ldsc, inv, j0, j1, acc, acc2);
+				for (int h = 0; h < G; h++)
+					for (int i = 0; i < CS; i++) {
+						float *pa = pr + (size_t)h * ldp + 16 + (c0 + i) * 16;
+						if (j1 < n) {
+							_mm512_storeu_ps(pa, acc[h * CS + i]);
+							_mm512_storeu_ps(pa + hd, acc2[h * CS + i]);
+						} else {
+							_mm512_storeu_ps(a->out + (size_t)t * m->out_stride +
+										 (size_t)(g0 + h) * hd + (c0 + i) * 16,
+									 _mm512_add_ps(acc[h * CS + i], acc2[h * CS + i]));
+						}
+					}
 			}
 		}
 	}
 }
 
-KINLINE void attn(const struct dk_attn_args *a, size_t esize)
+/* the query heads of a KV head in sets of as equal sizes as SET_MAX allows
+ * (4 heads: 2 + 2, not 3 + 1), each set on its compile-time path */
+KINLINE void multi(const struct dk_attn_multi_args *m, size_t esize, int hc)
 {
-	const int32_t hd = a->hd;
-	for (int32_t g = 0; g < a->nq; g++) {
-		const float *q = a->q + (size_t)g * hd;
-		float *out = a->out + (size_t)g * hd;
-		if (hd == 64)
-			head(a, esize, 4, q, out, a->scratch);
-		else if (hd == 128)
-			head(a, esize, 8, q, out, a->scratch);
-		else if (hd <= 256)
-			head(a, esize, hd / 16, q, out, a->scratch);
+	const int32_t nq = m->a.nq;
+	const int32_t smax = hc == 4 && m->nt > 1 ? SET_MAX : 1;
+	const int32_t nsets = (nq + smax - 1) / smax;
+	for (int32_t s = 0, g0 = 0; s < nsets; s++) {
+		int32_t G = (nq - g0 + (nsets - s) - 1) / (nsets - s);
+		if (hc == 4 && G == 3)
+			multi_set(m, esize, 4, 3, g0);
+		else if (hc == 4 && G == 2)
+			multi_set(m, esize, 4, 2, g0);
 		else
-			break; /* dk_attn_kernel never picks this kernel there */
+			multi_set(m, esize, hc, 1, g0);
+		g0 += G;
 	}
 }
-
-void dk_attn_f32_avx512(const struct dk_attn_args *a) { attn(a, 4); }
-void dk_attn_f16_avx512(const struct dk_attn_args *a) { attn(a, 2); }
 
 KINLINE void attn_multi(const struct dk_attn_multi_args *m, size_t esize)
 {
@@ -222,9 +256,21 @@ KINLINE void attn_multi(const struct dk_attn_multi_args *m, size_t esize)
 		multi(m, esize, 4);
 	else if (m->a.hd == 128)
 		multi(m, esize, 8);
-	else
+	else if (m->a.hd <= 256)
 		multi(m, esize, m->a.hd / 16);
+	/* larger heads: dk_attn_kernel never picks these kernels there */
 }
+
+/* one token: the multi-token kernel with nt = 1, so that a token gets the
+ * same bits alone as in a run */
+KINLINE void attn(const struct dk_attn_args *a, size_t esize)
+{
+	const struct dk_attn_multi_args m = { .a = *a, .nt = 1, .nk = &a->n };
+	attn_multi(&m, esize);
+}
+
+void dk_attn_f32_avx512(const struct dk_attn_args *a) { attn(a, 4); }
+void dk_attn_f16_avx512(const struct dk_attn_args *a) { attn(a, 2); }
 
 void dk_attn_multi_f32_avx512(const struct dk_attn_multi_args *m) { attn_multi(m, 4); }
 void dk_attn_multi_f16_avx512(const struct dk_attn_multi_args *m) { attn_multi(m, 2); }
