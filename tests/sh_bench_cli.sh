@@ -78,6 +78,25 @@ if sp.get("prefix_hit_rate_cache_off") != 0:
 b = d.get("bounds", {})
 for k in ("sgemm_gflops", "read_gbps", "prefill_roofline_ratio", "decode_roofline_ratio"):
     pos("bounds." + k, b.get(k))
+# the int8 bound: 0 where the CPU has no packed kernel, else measured, and
+# the batch ratio taken at the largest batch of at most 16 sequences
+i8 = b.get("int8_gops")
+if i8 == 0:
+    if b.get("batch_roofline_ratio", 0) != -1:
+        bad.append("batch_roofline_ratio without an int8 bound")
+else:
+    for k in ("int8_gops", "prefill_int8_ratio", "batch_roofline_ratio"):
+        pos("bounds." + k, b.get(k))
+    want = max(int(s) for s in bt if int(s) <= 16)
+    if b.get("batch_roofline_sequences") != want:
+        bad.append(f"batch_roofline_sequences {b.get('batch_roofline_sequences')} != {want}")
+    if isinstance(i8, (int, float)) and isinstance(b.get("batch_roofline_ratio"), float):
+        # ratio / aggregate is the work per token over the bound: the same
+        # for pp512 against prefill_int8_ratio (which leaves the logits out)
+        per_tok = b["batch_roofline_ratio"] / bt[str(want)] * i8 * 1e9
+        pre_tok = b["prefill_int8_ratio"] / d["pp512"] * i8 * 1e9
+        if not pre_tok < per_tok < 3 * pre_tok:
+            bad.append(f"ops per token: batch {per_tok:.3g}, prefill {pre_tok:.3g}")
 det = d.get("deterministic", {})
 for k in ("tg128_on", "tg128_off", "batch_tg_on", "batch_tg_off"):
     pos("deterministic." + k, det.get(k))

@@ -4,7 +4,11 @@
  * matrix-multiply throughput, single-sequence decode by memory bandwidth
  * (every weight is read once per token).
  *
- * Both functions run for a noticeable time (tens to hundreds of ms at the
+ * Batched decode is bound by the engine's own integer matrix kernel once
+ * there are enough sequences to reuse each weight many times, so that bound
+ * is measured too (on weights that stay in cache).
+ *
+ * All functions run for a noticeable time (tens to hundreds of ms at the
  * default sizes) and use `threads` threads; they are for benchmarks only.
  */
 #ifndef DOCKET_BOUNDS_H
@@ -27,5 +31,14 @@ double dk_bounds_sgemm_gflops(int n, int threads, int reps);
  * level cache (the bench uses 1 GiB).  Returns -1 when out of memory, when a
  * thread cannot be started or on bad arguments. */
 double dk_bounds_read_gbps(size_t bytes, int threads, int reps);
+
+/* Throughput of the engine's packed int8 (VNNI) matrix kernel in GOP/s
+ * (2 operations per multiply-add), on a 1024x1024 Q4_0 matrix times 16
+ * Q8_0 activation rows, split by rows over `threads` pthreads: the weights
+ * stay in L2, so this is the compute bound of batched decode and prefill
+ * on such files.  Best of reps passes after a warm-up.  Returns 0 when
+ * this CPU has no packed kernel (then nothing is measured), -1 when out of
+ * memory, when a thread cannot be started or on bad arguments. */
+double dk_bounds_int8_gops(int threads, int reps);
 
 #endif

@@ -19,10 +19,15 @@
  *             runs with the cache off, so the two are comparable.
  *             --shared-only runs this alone, cache on (for comparisons
  *             with a server: bench/vs-llama-server.sh).
- *   bounds    OpenBLAS SGEMM GFLOP/s and streaming read GB/s with the same
- *             threads; prefill_roofline_ratio = pp512 * 2 * matmul params /
- *             sgemm flops, decode_roofline_ratio = tg128 * weight bytes /
- *             read bandwidth.
+ *   bounds    OpenBLAS SGEMM GFLOP/s, streaming read GB/s and the engine's
+ *             int8 kernel GOP/s on cached Q4_0 weights (0 where this CPU
+ *             has none), with the same threads; prefill_roofline_ratio =
+ *             pp512 * 2 * matmul params / sgemm flops (prefill_int8_ratio
+ *             the same over the int8 bound), decode_roofline_ratio = tg128 *
+ *             weight bytes / read bandwidth, batch_roofline_ratio = the
+ *             aggregate at the largest batch of 16 or fewer * 2 * (matmul
+ *             params + output projection) / int8 ops: batched decode
+ *             multiplies every token by every weight, logits included.
  *
  * Progress goes to stderr; stdout holds the table, or one JSON object.
  * Token ids are pseudo-random (seeded), so speed does not depend on text.
@@ -582,12 +587,14 @@ int dk_cmd_bench(int argc, char **argv)
 	}
 
 	/* ---- bounds ---- */
-	double gflops = -1, gbps = -1;
+	double gflops = -1, gbps = -1, i8 = -1;
 	if (!o.no_bounds) {
 		progress(&o, "bounds: sgemm %d", z.gemm_n);
 		gflops = dk_bounds_sgemm_gflops(z.gemm_n, o.threads, o.reps);
 		progress(&o, "bounds: read %zu MiB", z.read_bytes >> 20);
 		gbps = dk_bounds_read_gbps(z.read_bytes, o.threads, o.reps);
+		progress(&o, "bounds: int8 kernel");
+		i8 = dk_bounds_int8_gops(o.threads, o.reps);
 	}
 	int64_t qd = (int64_t)mi->n_head * mi->head_dim, kvd = (int64_t)mi->n_head_kv * mi->head_dim;
 	/* Weights each prompt token is multiplied by; the output projection runs
@@ -597,6 +604,13 @@ int dk_cmd_bench(int argc, char **argv)
 					    (int64_t)mi->n_embd * mi->n_ff * 3);
 	double pre_ratio = gflops > 0 && pp_l > 0 ? pp_l * 2.0 * (double)matmul_params / (gflops * 1e9) : -1;
 	double dec_ratio = gbps > 0 ? tg * (double)mi->weight_bytes / (gbps * 1e9) : -1;
+	double pre_i8_ratio = i8 > 0 && pp_l > 0 ? pp_l * 2.0 * (double)matmul_params / (i8 * 1e9) : -1;
+	int bi = -1; /* the largest batch of 16 sequences or fewer */
+	for (int i = 0; i < z.n_batch_s; i++)
+		if (z.batch_s[i] <= 16 && btg[i] > 0)
+			bi = i;
+	double batch_ops = 2.0 * ((double)matmul_params + (double)mi->n_vocab * (double)mi->n_embd);
+	double batch_ratio = i8 > 0 && bi >= 0 ? btg[bi] * batch_ops / (i8 * 1e9) : -1;
 
 	int level = dk_quant_level();
 	const char *tname = dk_ttype_name(mi->wtype);
@@ -675,6 +689,11 @@ int dk_cmd_bench(int argc, char **argv)
 		json_object_set_new(jo, "read_bytes", json_integer((json_int_t)z.read_bytes));
 		json_object_set_new(jo, "prefill_roofline_ratio", jratio(pre_ratio));
 		json_object_set_new(jo, "decode_roofline_ratio", jratio(dec_ratio));
+		json_object_set_new(jo, "int8_gops", jnum(i8));
+		json_object_set_new(jo, "prefill_int8_ratio", jratio(pre_i8_ratio));
+		json_object_set_new(jo, "batch_roofline_ratio", jratio(batch_ratio));
+		json_object_set_new(jo, "batch_roofline_sequences",
+				    json_integer(bi >= 0 ? z.batch_s[bi] : -1));
 		json_object_set_new(j, "bounds", jo);
 		json_t *jz = json_object();
 		json_object_set_new(jz, "pp128", json_integer(z.pp_small));
@@ -730,6 +749,13 @@ int dk_cmd_bench(int argc, char **argv)
 			       2.0 * (double)matmul_params * 1e-9);
 			printf("  decode roofline  %.3f (%s at %.1f MiB/token)\n", dec_ratio, k_t,
 			       (double)mi->weight_bytes / (1 << 20));
+			if (i8 > 0) {
+				printf("int8 kernel %.1f GOP/s (cached Q4_0 weights)\n", i8);
+				printf("  prefill int8     %.3f\n", pre_i8_ratio);
+				if (bi >= 0)
+					printf("  batch roofline   %.3f (batch_tg x%d at %.2f GOP/token)\n",
+					       batch_ratio, z.batch_s[bi], batch_ops * 1e-9);
+			}
 		}
 	}
 	rc = DK_EXIT_OK;

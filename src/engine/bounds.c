@@ -7,6 +7,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "engine/pack.h"
+#include "engine/quant.h"
+
 static double now_s(void)
 {
 	struct timespec ts;
@@ -162,5 +165,91 @@ double dk_bounds_read_gbps(size_t bytes, int threads, int reps)
 	}
 	(void)sink;
 	free(arr);
+	return best;
+}
+
+/* int8 bound: a matrix small enough for L2, many passes per timing */
+enum { I8_ROWS = 1024, I8_COLS = 1024, I8_T = 16, I8_PASSES = 256 };
+
+struct i8_job {
+	const struct dk_pack *p;
+	int64_t g0, g1;
+	const void *xq;
+	size_t xrow;
+	float *y;
+};
+
+static void *i8_worker(void *arg)
+{
+	struct i8_job *j = arg;
+	for (int r = 0; r < I8_PASSES; r++)
+		dk_pack_gemm(j->p, j->g0, j->g1, j->xq, j->xrow, I8_T, j->y, I8_ROWS);
+	return NULL;
+}
+
+double dk_bounds_int8_gops(int threads, int reps)
+{
+	if (threads < 1 || threads > 256 || reps < 1)
+		return -1;
+	if (!dk_pack_supported(DK_TYPE_Q4_0))
+		return 0;
+	const struct dk_qtraits *wt = dk_quant_traits(DK_TYPE_Q4_0);
+	const struct dk_qtraits *at = dk_quant_traits(DK_TYPE_Q8_0);
+	size_t wrow = dk_ttype_row_bytes(DK_TYPE_Q4_0, I8_COLS);
+	size_t xrow = dk_ttype_row_bytes(DK_TYPE_Q8_0, I8_COLS);
+	float *f = malloc((size_t)I8_COLS * sizeof *f);
+	uint8_t *w = malloc(wrow * I8_ROWS), *xq = malloc(xrow * I8_T);
+	float *y = malloc((size_t)I8_ROWS * I8_T * sizeof *y);
+	struct i8_job *jobs = calloc((size_t)threads, sizeof *jobs);
+	pthread_t *tid = calloc((size_t)threads, sizeof *tid);
+	struct dk_pack *p = NULL;
+	double best = -1;
+	if (!f || !w || !xq || !y || !jobs || !tid)
+		goto out;
+	uint32_t s = 777;
+	for (int r = 0; r < I8_ROWS + I8_T; r++) {
+		for (int i = 0; i < I8_COLS; i++) {
+			s = s * 1664525u + 1013904223u;
+			f[i] = (float)(s >> 8) / (float)(1u << 23) - 1.0f;
+		}
+		if (r < I8_ROWS)
+			wt->from_float(f, w + (size_t)r * wrow, I8_COLS);
+		else
+			at->from_float(f, xq + (size_t)(r - I8_ROWS) * xrow, I8_COLS);
+	}
+	if (!(p = dk_pack_new(DK_TYPE_Q4_0, w, wrow, I8_COLS, I8_ROWS)))
+		goto out;
+	int64_t G = dk_pack_groups(p);
+	for (int i = 0; i < threads; i++)
+		jobs[i] = (struct i8_job){ .p = p, .g0 = G * i / threads, .g1 = G * (i + 1) / threads,
+					   .xq = xq, .xrow = xrow, .y = y };
+	best = 0;
+	for (int r = -1; r < reps; r++) {
+		double t0 = now_s();
+		int started = 0;
+		for (int i = 0; i < threads; i++) {
+			if (pthread_create(&tid[i], NULL, i8_worker, &jobs[i]) != 0)
+				break;
+			started++;
+		}
+		for (int i = 0; i < started; i++)
+			pthread_join(tid[i], NULL);
+		double dt = now_s() - t0;
+		if (started < threads) {
+			best = -1;
+			break;
+		}
+		double g = 2.0 * I8_ROWS * I8_COLS * I8_T * I8_PASSES / dt * 1e-9;
+		if (r >= 0 && g > best)
+			best = g;
+	}
+out:
+	dk_pack_free(p);
+	free(f);
+	free(w);
+	free(xq);
+	free(y);
+	free(jobs);
+	free(tid);
 	return best;
 }
