@@ -954,6 +954,7 @@ static void qkv_store(void *arg, int ith, int nth)
 	struct dk_ctx *c = arg;
 	const struct dk_model_info *hp = &c->m->info;
 	int32_t QD = hp->n_head * hp->head_dim, KD = c->kv_dim;
+	const dk_from_float_fn to_f16 = dk_quant_traits(DK_TYPE_F16)->from_float;
 	for (int32_t t = ith; t < c->b->n_tokens; t += nth) {
 		const float *cs = c->rope + (size_t)t * hp->n_rot;
 		float *q = c->q + (size_t)t * QD, *k = c->k + (size_t)t * KD, *v = c->v + (size_t)t * KD;
@@ -964,11 +965,9 @@ static void qkv_store(void *arg, int ith, int nth)
 		uint8_t *kd = (uint8_t *)kv_k(c, blk, c->layer, pos % DK_KV_BLOCK);
 		uint8_t *vd = (uint8_t *)kv_v(c, blk, c->layer, pos % DK_KV_BLOCK);
 		if (c->kv_esize == 2) {
-			uint16_t *k16 = (uint16_t *)kd, *v16 = (uint16_t *)vd;
-			for (int32_t i = 0; i < KD; i++) {
-				k16[i] = dk_fp32_to_fp16(k[i]);
-				v16[i] = dk_fp32_to_fp16(v[i]);
-			}
+			/* the F16 level's converter: the reference's bytes, vectorised */
+			to_f16(k, kd, KD);
+			to_f16(v, vd, KD);
 		} else {
 			memcpy(kd, k, (size_t)KD * 4);
 			memcpy(vd, v, (size_t)KD * 4);
