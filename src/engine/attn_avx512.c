@@ -94,9 +94,11 @@ KINLINE void score4(const struct dk_attn_args *a, size_t esize, int hc, int G, c
 	}
 }
 
-/* sc[0..n) becomes exp(sc - max); returns 1 / their sum (summed in double,
- * 16 keys at a time from key 0). */
-KINLINE float softmax(float *sc, int32_t n)
+/* sc[0..n) becomes exp(sc - max) * inv, where inv = 1 / the sum of the
+ * exponentials (summed in double, 16 keys at a time from key 0): each
+ * p = e * inv is the product the values loop would form per key, formed
+ * once here instead of once per slice of every set. */
+KINLINE void softmax(float *sc, int32_t n)
 {
 	__m512 mx16 = _mm512_set1_ps(-INFINITY);
 	for (int32_t j = 0; j < n; j += 16) {
@@ -112,7 +114,11 @@ KINLINE float softmax(float *sc, int32_t n)
 		s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
 		s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
 	}
-	return (float)(1.0 / _mm512_reduce_add_pd(_mm512_add_pd(s0, s1)));
+	const __m512 inv = _mm512_set1_ps((float)(1.0 / _mm512_reduce_add_pd(_mm512_add_pd(s0, s1))));
+	for (int32_t j = 0; j < n; j += 16) {
+		__mmask16 k = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+		_mm512_mask_storeu_ps(sc + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, sc + j), inv));
+	}
 }
 
 /* Values of keys j0..j1-1 for G heads, vectors c0..c0+CS-1 of each: head
@@ -121,16 +127,15 @@ KINLINE float softmax(float *sc, int32_t n)
  * whatever G and CS are.  Taking the vectors in slices of CS keeps a set's
  * accumulators in registers. */
 KINLINE void values(const struct dk_attn_args *a, size_t esize, int G, int CS, int c0,
-		    const float *sc, size_t ldsc, const float *inv, int32_t j0, int32_t j1,
-		    __m512 *acc, __m512 *acc2)
+		    const float *sc, size_t ldsc, int32_t j0, int32_t j1, __m512 *acc, __m512 *acc2)
 {
 	int32_t j = j0;
 	for (; j + 1 < j1; j += 2) {
 		const uint8_t *v0 = row(a, a->v_off, j), *v1 = row(a, a->v_off, j + 1);
 		__m512 p0[SET_MAX], p1[SET_MAX];
 		for (int h = 0; h < G; h++) {
-			p0[h] = _mm512_set1_ps(sc[(size_t)h * ldsc + j] * inv[h]);
-			p1[h] = _mm512_set1_ps(sc[(size_t)h * ldsc + j + 1] * inv[h]);
+			p0[h] = _mm512_set1_ps(sc[(size_t)h * ldsc + j]);
+			p1[h] = _mm512_set1_ps(sc[(size_t)h * ldsc + j + 1]);
 		}
 		for (int i = 0; i < CS; i++) {
 			__m512 x0 = load16(v0, (c0 + i) * 16, esize), x1 = load16(v1, (c0 + i) * 16, esize);
@@ -143,7 +148,7 @@ KINLINE void values(const struct dk_attn_args *a, size_t esize, int G, int CS, i
 	if (j < j1) {
 		const uint8_t *v0 = row(a, a->v_off, j);
 		for (int h = 0; h < G; h++) {
-			__m512 p0 = _mm512_set1_ps(sc[(size_t)h * ldsc + j] * inv[h]);
+			__m512 p0 = _mm512_set1_ps(sc[(size_t)h * ldsc + j]);
 			for (int i = 0; i < CS; i++)
 				acc[h * CS + i] = _mm512_fmadd_ps(p0, load16(v0, (c0 + i) * 16, esize),
 								  acc[h * CS + i]);
@@ -190,7 +195,7 @@ KINLINE void multi_set(const struct dk_attn_multi_args *m, size_t esize, int hc,
 	for (int32_t t = 0; t < m->nt; t++)
 		for (int h = 0; h < G; h++) {
 			size_t r = (size_t)t * nq + g0 + h;
-			park[r * ldp] = softmax(sc + r * ldsc, m->nk[t]);
+			softmax(sc + r * ldsc, m->nk[t]);
 		}
 	/* vectors per slice of the values: two accumulators per head and vector */
 	const int CS = G == 1 ? hc : G == 2 ? 4 : 2;
@@ -202,9 +207,6 @@ KINLINE void multi_set(const struct dk_attn_multi_args *m, size_t esize, int hc,
 			float *pr = park + ((size_t)t * nq + g0) * ldp;
 			const float *s = sc + ((size_t)t * nq + g0) * ldsc;
 			int32_t j1 = j0 + ch < n ? j0 + ch : n;
-			float inv[SET_MAX];
-			for (int h = 0; h < G; h++)
-				inv[h] = pr[(size_t)h * ldp];
 			for (int c0 = 0; c0 < hc; c0 += CS) {
 				__m512 acc[SET_MAX * 16], acc2[SET_MAX * 16];
 				for (int h = 0; h < G; h++)
@@ -213,7 +215,7 @@ KINLINE void multi_set(const struct dk_attn_multi_args *m, size_t esize, int hc,
 						acc[h * CS + i] = j0 ? _mm512_loadu_ps(pa) : _mm512_setzero_ps();
 						acc2[h * CS + i] = j0 ? _mm512_loadu_ps(pa + hd) : _mm512_setzero_ps();
 					}
-				values(a, esize, G, CS, c0, s, ldsc, inv, j0, j1, acc, acc2);
+				values(a, esize, G, CS, c0, s, ldsc, j0, j1, acc, acc2);
 				for (int h = 0; h < G; h++)
 					for (int i = 0; i < CS; i++) {
 						float *pa = pr + (size_t)h * ldp + 16 + (c0 + i) * 16;
