@@ -4,16 +4,17 @@
  * The query heads of a KV head are taken one at a time, or in sets that
  * share each K and V row (see SET_MAX), with the queries and then the
  * output accumulators held in registers, 16 floats per vector.  The
- * exponentials are computed 16 keys at a time by vexp below, an
- * elementwise function, and the single-token kernel is the multi-token
- * one with one token, so each (head, position) gets the same
- * instructions whatever the batch holds.
+ * exponentials are computed 16 keys at a time by dk_vexp512
+ * (vexp_avx512.h), an elementwise function, and the single-token kernel
+ * is the multi-token one with one token, so each (head, position) gets
+ * the same instructions whatever the batch holds.
  */
 #include <immintrin.h>
 #include <math.h>
 
 #include "attn.h"
 #include "kv.h"
+#include "vexp_avx512.h"
 
 #define KINLINE static inline __attribute__((always_inline))
 
@@ -28,26 +29,6 @@ KINLINE __m512 load16(const uint8_t *r, int32_t i, size_t esize)
 	if (esize == 2)
 		return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(r + (size_t)i * 2)));
 	return _mm512_loadu_ps((const float *)r + i);
-}
-
-/* e^x for x <= 0 (softmax arguments): x = n ln2 + r, |r| <= ln2/2, e^r by
- * its degree-6 Taylor polynomial (relative error < 2e-7 there), times 2^n.
- * Arguments below -104 give 0, as expf's do to float precision. */
-KINLINE __m512 vexp(__m512 x)
-{
-	x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
-	__m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-					_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-	__m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-	r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-	__m512 p = _mm512_set1_ps(1.0f / 720);
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-	return _mm512_scalef_ps(p, n);
 }
 
 /* The query heads of a KV head can be taken in sets that share each K and
@@ -109,7 +90,7 @@ KINLINE void softmax(float *sc, int32_t n)
 	__m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
 	for (int32_t j = 0; j < n; j += 16) {
 		__mmask16 k = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
-		__m512 e = _mm512_maskz_mov_ps(k, vexp(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, sc + j), m)));
+		__m512 e = _mm512_maskz_mov_ps(k, dk_vexp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, sc + j), m)));
 		_mm512_mask_storeu_ps(sc + j, k, e);
 		s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
 		s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));

@@ -4,7 +4,7 @@
 
 #include "vec.h"
 
-/* e^x as in vec_avx512.c, with 2^n built in the exponent bits: x is held
+/* e^x as dk_vexp512 (vexp_avx512.h), with 2^n built in the exponent bits: x is held
  * to [-87, 88] so that n stays a normal exponent.  Past that the SwiGLU
  * result is already g * u (below), or (above, where the reference gives
  * 0 or a denormal) smaller than 1e-35 |u| for any gate a model makes. */
