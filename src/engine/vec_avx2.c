@@ -4,10 +4,11 @@
 
 #include "vec.h"
 
-/* e^x as dk_vexp512 (vexp_avx512.h), with 2^n built in the exponent bits: x is held
- * to [-87, 88] so that n stays a normal exponent.  Past that the SwiGLU
- * result is already g * u (below), or (above, where the reference gives
- * 0 or a denormal) smaller than 1e-35 |u| for any gate a model makes. */
+/* e^x as dk_vexp512 (vexp_avx512.h), with 2^n built in the exponent
+ * bits: x is held to [-87, 88] so that n stays a normal exponent.  Past
+ * that the SwiGLU result is already g * u (below), or (above, where the
+ * reference gives 0 or a denormal) smaller than 1e-35 |u| for any gate a
+ * model makes. */
 static inline __m256 vexp(__m256 x)
 {
 	x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
