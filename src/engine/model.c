@@ -494,6 +494,7 @@ struct dk_ctx {
 	enum dk_ttype qx_type;
 	int32_t qx_T;
 	const struct dk_qtraits *norm_dt; /* norm passes: convert rows to this too */
+	bool norm_add;          /* norm passes: first add xb2 into x (the residual) */
 	char err[DK_ERRMSG_MAX];
 };
 
@@ -1083,6 +1084,12 @@ static void attention(void *arg, int ith, int nth)
 /* rmsnorm of every token's row into xb, each row then converted to the
  * next matrix's activation format (c->norm_dt, NULL = none) by the thread
  * that normalised it: the same rows as mm_convert, one hand-off fewer */
+static void residual(float *x, const float *d, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		x[i] += d[i];
+}
+
 static void norm_rows_with(struct dk_ctx *c, const float *w, int ith, int nth)
 {
 	const struct dk_model_info *hp = &c->m->info;
@@ -1090,6 +1097,8 @@ static void norm_rows_with(struct dk_ctx *c, const float *w, int ith, int nth)
 	const struct dk_qtraits *dt = c->norm_dt;
 	size_t xrow = dt ? dk_ttype_row_bytes(dt->type, E) : 0;
 	for (int32_t t = ith; t < c->b->n_tokens; t += nth) {
+		if (c->norm_add)
+			residual(c->x + (size_t)t * E, c->xb2 + (size_t)t * E, E);
 		rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, w, E, hp->norm_eps);
 		if (dt)
 			dt->from_float(c->xb + (size_t)t * E, c->qx + (size_t)t * xrow, E);
@@ -1118,6 +1127,15 @@ static void norm_for(struct dk_ctx *c, dk_pool_fn fn, const struct dk_gguf_tenso
 	c->qx_type = dt->type;
 	c->qx_T = c->b->n_tokens;
 	c->norm_dt = NULL;
+	c->norm_add = false;
+}
+
+/* x += xb2 (the residual), then the norm pass: the add runs on the norm's
+ * threads, row by row, instead of on one thread before it. */
+static void add_norm_for(struct dk_ctx *c, dk_pool_fn fn, const struct dk_gguf_tensor *W)
+{
+	c->norm_add = true;
+	norm_for(c, fn, W);
 }
 
 static void swiglu(void *arg, int ith, int nth)
@@ -1126,12 +1144,6 @@ static void swiglu(void *arg, int ith, int nth)
 	int64_t n = (int64_t)c->b->n_tokens * c->m->info.n_ff;
 	int64_t a = n * ith / nth, z = n * (ith + 1) / nth;
 	c->swiglu(c->hb + a, c->hb2 + a, z - a);
-}
-
-static void residual(float *x, const float *d, int64_t n)
-{
-	for (int64_t i = 0; i < n; i++)
-		x[i] += d[i];
 }
 
 enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
@@ -1190,7 +1202,10 @@ enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
 	for (int l = 0; l < hp->n_layer; l++) {
 		const struct layer *L = &c->m->layers[l];
 		c->layer = l;
-		norm_for(c, norm_rows, L->wq);
+		if (l == 0)
+			norm_for(c, norm_rows, L->wq);
+		else /* the previous layer's feed-forward output is still in xb2 */
+			add_norm_for(c, norm_rows, L->wq);
 		{
 			const struct dk_gguf_tensor *W[3] = {L->wq, L->wk, L->wv};
 			float *const y[3] = {c->q, c->k, c->v};
@@ -1205,8 +1220,7 @@ enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
 				      memory_order_relaxed);
 		dk_pool_run(c->pool, attention, c);
 		matmul(c, L->wo, c->att, QD, T, c->xb2, E);
-		residual(c->x, c->xb2, (int64_t)T * E);
-		norm_for(c, ffn_norm_rows, L->wg);
+		add_norm_for(c, ffn_norm_rows, L->wg);
 		{
 			const struct dk_gguf_tensor *W[2] = {L->wg, L->wu};
 			float *const y[2] = {c->hb, c->hb2};
@@ -1215,7 +1229,8 @@ enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
 		}
 		run_pass(c, swiglu, c, (int64_t)T * FF * 4); /* expf: ~4x a norm */
 		matmul(c, L->wd, c->hb, FF, T, c->xb2, E);
-		residual(c->x, c->xb2, (int64_t)T * E);
+		if (l == hp->n_layer - 1)
+			residual(c->x, c->xb2, (int64_t)T * E);
 	}
 
 	/* final norm and logits only for the tokens that asked */
