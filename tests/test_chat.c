@@ -389,11 +389,7 @@ static void test_real_templates(void **state)
 static void test_default_model_template(void **state)
 {
 	(void)state;
-	const char *m = dk_test_default_model();
-	if (!m) {
-		print_message("default model not fetched (scripts/fetch-model.sh): skipped\n");
-		skip();
-	}
+	const char *m = dk_test_need_default_model();
 	char *t = template_of(m);
 	assert_non_null(t);
 	struct dk_chat_style st;

@@ -223,11 +223,7 @@ static void test_pack_env_ref(void **state)
 static void test_pack_real_model(void **state)
 {
 	(void)state;
-	const char *path = dk_test_default_model();
-	if (!path) {
-		print_message("default model not fetched (scripts/fetch-model.sh): skipped\n");
-		skip();
-	}
+	const char *path = dk_test_need_default_model();
 	struct dk_gguf *g = NULL;
 	if (dk_gguf_open(&g, path) != DK_OK)
 		fail_msg("%s", g ? dk_gguf_error(g) : "out of memory");

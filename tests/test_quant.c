@@ -584,11 +584,7 @@ static void test_random_bytes(void **state)
 static void test_real_model(void **state)
 {
 	(void)state;
-	const char *path = dk_test_default_model();
-	if (!path) {
-		print_message("default model not fetched (scripts/fetch-model.sh): skipped\n");
-		skip();
-	}
+	const char *path = dk_test_need_default_model();
 	struct dk_gguf *g = NULL;
 	if (dk_gguf_open(&g, path) != DK_OK)
 		fail_msg("%s", g ? dk_gguf_error(g) : "out of memory");

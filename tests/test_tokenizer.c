@@ -428,11 +428,7 @@ static void test_spm_basics(void **state)
 static void test_smollm(void **state)
 {
 	(void)state;
-	const char *path = dk_test_default_model();
-	if (!path) {
-		printf("default model not present (scripts/fetch-model.sh): skipped\n");
-		skip();
-	}
+	const char *path = dk_test_need_default_model();
 	struct loaded l = load_path(path);
 	const struct dk_tokenizer *t = l.t;
 	const char *q = "What is the capital of France?";

@@ -1,5 +1,10 @@
 #include "testutil.h"
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,4 +102,14 @@ int dk_test_run(const char *cmd, char **out)
 	else
 		free(buf);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+const char *dk_test_need_default_model(void)
+{
+	const char *m = dk_test_default_model();
+	if (!m) {
+		print_message("default model not fetched (scripts/fetch-model.sh): skipped\n");
+		skip();
+	}
+	return m;
 }

@@ -13,6 +13,9 @@ const char *dk_test_docket(void);
 /* Default model path if it is present (fetched by scripts/fetch-model.sh),
  * else NULL: tests that need it then skip with a message. */
 const char *dk_test_default_model(void);
+/* The default model's path, for a test that needs it: when it has not been
+ * fetched, says so and skips the calling cmocka test (does not return). */
+const char *dk_test_need_default_model(void);
 /* A fresh temporary directory (mkdtemp); caller frees the string. */
 char *dk_test_tmpdir(void);
 /* Reads a whole file; *n gets the length; caller frees; NULL on error. */
