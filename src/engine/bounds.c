@@ -105,27 +105,38 @@ static void *read_worker(void *arg)
 	return NULL;
 }
 
-/* Runs one pass over the array with `threads` threads; returns seconds or -1. */
-static double read_pass(float *arr, size_t n, int threads, int fill, float *sum)
+/* Runs fn on each of n jobs (job i at (char *)jobs + i*size), one thread
+ * each, and waits for them; returns the seconds it took, or -1 when a
+ * thread could not be started (those that did are still joined). */
+static double run_threads(int n, void *(*fn)(void *), void *jobs, size_t size)
 {
-	struct read_job jobs[256];
 	pthread_t tid[256];
-	size_t per = n / (size_t)threads / 32 * 32;
 	double t0 = now_s();
 	int started = 0;
-	for (int i = 0; i < threads; i++) {
-		jobs[i].p = arr + per * (size_t)i;
-		jobs[i].n = i == threads - 1 ? n - per * (size_t)i : per;
-		jobs[i].fill = fill ? arr + per * (size_t)i : NULL;
-		jobs[i].sum = 0;
-		if (pthread_create(&tid[i], NULL, read_worker, &jobs[i]) != 0)
+	for (int i = 0; i < n && i < 256; i++) {
+		if (pthread_create(&tid[i], NULL, fn, (char *)jobs + (size_t)i * size) != 0)
 			break;
 		started++;
 	}
 	for (int i = 0; i < started; i++)
 		pthread_join(tid[i], NULL);
 	double dt = now_s() - t0;
-	if (started < threads)
+	return started < n ? -1 : dt;
+}
+
+/* Runs one pass over the array with `threads` threads; returns seconds or -1. */
+static double read_pass(float *arr, size_t n, int threads, int fill, float *sum)
+{
+	struct read_job jobs[256];
+	size_t per = n / (size_t)threads / 32 * 32;
+	for (int i = 0; i < threads; i++) {
+		jobs[i].p = arr + per * (size_t)i;
+		jobs[i].n = i == threads - 1 ? n - per * (size_t)i : per;
+		jobs[i].fill = fill ? arr + per * (size_t)i : NULL;
+		jobs[i].sum = 0;
+	}
+	double dt = run_threads(threads, read_worker, jobs, sizeof jobs[0]);
+	if (dt < 0)
 		return -1;
 	float s = 0;
 	for (int i = 0; i < threads; i++)
@@ -201,10 +212,9 @@ double dk_bounds_int8_gops(int threads, int reps)
 	uint8_t *w = malloc(wrow * I8_ROWS), *xq = malloc(xrow * I8_T);
 	float *y = malloc((size_t)I8_ROWS * I8_T * sizeof *y);
 	struct i8_job *jobs = calloc((size_t)threads, sizeof *jobs);
-	pthread_t *tid = calloc((size_t)threads, sizeof *tid);
 	struct dk_pack *p = NULL;
 	double best = -1;
-	if (!f || !w || !xq || !y || !jobs || !tid)
+	if (!f || !w || !xq || !y || !jobs)
 		goto out;
 	uint32_t s = 777;
 	for (int r = 0; r < I8_ROWS + I8_T; r++) {
@@ -225,17 +235,8 @@ double dk_bounds_int8_gops(int threads, int reps)
 					   .xq = xq, .xrow = xrow, .y = y };
 	best = 0;
 	for (int r = -1; r < reps; r++) {
-		double t0 = now_s();
-		int started = 0;
-		for (int i = 0; i < threads; i++) {
-			if (pthread_create(&tid[i], NULL, i8_worker, &jobs[i]) != 0)
-				break;
-			started++;
-		}
-		for (int i = 0; i < started; i++)
-			pthread_join(tid[i], NULL);
-		double dt = now_s() - t0;
-		if (started < threads) {
+		double dt = run_threads(threads, i8_worker, jobs, sizeof jobs[0]);
+		if (dt < 0) {
 			best = -1;
 			break;
 		}
@@ -250,6 +251,5 @@ out:
 	free(xq);
 	free(y);
 	free(jobs);
-	free(tid);
 	return best;
 }
