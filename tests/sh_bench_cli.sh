@@ -82,8 +82,9 @@ for k in ("sgemm_gflops", "read_gbps", "prefill_roofline_ratio", "decode_rooflin
 # the batch ratio taken at the largest batch of at most 16 sequences
 i8 = b.get("int8_gops")
 if i8 == 0:
-    if b.get("batch_roofline_ratio", 0) != -1:
-        bad.append("batch_roofline_ratio without an int8 bound")
+    for k in ("prefill_int8_ratio", "batch_roofline_ratio"):
+        if b.get(k, 0) is not None:
+            bad.append(f"{k} {b.get(k)!r} without an int8 bound (want null)")
 else:
     for k in ("int8_gops", "prefill_int8_ratio", "batch_roofline_ratio"):
         pos("bounds." + k, b.get(k))

@@ -101,10 +101,11 @@ static void test_swiglu_ref_values(void **state)
 	assert_true(g[1] == 100.0f);
 	assert_true(g[2] == 0.0f);
 	assert_true(fabsf(g[3] - 0.7310586f) < 1e-6f);
-	/* the selected kernel on the same inputs */
+	/* the selected kernel on the same inputs (AVX2 leaves a value below
+	 * 1e-34 where the reference underflows to 0: vec_avx2.c) */
 	float h[4] = { 0.0f, 50.0f, -200.0f, 1.0f };
 	dk_vec_swiglu_kernel()(h, u, 4);
-	assert_true(h[0] == 0.0f && h[1] == 100.0f && h[2] == 0.0f);
+	assert_true(h[0] == 0.0f && h[1] == 100.0f && fabsf(h[2]) < 1e-34f);
 	assert_true(fabsf(h[3] - 0.7310586f) < 1e-6f);
 }
 
