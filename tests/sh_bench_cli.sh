@@ -109,6 +109,27 @@ sys.exit(1 if bad else 0)
 PY
 fi
 
+# On the reference kernels there is no packed int8 kernel: the bound reads 0
+# and its ratios are null, not made up.
+if ! DOCKET_KERNELS=ref "$DOCKET" bench -m "$MODEL" --quick --json -t 1 -r 1 --no-shared \
+	>"$TMP/ref.json" 2>"$TMP/err3.txt"; then
+	fail "bench on the reference kernels exited non-zero: $(cat "$TMP/err3.txt")"
+else
+	python3 - "$TMP/ref.json" <<'PY' || fails=$((fails + 1))
+import json, sys
+b = json.load(open(sys.argv[1]))["bounds"]
+bad = []
+if b.get("int8_gops") != 0:
+    bad.append(f"int8_gops {b.get('int8_gops')!r} on the reference kernels")
+for k in ("prefill_int8_ratio", "batch_roofline_ratio"):
+    if k not in b or b[k] is not None:
+        bad.append(f"{k} {b.get(k, 'missing')!r}, want null")
+for x in bad:
+    print("FAIL:", x)
+sys.exit(1 if bad else 0)
+PY
+fi
+
 # Table mode: readable sections on stdout, nothing JSON.
 if ! "$DOCKET" bench -m "$MODEL" --quick -t 1 -r 1 --no-bounds >"$TMP/out.txt" 2>"$TMP/err2.txt"; then
 	fail "bench --quick (table) exited non-zero: $(cat "$TMP/err2.txt")"
