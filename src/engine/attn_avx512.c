@@ -35,11 +35,14 @@ KINLINE __m512 load16(const uint8_t *r, int32_t i, size_t esize)
  * V row (loaded once per set instead of once per head): at most SET_MAX
  * heads of hd 64, so that the queries and the accumulators of a set fit
  * the 32 registers.  Per head the arithmetic is the same whatever the set
- * (test_attn test_groups), so sets are a choice of speed only: runs of a
- * prompt, whose rows sit in L1, use them; a single token, whose rows come
- * from memory, goes faster a head at a time (the lighter loop keeps more
- * rows in flight). */
+ * (test_attn test_groups), so sets are a choice of speed only.  Runs of a
+ * prompt, whose rows sit in L1, use them, and so does a single token over
+ * at most SET_KEYS_MAX keys (its rows are still in cache: tg128 +7%).  A
+ * single token over a long context reads its rows from memory, and there
+ * a head at a time is faster (the lighter loop keeps more rows in
+ * flight). */
 #define SET_MAX 3
+#define SET_KEYS_MAX 256
 
 /* Scores of keys j..j+3 (those below n) for the G heads whose queries are
  * in qv[h*hc + c]; head h's row of scores is sc + h*ldsc.  Every (head,
@@ -219,7 +222,7 @@ KINLINE void multi_set(const struct dk_attn_multi_args *m, size_t esize, int hc,
 KINLINE void multi(const struct dk_attn_multi_args *m, size_t esize, int hc)
 {
 	const int32_t nq = m->a.nq;
-	const int32_t smax = hc == 4 && m->nt > 1 ? SET_MAX : 1;
+	const int32_t smax = hc == 4 && (m->nt > 1 || m->nk[m->nt - 1] <= SET_KEYS_MAX) ? SET_MAX : 1;
 	const int32_t nsets = (nq + smax - 1) / smax;
 	for (int32_t s = 0, g0 = 0; s < nsets; s++) {
 		int32_t G = (nq - g0 + (nsets - s) - 1) / (nsets - s);
