@@ -223,10 +223,7 @@ static void test_pack_env_ref(void **state)
 static void test_pack_real_model(void **state)
 {
 	(void)state;
-	const char *path = dk_test_need_default_model();
-	struct dk_gguf *g = NULL;
-	if (dk_gguf_open(&g, path) != DK_OK)
-		fail_msg("%s", g ? dk_gguf_error(g) : "out of memory");
+	struct dk_gguf *g = dk_test_open_default_gguf();
 	static const char *const names[] = { "blk.0.attn_q.weight", "blk.0.attn_k.weight",
 					     "blk.0.ffn_up.weight", "blk.0.ffn_down.weight",
 					     "token_embd.weight" };

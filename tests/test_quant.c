@@ -584,10 +584,7 @@ static void test_random_bytes(void **state)
 static void test_real_model(void **state)
 {
 	(void)state;
-	const char *path = dk_test_need_default_model();
-	struct dk_gguf *g = NULL;
-	if (dk_gguf_open(&g, path) != DK_OK)
-		fail_msg("%s", g ? dk_gguf_error(g) : "out of memory");
+	struct dk_gguf *g = dk_test_open_default_gguf();
 	static const char *const names[] = { "blk.0.ffn_gate.weight", "blk.0.ffn_down.weight",
 					     "blk.0.attn_v.weight", "token_embd.weight" };
 	for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "docket/gguf.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,4 +113,13 @@ const char *dk_test_need_default_model(void)
 		skip();
 	}
 	return m;
+}
+
+struct dk_gguf *dk_test_open_default_gguf(void)
+{
+	const char *path = dk_test_need_default_model();
+	struct dk_gguf *g = NULL;
+	if (dk_gguf_open(&g, path) != DK_OK)
+		fail_msg("%s: %s", path, g ? dk_gguf_error(g) : "out of memory");
+	return g;
 }

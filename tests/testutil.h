@@ -16,6 +16,10 @@ const char *dk_test_default_model(void);
 /* The default model's path, for a test that needs it: when it has not been
  * fetched, says so and skips the calling cmocka test (does not return). */
 const char *dk_test_need_default_model(void);
+/* The default model's GGUF, opened (caller frees with dk_gguf_free): skips
+ * the calling test as above when it is absent, fails it when it cannot be
+ * opened. */
+struct dk_gguf *dk_test_open_default_gguf(void);
 /* A fresh temporary directory (mkdtemp); caller frees the string. */
 char *dk_test_tmpdir(void);
 /* Reads a whole file; *n gets the length; caller frees; NULL on error. */
