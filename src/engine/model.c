@@ -484,6 +484,7 @@ struct dk_ctx {
 	int32_t n_runs;
 	_Atomic int64_t att_next; /* next attention task (counts down) */
 	int32_t att_heads;      /* KV heads per attention task: 1 or all */
+	bool att_store;         /* attention tasks rope and store their own rows */
 
 	/* the batch being decoded */
 	const struct dk_batch *b;
@@ -496,6 +497,9 @@ struct dk_ctx {
 	int32_t qx_T;
 	const struct dk_qtraits *norm_dt; /* norm passes: convert rows to this too */
 	bool norm_add;          /* norm passes: first add xb2 into x (the residual) */
+	/* attention and SwiGLU passes: convert what they write, in whole blocks,
+	 * to the next matrix's activation format too (NULL = none) */
+	const struct dk_qtraits *out_dt;
 	char err[DK_ERRMSG_MAX];
 };
 
@@ -950,31 +954,40 @@ static inline const uint8_t *kv_v(const struct dk_ctx *c, const uint8_t *blk, in
 	       (size_t)slot * c->kv_dim * c->kv_esize;
 }
 
-/* QKV prep for one layer: rope, then K/V into the cache. */
+/* Rope token t's query heads of KV heads [h0, h1) and those key heads,
+ * then store their K/V rows in the cache. */
+static void qkv_prep(struct dk_ctx *c, int32_t t, int32_t h0, int32_t h1)
+{
+	const struct dk_model_info *hp = &c->m->info;
+	int32_t hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+	int32_t QD = hp->n_head * hd, KD = c->kv_dim;
+	const float *cs = c->rope + (size_t)t * hp->n_rot;
+	float *q = c->q + (size_t)t * QD, *k = c->k + (size_t)t * KD, *v = c->v + (size_t)t * KD;
+	rope_apply(c, q + (size_t)h0 * group * hd, (h1 - h0) * group, cs);
+	rope_apply(c, k + (size_t)h0 * hd, h1 - h0, cs);
+	int32_t s = c->b->seq[t], pos = c->b->pos[t];
+	uint8_t *blk = dk_kv_block_at(c->kv, s, pos);
+	size_t off = (size_t)h0 * hd * c->kv_esize, n = (size_t)(h1 - h0) * hd;
+	uint8_t *kd = (uint8_t *)kv_k(c, blk, c->layer, pos % DK_KV_BLOCK) + off;
+	uint8_t *vd = (uint8_t *)kv_v(c, blk, c->layer, pos % DK_KV_BLOCK) + off;
+	if (c->kv_esize == 2) {
+		/* the F16 level's converter: the reference's bytes, vectorised */
+		const dk_from_float_fn to_f16 = dk_quant_traits(DK_TYPE_F16)->from_float;
+		to_f16(k + (size_t)h0 * hd, kd, (int64_t)n);
+		to_f16(v + (size_t)h0 * hd, vd, (int64_t)n);
+	} else {
+		memcpy(kd, k + (size_t)h0 * hd, n * 4);
+		memcpy(vd, v + (size_t)h0 * hd, n * 4);
+	}
+}
+
+/* QKV prep for one layer, token by token (when attention tasks cannot do
+ * it themselves: c->att_store). */
 static void qkv_store(void *arg, int ith, int nth)
 {
 	struct dk_ctx *c = arg;
-	const struct dk_model_info *hp = &c->m->info;
-	int32_t QD = hp->n_head * hp->head_dim, KD = c->kv_dim;
-	const dk_from_float_fn to_f16 = dk_quant_traits(DK_TYPE_F16)->from_float;
-	for (int32_t t = ith; t < c->b->n_tokens; t += nth) {
-		const float *cs = c->rope + (size_t)t * hp->n_rot;
-		float *q = c->q + (size_t)t * QD, *k = c->k + (size_t)t * KD, *v = c->v + (size_t)t * KD;
-		rope_apply(c, q, hp->n_head, cs);
-		rope_apply(c, k, hp->n_head_kv, cs);
-		int32_t s = c->b->seq[t], pos = c->b->pos[t];
-		uint8_t *blk = dk_kv_block_at(c->kv, s, pos);
-		uint8_t *kd = (uint8_t *)kv_k(c, blk, c->layer, pos % DK_KV_BLOCK);
-		uint8_t *vd = (uint8_t *)kv_v(c, blk, c->layer, pos % DK_KV_BLOCK);
-		if (c->kv_esize == 2) {
-			/* the F16 level's converter: the reference's bytes, vectorised */
-			to_f16(k, kd, KD);
-			to_f16(v, vd, KD);
-		} else {
-			memcpy(kd, k, (size_t)KD * 4);
-			memcpy(vd, v, (size_t)KD * 4);
-		}
-	}
+	for (int32_t t = ith; t < c->b->n_tokens; t += nth)
+		qkv_prep(c, t, 0, c->m->info.n_head_kv);
 }
 
 /* Runs of the batch for attention: consecutive tokens of one sequence at
@@ -990,6 +1003,12 @@ static void att_runs(struct dk_ctx *c)
 			c->att_runs[n++] = i;
 	c->att_runs[n] = b->n_tokens;
 	c->n_runs = n;
+	/* a task may rope and store its run's rows itself when no other run of
+	 * the batch needs them: every run is all of its sequence's tokens */
+	c->att_store = true;
+	for (int32_t r = 0; r < n; r++)
+		if (c->att_runs[r + 1] - c->att_runs[r] != c->seq_new[b->seq[c->att_runs[r]]])
+			c->att_store = false;
 }
 
 /* A run needs its sequence's F16 keys and values once per query head and
@@ -998,6 +1017,71 @@ static void att_runs(struct dk_ctx *c)
  * rows computes exactly what the F16 kernel computes on the rows (attn.h),
  * so which path a token takes never shows in its result. */
 #define ATT_WIDEN_MIN 8
+
+/* Attention of run r's tokens for KV head kvh and its query heads. */
+static void attend(struct dk_ctx *c, int ith, int32_t r, int32_t kvh)
+{
+	const struct dk_model_info *hp = &c->m->info;
+	const struct dk_batch *b = c->b;
+	int32_t nh = hp->n_head, hd = hp->head_dim, QD = nh * hd, nkv = hp->n_head_kv;
+	int32_t group = nh / nkv;
+	int32_t per = group < DK_ATTN_MAX_GROUP ? group : DK_ATTN_MAX_GROUP;
+	float *scratch = c->att_scratch + c->att_stride * (size_t)ith;
+	uint8_t **blocks = c->att_blocks + (size_t)c->att_blocks_stride * (size_t)ith;
+	float *wide = c->att_wide ? c->att_wide + c->att_wide_stride * (size_t)ith : NULL;
+	size_t row_bytes = (size_t)c->kv_dim * c->kv_esize;
+	size_t kbase = (size_t)c->layer * c->kv_layer_bytes;
+	size_t vbase = kbase + (size_t)DK_KV_BLOCK * row_bytes;
+	const size_t wblock = (size_t)2 * DK_KV_BLOCK * (size_t)hd; /* floats */
+	int32_t i0 = c->att_runs[r], i1 = c->att_runs[r + 1], s = b->seq[i0];
+	int32_t nkeys = b->pos[i1 - 1] + 1;
+	struct dk_attn_args args = {.hd = hd, .scale = 1.0f / sqrtf((float)hd),
+				    .scratch = scratch, .blocks = blocks};
+	dk_attn_multi_fn fn;
+	size_t head = (size_t)kvh * hd * c->kv_esize;
+	if (wide && i1 - i0 >= ATT_WIDEN_MIN) {
+		const dk_to_float_fn widen = dk_quant_traits(DK_TYPE_F16)->to_float;
+		for (int32_t bi = 0; bi * DK_KV_BLOCK < nkeys; bi++) {
+			const uint8_t *src = dk_kv_seq_block(c->kv, s, bi);
+			float *dst = wide + (size_t)bi * wblock;
+			int32_t rows = nkeys - bi * DK_KV_BLOCK < DK_KV_BLOCK ? nkeys - bi * DK_KV_BLOCK
+									       : DK_KV_BLOCK;
+			for (int32_t j = 0; j < rows; j++) {
+				widen(src + kbase + (size_t)j * row_bytes + head, dst + (size_t)j * hd, hd);
+				widen(src + vbase + (size_t)j * row_bytes + head,
+				      dst + (size_t)(DK_KV_BLOCK + j) * hd, hd);
+			}
+			blocks[bi] = (uint8_t *)dst;
+		}
+		args.k_off = 0;
+		args.v_off = (size_t)DK_KV_BLOCK * hd * 4;
+		args.row_bytes = (size_t)hd * 4;
+		fn = dk_attn_multi_kernel(4, hd);
+	} else {
+		for (int32_t bi = 0; bi * DK_KV_BLOCK < nkeys; bi++)
+			blocks[bi] = dk_kv_seq_block(c->kv, s, bi);
+		args.k_off = kbase + head;
+		args.v_off = vbase + head;
+		args.row_bytes = row_bytes;
+		fn = dk_attn_multi_kernel(c->kv_esize, hd);
+	}
+	int32_t nk[ATT_RUN];
+	for (int32_t t = i0; t < i1; t++)
+		nk[t - i0] = b->pos[t] + 1;
+	for (int32_t h0 = kvh * group; h0 < (kvh + 1) * group; h0 += per) {
+		args.nq = (kvh + 1) * group - h0 < per ? (kvh + 1) * group - h0 : per;
+		args.q = c->q + (size_t)i0 * QD + (size_t)h0 * hd;
+		args.out = c->att + (size_t)i0 * QD + (size_t)h0 * hd;
+		if (i1 - i0 == 1 && args.nq == 1) {
+			args.n = nk[0];
+			dk_attn_kernel(c->kv_esize, hd)(&args);
+		} else {
+			struct dk_attn_multi_args ma = {.a = args, .nt = i1 - i0, .nk = nk,
+							.q_stride = (size_t)QD, .out_stride = (size_t)QD};
+			fn(&ma);
+		}
+	}
+}
 
 /* Attention for every (token, head) of the batch; each token sees its own
  * sequence's positions 0..pos only (causal, and sequences never mix).
@@ -1008,83 +1092,38 @@ static void att_runs(struct dk_ctx *c)
  * while the other thread reads the rest (batch 16, +2-3%).  Tasks are
  * taken from a shared counter, longest-context runs first, because under
  * a causal mask their cost grows with position and fixed shares would
- * leave one thread with most of it. */
+ * leave one thread with most of it. *
+ * A task also ropes and stores its own rows when no other run needs them
+ * (c->att_store), and converts its output heads for the output projection
+ * (c->out_dt): two hand-offs per layer fewer, and the rows it touches are
+ * in its cache. */
 static void attention(void *arg, int ith, int nth)
 {
 	(void)nth;
 	struct dk_ctx *c = arg;
 	const struct dk_model_info *hp = &c->m->info;
-	const struct dk_batch *b = c->b;
-	int32_t nh = hp->n_head, hd = hp->head_dim, QD = nh * hd, nkv = hp->n_head_kv;
-	int32_t group = nh / nkv;
-	int32_t per = group < DK_ATTN_MAX_GROUP ? group : DK_ATTN_MAX_GROUP;
-	float *scratch = c->att_scratch + c->att_stride * (size_t)ith;
-	uint8_t **blocks = c->att_blocks + (size_t)c->att_blocks_stride * (size_t)ith;
-	float *wide = c->att_wide ? c->att_wide + c->att_wide_stride * (size_t)ith : NULL;
-	dk_attn_fn one = dk_attn_kernel(c->kv_esize, hd);
-	dk_attn_multi_fn many = dk_attn_multi_kernel(c->kv_esize, hd),
-			 many32 = dk_attn_multi_kernel(4, hd);
-	const dk_to_float_fn widen = dk_quant_traits(DK_TYPE_F16)->to_float;
-	size_t row_bytes = (size_t)c->kv_dim * c->kv_esize;
-	size_t kbase = (size_t)c->layer * c->kv_layer_bytes;
-	size_t vbase = kbase + (size_t)DK_KV_BLOCK * row_bytes;
-	const size_t wblock = (size_t)2 * DK_KV_BLOCK * (size_t)hd; /* floats */
+	int32_t hd = hp->head_dim, QD = hp->n_head * hd, group = hp->n_head / hp->n_head_kv;
+	int32_t tpr = hp->n_head_kv / c->att_heads; /* tasks per run */
 	for (;;) {
 		int64_t task = atomic_fetch_sub_explicit(&c->att_next, 1, memory_order_relaxed) - 1;
 		if (task < 0)
 			return;
-		int32_t tpr = nkv / c->att_heads; /* tasks per run */
-		int32_t r = (int32_t)(task / tpr);
-		for (int32_t kvh = (int32_t)(task % tpr) * c->att_heads,
-			     kvh1 = kvh + c->att_heads; kvh < kvh1; kvh++) {
-		int32_t i0 = c->att_runs[r], i1 = c->att_runs[r + 1], s = b->seq[i0];
-		int32_t nkeys = b->pos[i1 - 1] + 1;
-		struct dk_attn_args args = {.hd = hd, .scale = 1.0f / sqrtf((float)hd),
-					    .scratch = scratch, .blocks = blocks};
-		dk_attn_multi_fn fn;
-		size_t head = (size_t)kvh * hd * c->kv_esize;
-		if (wide && i1 - i0 >= ATT_WIDEN_MIN) {
-			for (int32_t bi = 0; bi * DK_KV_BLOCK < nkeys; bi++) {
-				const uint8_t *src = dk_kv_seq_block(c->kv, s, bi);
-				float *dst = wide + (size_t)bi * wblock;
-				int32_t rows = nkeys - bi * DK_KV_BLOCK < DK_KV_BLOCK ? nkeys - bi * DK_KV_BLOCK
-										       : DK_KV_BLOCK;
-				for (int32_t j = 0; j < rows; j++) {
-					widen(src + kbase + (size_t)j * row_bytes + head, dst + (size_t)j * hd, hd);
-					widen(src + vbase + (size_t)j * row_bytes + head,
-					      dst + (size_t)(DK_KV_BLOCK + j) * hd, hd);
-				}
-				blocks[bi] = (uint8_t *)dst;
-			}
-			args.k_off = 0;
-			args.v_off = (size_t)DK_KV_BLOCK * hd * 4;
-			args.row_bytes = (size_t)hd * 4;
-			fn = many32;
-		} else {
-			for (int32_t bi = 0; bi * DK_KV_BLOCK < nkeys; bi++)
-				blocks[bi] = dk_kv_seq_block(c->kv, s, bi);
-			args.k_off = kbase + head;
-			args.v_off = vbase + head;
-			args.row_bytes = row_bytes;
-			fn = many;
-		}
-		int32_t nk[ATT_RUN];
-		for (int32_t t = i0; t < i1; t++)
-			nk[t - i0] = b->pos[t] + 1;
-		for (int32_t h0 = kvh * group; h0 < (kvh + 1) * group; h0 += per) {
-			args.nq = (kvh + 1) * group - h0 < per ? (kvh + 1) * group - h0 : per;
-			args.q = c->q + (size_t)i0 * QD + (size_t)h0 * hd;
-			args.out = c->att + (size_t)i0 * QD + (size_t)h0 * hd;
-			if (i1 - i0 == 1 && args.nq == 1) {
-				args.n = nk[0];
-				one(&args);
-			} else {
-				struct dk_attn_multi_args ma = {.a = args, .nt = i1 - i0, .nk = nk,
-								.q_stride = (size_t)QD,
-								.out_stride = (size_t)QD};
-				fn(&ma);
-			}
-		}
+		int32_t r = (int32_t)(task / tpr), h0 = (int32_t)(task % tpr) * c->att_heads,
+			h1 = h0 + c->att_heads;
+		int32_t i0 = c->att_runs[r], i1 = c->att_runs[r + 1];
+		if (c->att_store)
+			for (int32_t t = i0; t < i1; t++)
+				qkv_prep(c, t, h0, h1);
+		for (int32_t kvh = h0; kvh < h1; kvh++)
+			attend(c, ith, r, kvh);
+		if (c->out_dt) {
+			/* the task's heads are whole blocks of the format (attn_convert) */
+			const struct dk_qtraits *dt = c->out_dt;
+			size_t xrow = dk_ttype_row_bytes(dt->type, QD);
+			int64_t e0 = (int64_t)h0 * group * hd, ne = (int64_t)(h1 - h0) * group * hd;
+			size_t o = dk_ttype_row_bytes(dt->type, e0);
+			for (int32_t t = i0; t < i1; t++)
+				dt->from_float(c->att + (size_t)t * QD + e0, c->qx + (size_t)t * xrow + o, ne);
 		}
 	}
 }
@@ -1146,12 +1185,46 @@ static void add_norm_for(struct dk_ctx *c, dk_pool_fn fn, const struct dk_gguf_t
 	norm_for(c, fn, W);
 }
 
+/* hb = SwiGLU(hb, hb2), and each span converted to the down projection's
+ * activation format (c->out_dt, NULL = none) by the thread that computed
+ * it: spans are whole blocks of that format, which converts block by
+ * block, so one pass does both. */
 static void swiglu(void *arg, int ith, int nth)
 {
 	struct dk_ctx *c = arg;
-	int64_t n = (int64_t)c->b->n_tokens * c->m->info.n_ff;
+	const struct dk_qtraits *dt = c->out_dt;
+	int64_t FF = c->m->info.n_ff, bk = dt ? dt->blck : 1, per = FF / bk;
+	int64_t n = (int64_t)c->b->n_tokens * per; /* blocks */
 	int64_t a = n * ith / nth, z = n * (ith + 1) / nth;
-	c->swiglu(c->hb + a, c->hb2 + a, z - a);
+	size_t xrow = dt ? dk_ttype_row_bytes(dt->type, FF) : 0;
+	while (a < z) {
+		int64_t t = a / per, u0 = a % per, u1 = u0 + (z - a) < per ? u0 + (z - a) : per;
+		float *h = c->hb + t * FF + u0 * bk;
+		c->swiglu(h, c->hb2 + t * FF + u0 * bk, (u1 - u0) * bk);
+		if (dt)
+			dt->from_float(h, c->qx + (size_t)t * xrow + (size_t)u0 * dt->bytes, (u1 - u0) * bk);
+		a += u1 - u0;
+	}
+}
+
+/* Which format a pass writing an input of W converts its output to, when
+ * its units of work are whole blocks of `unit` elements: W's activation
+ * format when it has one, else NULL (the matmul converts, or needs none). */
+static const struct dk_qtraits *out_format(const struct dk_gguf_tensor *W, int64_t unit)
+{
+	const struct dk_qtraits *dt = dk_quant_traits(dk_quant_traits(W->type)->dot_type);
+	return dt->type != DK_TYPE_F32 && unit % dt->blck == 0 ? dt : NULL;
+}
+
+/* Records that c->qx now holds x converted by a pass (see out_format). */
+static void converted(struct dk_ctx *c, const float *x)
+{
+	if (!c->out_dt)
+		return;
+	c->qx_src = x;
+	c->qx_type = c->out_dt->type;
+	c->qx_T = c->b->n_tokens;
+	c->out_dt = NULL;
 }
 
 enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
@@ -1223,11 +1296,14 @@ enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
 		add_bias(c->q, L->bq, T, QD);
 		add_bias(c->k, L->bk, T, KD);
 		add_bias(c->v, L->bv, T, KD);
-		run_pass(c, qkv_store, c, (int64_t)T * (QD + 2 * KD));
+		if (!c->att_store)
+			run_pass(c, qkv_store, c, (int64_t)T * (QD + 2 * KD));
 		c->att_heads = c->n_runs >= 4 * dk_pool_size(c->pool) ? hp->n_head_kv : 1;
 		atomic_store_explicit(&c->att_next, (int64_t)c->n_runs * (hp->n_head_kv / c->att_heads),
 				      memory_order_relaxed);
+		c->out_dt = out_format(L->wo, (int64_t)(hp->n_head / hp->n_head_kv) * hp->head_dim);
 		dk_pool_run(c->pool, attention, c);
+		converted(c, c->att);
 		matmul(c, L->wo, c->att, QD, T, c->xb2, E);
 		add_norm_for(c, ffn_norm_rows, L->wg);
 		{
@@ -1236,7 +1312,9 @@ enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
 			const int64_t ld[2] = {FF, FF};
 			matmul_n(c, 2, W, c->xb, E, T, y, ld);
 		}
+		c->out_dt = out_format(L->wd, FF);
 		run_pass(c, swiglu, c, (int64_t)T * FF * 4); /* expf: ~4x a norm */
+		converted(c, c->hb);
 		matmul(c, L->wd, c->hb, FF, T, c->xb2, E);
 		if (l == hp->n_layer - 1)
 			residual(c->x, c->xb2, (int64_t)T * E);
