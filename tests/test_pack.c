@@ -21,7 +21,7 @@
 #include "testutil.h"
 
 static const enum dk_ttype gemm_types[] = { DK_TYPE_Q4_0, DK_TYPE_Q4_1, DK_TYPE_Q8_0 };
-static const int32_t Ts[] = { 1, 2, 3, 4, 5, 7, 8, 13, 16, 32, 33 };
+static const int32_t Ts[] = { 1, 2, 3, 4, 5, 7, 8, 13, 16, 17, 24, 32, 33 };
 static const int64_t Rs[] = { 1, 3, 5, 16, 17, 64 };
 static const int64_t Ks[] = { 32, 96, 576 }; /* 1, 3 (odd) and 18 blocks */
 
