@@ -291,6 +291,63 @@ static void test_invariance(void **s)
 	dk_model_free(m);
 }
 
+/* Nine sequences prefilled in one batch and then decoded together, one
+ * token each per step: a batch of this many runs gives each task all KV
+ * heads of a run, and each task ropes and stores its own rows and
+ * converts its output for the next matrix.  Every sequence's logits must
+ * equal the same tokens decoded alone, bit for bit. */
+static void many_sequences(const char *model)
+{
+	struct dk_model *m;
+	assert_int_equal(dk_model_load(&m, dk_test_shared(model), NULL), DK_OK);
+	int32_t nv = dk_model_info(m)->n_vocab;
+	enum { S = 9, STEPS = 3 };
+	dk_token ids[S][40];
+	int len[S];
+	for (int q = 0; q < S; q++) {
+		len[q] = 5 + 2 * q;
+		for (int k = 0; k < len[q] + STEPS; k++)
+			ids[q][k] = (dk_token)(1 + (q * 37 + k * 11) % (nv - 1));
+	}
+	struct dk_ctx_params cp = dk_ctx_default_params();
+	cp.n_ctx = 64;
+	cp.n_seq_max = S;
+	cp.n_threads = 2;
+	struct dk_ctx *c;
+	assert_int_equal(dk_ctx_new(&c, m, &cp), DK_OK);
+	struct dk_batch *b = dk_batch_new(512);
+	for (int q = 0; q < S; q++)
+		for (int k = 0; k < len[q]; k++)
+			dk_batch_add(b, ids[q][k], k, q, false);
+	assert_int_equal(dk_decode(c, b), DK_OK);
+	for (int st = 0; st < STEPS; st++) {
+		dk_batch_clear(b);
+		for (int q = 0; q < S; q++)
+			dk_batch_add(b, ids[q][len[q] + st], len[q] + st, q, true);
+		assert_int_equal(dk_decode(c, b), DK_OK);
+	}
+	for (int q = 0; q < S; q++) {
+		float *alone = run_alone(m, 1, ids[q], len[q] + STEPS);
+		assert_memory_equal(alone, dk_logits(c, q), (size_t)nv * sizeof *alone);
+		free(alone);
+	}
+	dk_batch_free(b);
+	dk_ctx_free(c);
+	dk_model_free(m);
+}
+
+static void test_many_sequences_stories(void **s)
+{
+	(void)s;
+	many_sequences("models/stories260K.gguf");
+}
+
+static void test_many_sequences_tiny(void **s)
+{
+	(void)s;
+	many_sequences("models/llama-2-tiny-random-F16.gguf");
+}
+
 static void test_load_errors(void **s)
 {
 	(void)s;
@@ -330,6 +387,8 @@ int main(void)
 		cmocka_unit_test(test_ppl_stories),
 		cmocka_unit_test(test_ppl_tiny),
 		cmocka_unit_test(test_invariance),
+		cmocka_unit_test(test_many_sequences_stories),
+		cmocka_unit_test(test_many_sequences_tiny),
 		cmocka_unit_test(test_load_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
