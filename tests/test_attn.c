@@ -1,5 +1,7 @@
 /* Attention kernels against their scalar references on random K/V laid out
- * in blocks, for several head sizes and lengths that cross block edges. */
+ * in blocks (keys as transposed tiles, attn.h), for several head sizes and
+ * lengths that cross block edges; slots past the last position hold NaN,
+ * which must never reach a result. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +22,27 @@ static float frand(void)
 	return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
 }
 
+/* Slots from `used` on of a block whose layer holds kv_dim-wide keys (as
+ * tiles) then value rows of rowb bytes: NaN, as stale cache contents may
+ * be.  used = 0: the block is full. */
+static void stale_slots(uint8_t *blk, int32_t used, size_t esize, size_t kv_dim, size_t rowb)
+{
+	if (used == 0)
+		return;
+	for (int32_t j = used; j < DK_KV_BLOCK; j++)
+		for (size_t e = 0; e < kv_dim; e++) {
+			size_t ki = e * DK_KV_BLOCK + (size_t)j;
+			uint8_t *v = blk + DK_KV_BLOCK * rowb + (size_t)j * rowb;
+			if (esize == 2) {
+				((uint16_t *)blk)[ki] = 0x7E00;
+				((uint16_t *)v)[e] = 0x7E00;
+			} else {
+				((float *)blk)[ki] = NAN;
+				((float *)v)[e] = NAN;
+			}
+		}
+}
+
 static void check(size_t esize, int32_t hd, int32_t n, dk_attn_fn fast, dk_attn_fn ref, double tol)
 {
 	int32_t nb = (n + DK_KV_BLOCK - 1) / DK_KV_BLOCK;
@@ -37,12 +60,13 @@ static void check(size_t esize, int32_t hd, int32_t n, dk_attn_fn fast, dk_attn_
 		else
 			((float *)mem)[i] = x;
 	}
+	stale_slots(blocks[nb - 1], n % DK_KV_BLOCK, esize, (size_t)hd * 3, rowb);
 	float *q = malloc((size_t)hd * 4), *o1 = malloc((size_t)hd * 4), *o2 = malloc((size_t)hd * 4);
 	float *s1 = malloc(((size_t)n + 4 * (size_t)hd) * 4), *s2 = malloc(((size_t)n + 4 * (size_t)hd) * 4);
 	for (int32_t i = 0; i < hd; i++)
 		q[i] = frand() * 2.0f;
 	struct dk_attn_args a = {.q = q, .nq = 1, .hd = hd, .n = n, .scale = 1.0f / sqrtf((float)hd),
-				 .blocks = blocks, .k_off = (size_t)hd * esize,
+				 .blocks = blocks, .k_off = (size_t)hd * esize * DK_KV_BLOCK,
 				 .v_off = DK_KV_BLOCK * rowb + (size_t)hd * esize, .row_bytes = rowb};
 	a.out = o1;
 	a.scratch = s1;
@@ -167,6 +191,8 @@ static void test_widened(void **state)
 				b16[b] = m16 + (size_t)b * 2 * DK_KV_BLOCK * r16;
 				b32[b] = m32 + (size_t)b * 2 * DK_KV_BLOCK * r32;
 			}
+			stale_slots(b16[nb - 1], n % DK_KV_BLOCK, 2, (size_t)hd, r16);
+			stale_slots(b32[nb - 1], n % DK_KV_BLOCK, 4, (size_t)hd, r32);
 			float *q = malloc((size_t)G * hd * 4), *o1 = malloc((size_t)G * hd * 4),
 			      *o2 = malloc((size_t)G * hd * 4);
 			float *sc = malloc((size_t)G * ((size_t)n + 4 * (size_t)hd) * 4);

@@ -209,6 +209,12 @@ static void test_prefix_files(void **s)
 	assert_int_equal(dk_kv_prefix_load(c, path, &n), DK_SKIP);
 	assert_non_null(strstr(dk_ctx_error(c), "truncated"));
 	assert_int_equal(dk_kv_prefix_load(c, "/nonexistent/p.dkkv", &n), DK_FATAL);
+	/* a file of the row-wise key layout (format 1) is refused by name */
+	memcpy(bytes, "DKKVPFX1", 8);
+	assert_int_equal(dk_test_write_file(path, bytes, len), 0);
+	assert_int_equal(dk_kv_prefix_load(c, path, &n), DK_SKIP);
+	assert_non_null(strstr(dk_ctx_error(c), "another docket version (format 1"));
+	assert_int_equal(n, 0);
 	dk_ctx_free(c);
 	free(bytes);
 	unlink(path);

@@ -24,10 +24,12 @@ static void one_head(const struct dk_attn_args *a, size_t esize)
 	int32_t hd = a->hd, n = a->n;
 	float *sc = a->scratch, mx = -INFINITY;
 	for (int32_t j = 0; j < n; j++) {
-		const uint8_t *k = row(a, a->k_off, j);
+		/* key j: element i at index i * DK_KV_BLOCK of its tile (attn.h) */
+		const uint8_t *k = a->blocks[j / DK_KV_BLOCK] + a->k_off +
+				   (size_t)(j % DK_KV_BLOCK) * esize;
 		float d = 0;
 		for (int32_t i = 0; i < hd; i++)
-			d += a->q[i] * elem(k, i, esize);
+			d += a->q[i] * elem(k, i * DK_KV_BLOCK, esize);
 		sc[j] = d * a->scale;
 		if (sc[j] > mx)
 			mx = sc[j];

@@ -1,9 +1,17 @@
 /*
  * Attention of one query head over one sequence's cached keys and values.
  *
- * Keys and values live in KV blocks (see kv.h): position j's key row is at
- * blocks[j / DK_KV_BLOCK] + k_off + (j % DK_KV_BLOCK) * row_bytes, its value
- * row likewise at v_off.  Rows hold hd elements (F32 or F16).
+ * Keys and values live in KV blocks (see kv.h) of DK_KV_BLOCK positions,
+ * elements F32 or F16.  Keys are stored transposed, a tile per block and
+ * KV head: element d of position j's key is at
+ *   blocks[j / DK_KV_BLOCK] + k_off + (d * DK_KV_BLOCK + j % DK_KV_BLOCK) * esize
+ * so element d of 16 consecutive keys is one vector, and a vector kernel
+ * scores 16 keys with multiply-adds alone (row-wise keys needed a
+ * horizontal sum per key and head: a quarter of the arithmetic).  Values
+ * stay rows of hd elements: position j's at blocks[j / DK_KV_BLOCK] + v_off
+ * + (j % DK_KV_BLOCK) * row_bytes.  Slots of a block past the last
+ * position hold anything (stale rows, NaN): kernels may compute on them
+ * but never let them reach a result.
  *
  * Both cache types: scores = q·k * scale in float, softmax with the sum in
  * double, output = Σ p_j v_j accumulated in float (F16 rows are widened,
@@ -31,8 +39,9 @@ struct dk_attn_args {
 	int32_t n;                   /* positions 0..n-1 */
 	float scale;
 	uint8_t *const *blocks;      /* ceil(n / DK_KV_BLOCK) block pointers */
-	size_t k_off, v_off;         /* offsets of slot 0's row in a block */
-	size_t row_bytes;            /* distance between slots */
+	size_t k_off;                /* offset of this KV head's key tile in a block */
+	size_t v_off;                /* offset of slot 0's value row in a block */
+	size_t row_bytes;            /* distance between value rows */
 	float *scratch;              /* nq * (n + 4*hd) floats, private to the caller */
 };
 

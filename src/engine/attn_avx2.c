@@ -12,14 +12,6 @@ static inline const uint8_t *row(const struct dk_attn_args *a, size_t off, int32
 	return a->blocks[j / DK_KV_BLOCK] + off + (size_t)(j % DK_KV_BLOCK) * a->row_bytes;
 }
 
-static inline float hsum(__m256 v)
-{
-	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-	s = _mm_add_ss(s, _mm_movehdup_ps(s));
-	return _mm_cvtss_f32(s);
-}
-
 /* 8 elements of a cache row from element i, widened to float */
 KINLINE __m256 load8(const uint8_t *r, int32_t i, size_t esize)
 {
@@ -36,17 +28,27 @@ KINLINE void attn(const struct dk_attn_args *a, size_t esize)
 	float mx[DK_ATTN_MAX_GROUP];
 	for (int32_t g = 0; g < G; g++)
 		mx[g] = -INFINITY;
-	for (int32_t j = 0; j < n; j++) {
-		const uint8_t *k = row(a, a->k_off, j);
+	/* 16 keys at a time from their transposed tile (attn.h): per key and
+	 * head one multiply-add chain over d in order, in two vectors of 8 */
+	for (int32_t j0 = 0; j0 < n; j0 += DK_KV_BLOCK) {
+		const uint8_t *kt = a->blocks[j0 / DK_KV_BLOCK] + a->k_off;
+		int32_t nv = n - j0 < DK_KV_BLOCK ? n - j0 : DK_KV_BLOCK;
 		for (int32_t g = 0; g < G; g++) {
 			const float *q = a->q + (size_t)g * hd;
-			__m256 s0 = _mm256_setzero_ps();
-			for (int32_t i = 0; i < hd; i += 8)
-				s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8(k, i, esize), s0);
-			float v = hsum(s0) * a->scale;
-			sc[(size_t)g * n + j] = v;
-			if (v > mx[g])
-				mx[g] = v;
+			__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+			for (int32_t i = 0; i < hd; i++) {
+				__m256 qi = _mm256_broadcast_ss(q + i);
+				s0 = _mm256_fmadd_ps(qi, load8(kt, i * DK_KV_BLOCK, esize), s0);
+				s1 = _mm256_fmadd_ps(qi, load8(kt, i * DK_KV_BLOCK + 8, esize), s1);
+			}
+			float v[DK_KV_BLOCK];
+			_mm256_storeu_ps(v, _mm256_mul_ps(s0, _mm256_set1_ps(a->scale)));
+			_mm256_storeu_ps(v + 8, _mm256_mul_ps(s1, _mm256_set1_ps(a->scale)));
+			for (int32_t u = 0; u < nv; u++) {
+				sc[(size_t)g * n + j0 + u] = v[u];
+				if (v[u] > mx[g])
+					mx[g] = v[u];
+			}
 		}
 	}
 	float inv[DK_ATTN_MAX_GROUP];

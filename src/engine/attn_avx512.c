@@ -2,8 +2,8 @@
  * AVX-512 attention kernels; specification in attn.c (_ref).
  *
  * The query heads of a KV head are taken one at a time, or in sets that
- * share each K and V row (see SET_MAX), with the queries and then the
- * output accumulators held in registers, 16 floats per vector.  The
+ * share each key tile and value row (see SET_MAX), with the scores of 16
+ * keys and then the output accumulators held in registers.  The
  * exponentials are computed 16 keys at a time by dk_vexp512
  * (vexp_avx512.h), an elementwise function, and the single-token kernel
  * is the multi-token one with one token, so each (head, position) gets
@@ -31,66 +31,106 @@ KINLINE __m512 load16(const uint8_t *r, int32_t i, size_t esize)
 	return _mm512_loadu_ps((const float *)r + i);
 }
 
-/* The query heads of a KV head are taken in sets that share each K and V
- * row (loaded once per set instead of once per head): at most SET_MAX
- * heads of hd 64, so that the queries and the accumulators of a set fit
- * the 32 registers.  Per head the arithmetic is the same whatever the set
+_Static_assert(DK_KV_BLOCK == 16, "element d of a key tile is one vector of 16 keys");
+
+/* The query heads of a KV head are taken in sets that share each K tile
+ * and V row (loaded once per set instead of once per head): at most
+ * SET_MAX heads of hd 64, so that a set's value accumulators fit the 32
+ * registers.  Per head the arithmetic is the same whatever the set
  * (test_attn test_groups), so sets are a choice of speed only.
  *
- * Rows are fetched ahead: while scoring key j the kernel fetches key
- * j + PF_KEYS and value j.  A single token reads its rows from memory once
- * its context outgrows the caches, and a batch of decodes does for every
- * sequence; without the fetches a task waited on each row in turn (and a
- * head at a time, with its lighter loop, was the faster way over long
- * contexts).  The values are read after the softmax, by which time they
- * have arrived.  mb_attn, 3 heads, cold rows: 48-250 keys 12-21 -> 9-12
- * ns per key-head; 300-700 keys, sets now beat a head at a time by
- * 10-20% (cold) and up to 2x (rows in L3). */
+ * Scores come 16 keys at a time from the transposed key tile (attn.h):
+ * per (key, head) two multiply-add chains, over the even and the odd
+ * elements in order, added and scaled.  A decode scores two blocks per
+ * pass and a run two tokens per block, so that 4 x the set's heads
+ * chains hide the multiply-add latency; which pass a (key, head) takes
+ * never changes its instructions.  Against row-wise keys, which needed a
+ * horizontal sum per key and head, a run's attention over 100-700 keys
+ * took 2.8-3.3 instead of 3.8-5.4 ns per key and head (mb, widened rows).
+ *
+ * Rows are fetched ahead, spread over the element loop: a decode fetches
+ * the key tiles two blocks on and the value rows of the blocks it scores
+ * (read after the softmax, by which time they have arrived); a run, whose
+ * widened rows sit in L2, fetches the next tile and this block's values
+ * once, with its first pair of tokens. */
 #define SET_MAX 3
-#define PF_KEYS 16
 
-/* Scores of keys j..j+3 (those below n) for the G heads whose queries are
- * in qv[h*hc + c]; head h's row of scores is sc + h*ldsc.  Every (head,
- * key) goes through the same tree whichever slot it takes and whatever G
- * is (a tail slot gets key 0 again and its result is dropped). */
-KINLINE void score4(const struct dk_attn_args *a, size_t esize, int hc, int G, const __m512 *qv,
-		    int32_t j, int32_t n, float *sc, size_t ldsc)
+static inline const uint8_t *ktile(const struct dk_attn_args *a, int32_t bi)
 {
-	__m256 y[SET_MAX][4];
-	for (int u = 0; u < 4; u++) {
-		if (j + u + PF_KEYS < n) {
-			const uint8_t *kp = row(a, a->k_off, j + u + PF_KEYS);
-			for (size_t o = 0; o < (size_t)hc * 16 * esize; o += 64)
-				_mm_prefetch((const char *)kp + o, _MM_HINT_T0);
+	return a->blocks[bi] + a->k_off;
+}
+
+/* element d of the 16 keys of a tile, widened to float */
+KINLINE __m512 kvec(const uint8_t *kt, int32_t d, size_t esize)
+{
+	if (esize == 2)
+		return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kt + (size_t)d * 32)));
+	return _mm512_loadu_ps((const float *)kt + (size_t)d * 16);
+}
+
+/* lines to fetch ahead while scoring: key tiles k[x] (whole) and the
+ * value rows (from v_off) of blocks v[x]; never NULL (a pointer to data
+ * already at hand when there is nothing ahead: a fetch is only a hint) */
+struct fetch {
+	const uint8_t *k[2];
+	const uint8_t *v[2];
+};
+
+/* Scores of unit 0 (tile kt0, query heads q0) into o[0..G) and, when two,
+ * of unit 1 (tile kt1, heads q1) into o[G..2G): 16 keys per vector,
+ * the even and odd chains added, times scale.  same: kt1 == kt0 (one
+ * load); pf: fetch f's lines (nx of its pairs), spread over the loop. */
+KINLINE void score2(const struct dk_attn_args *a, size_t esize, int hd, int G, bool same, bool two,
+		    bool pf, int nx, const uint8_t *kt0, const uint8_t *kt1, const float *q0,
+		    const float *q1, const struct fetch *f, __m512 *o)
+{
+	const size_t hq = (size_t)a->hd;             /* distance between heads of a query */
+	const size_t vl = ((size_t)hd * esize + 63) / 64; /* 64-byte lines of a value row */
+	const size_t lp = esize / 2;                 /* lines per step, of a tile and of values */
+	__m512 e[2 * SET_MAX], od[2 * SET_MAX];
+	for (int h = 0; h < 2 * G; h++)
+		e[h] = od[h] = _mm512_setzero_ps();
+	_Pragma("GCC unroll 4")
+	for (int d = 0; d < hd; d += 2) {
+		if (pf) {
+			/* a tile is hd * 16 * esize bytes: lp lines per step of 2
+			 * covers it; the value rows, 16 * vl lines, likewise */
+			for (int x = 0; x < nx; x++)
+				for (size_t l = 0; l < lp; l++) {
+					size_t li = (size_t)d / 2 * lp + l;
+					_mm_prefetch((const char *)f->k[x] + li * 64, _MM_HINT_T0);
+					_mm_prefetch((const char *)f->v[x] + a->v_off + (li / vl) * a->row_bytes +
+							     (li % vl) * 64,
+						     _MM_HINT_T0);
+				}
 		}
-		if (j + u < n) {
-			const uint8_t *vp = row(a, a->v_off, j + u);
-			for (size_t o = 0; o < (size_t)hc * 16 * esize; o += 64)
-				_mm_prefetch((const char *)vp + o, _MM_HINT_T0);
+		for (int u = 0; u < 2; u++) {
+			const int dd = d + u;
+			const __m512 k0 = kvec(kt0, dd, esize);
+			const __m512 k1 = same || !two ? k0 : kvec(kt1, dd, esize);
+			__m512 *acc = u ? od : e;
+			for (int h = 0; h < G; h++) {
+				acc[h] = _mm512_fmadd_ps(_mm512_set1_ps(q0[(size_t)h * hq + dd]), k0, acc[h]);
+				if (two)
+					acc[G + h] = _mm512_fmadd_ps(_mm512_set1_ps(q1[(size_t)h * hq + dd]), k1,
+								     acc[G + h]);
+			}
 		}
-		const uint8_t *k = row(a, a->k_off, j + u < n ? j + u : 0);
-		__m512 t[SET_MAX], k0 = load16(k, 0, esize);
-		for (int h = 0; h < G; h++)
-			t[h] = _mm512_mul_ps(qv[h * hc], k0);
-		for (int c = 1; c < hc; c++) {
-			__m512 kc = load16(k, c * 16, esize);
-			for (int h = 0; h < G; h++)
-				t[h] = _mm512_fmadd_ps(qv[h * hc + c], kc, t[h]);
-		}
-		for (int h = 0; h < G; h++)
-			y[h][u] = _mm256_add_ps(_mm512_castps512_ps256(t[h]),
-						_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t[h]), 1)));
 	}
-	for (int h = 0; h < G; h++) {
-		__m256 hh = _mm256_hadd_ps(_mm256_hadd_ps(y[h][0], y[h][1]),
-					   _mm256_hadd_ps(y[h][2], y[h][3]));
-		__m128 d = _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(hh), _mm256_extractf128_ps(hh, 1)),
-				      _mm_set1_ps(a->scale));
-		if (n - j >= 4)
-			_mm_storeu_ps(sc + (size_t)h * ldsc + j, d);
-		else
-			_mm_mask_storeu_ps(sc + (size_t)h * ldsc + j, (__mmask8)((1u << (n - j)) - 1), d);
-	}
+	const __m512 sc = _mm512_set1_ps(a->scale);
+	for (int h = 0; h < 2 * G; h++)
+		o[h] = _mm512_mul_ps(_mm512_add_ps(e[h], od[h]), sc);
+}
+
+/* the G scores of block bi into rows s + h*ldsc, keys below n only */
+KINLINE void store_scores(const __m512 *o, int G, float *s, size_t ldsc, int32_t bi, int32_t n)
+{
+	int32_t left = n - bi * DK_KV_BLOCK;
+	if (left <= 0)
+		return;
+	__mmask16 k = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+	for (int h = 0; h < G; h++)
+		_mm512_mask_storeu_ps(s + (size_t)h * ldsc + (size_t)bi * DK_KV_BLOCK, k, o[h]);
 }
 
 /* sc[0..n) becomes exp(sc - max) * inv, where inv = 1 / the sum of the
@@ -174,21 +214,52 @@ KINLINE void multi_set(const struct dk_attn_multi_args *m, size_t esize, int hc,
 	int32_t ch = (int32_t)(16384 / ((size_t)hd * esize)) & ~15;
 	if (ch < 16)
 		ch = 16;
-	for (int32_t j0 = 0; j0 < nmax; j0 += ch) {
-		for (int32_t t = 0; t < m->nt; t++) {
-			int32_t n = m->nk[t];
-			if (j0 >= n)
-				continue;
-			__m512 qv[SET_MAX * 16];
-			for (int h = 0; h < G; h++) {
-				const float *q = a->q + (size_t)t * m->q_stride + (size_t)(g0 + h) * hd;
-				for (int c = 0; c < hc; c++)
-					qv[h * hc + c] = _mm512_loadu_ps(q + c * 16);
+	const int32_t nb = (nmax + DK_KV_BLOCK - 1) / DK_KV_BLOCK;
+	const int hd16 = hc * 16;
+	if (m->nt == 1) {
+		const float *q = a->q + (size_t)g0 * hd;
+		float *s = sc + (size_t)g0 * ldsc;
+		int32_t bi = 0;
+		for (; bi + 1 < nb; bi += 2) {
+			const struct fetch f = {
+				.k = {ktile(a, bi + 2 < nb ? bi + 2 : bi), ktile(a, bi + 3 < nb ? bi + 3 : bi)},
+				.v = {a->blocks[bi], a->blocks[bi + 1]}};
+			__m512 o[2 * SET_MAX];
+			score2(a, esize, hd16, G, false, true, true, 2, ktile(a, bi), ktile(a, bi + 1), q, q,
+			       &f, o);
+			store_scores(o, G, s, ldsc, bi, nmax);
+			store_scores(o + G, G, s, ldsc, bi + 1, nmax);
+		}
+		if (bi < nb) {
+			const struct fetch f = {.k = {ktile(a, bi), NULL}, .v = {a->blocks[bi], NULL}};
+			__m512 o[2 * SET_MAX];
+			score2(a, esize, hd16, G, false, false, true, 1, ktile(a, bi), NULL, q, q, &f, o);
+			store_scores(o, G, s, ldsc, bi, nmax);
+		}
+	} else {
+		for (int32_t bi = 0; bi < nb; bi++) {
+			const uint8_t *kt = ktile(a, bi);
+			const struct fetch f = {.k = {ktile(a, bi + 1 < nb ? bi + 1 : bi), NULL},
+						.v = {a->blocks[bi], NULL}};
+			for (int32_t t = 0; t < m->nt; t += 2) {
+				const bool two = t + 1 < m->nt;
+				if (bi * DK_KV_BLOCK >= m->nk[two ? t + 1 : t])
+					continue;
+				const float *q0 = a->q + (size_t)t * m->q_stride + (size_t)g0 * hd;
+				__m512 o[2 * SET_MAX];
+				if (!two)
+					score2(a, esize, hd16, G, true, false, false, 0, kt, kt, q0, q0, &f, o);
+				else if (t == 0)
+					score2(a, esize, hd16, G, true, true, true, 1, kt, kt, q0,
+					       q0 + m->q_stride, &f, o);
+				else
+					score2(a, esize, hd16, G, true, true, false, 0, kt, kt, q0,
+					       q0 + m->q_stride, &f, o);
+				store_scores(o, G, sc + ((size_t)t * nq + g0) * ldsc, ldsc, bi, m->nk[t]);
+				if (two)
+					store_scores(o + G, G, sc + ((size_t)(t + 1) * nq + g0) * ldsc, ldsc, bi,
+						     m->nk[t + 1]);
 			}
-			int32_t j1 = j0 + ch < n ? j0 + ch : n;
-			float *s = sc + ((size_t)t * nq + g0) * ldsc;
-			for (int32_t j = j0; j < j1; j += 4)
-				score4(a, esize, hc, G, qv, j, n, s, ldsc);
 		}
 	}
 	for (int32_t t = 0; t < m->nt; t++)

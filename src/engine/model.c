@@ -460,7 +460,7 @@ struct dk_ctx {
 	struct dk_pool *pool;
 	struct dk_kv *kv;
 	size_t kv_esize;        /* bytes per K/V element */
-	size_t kv_layer_bytes;  /* per layer inside a block: K then V */
+	size_t kv_layer_bytes;  /* per layer inside a block: K tiles then V rows (kv_k) */
 	int32_t kv_dim;
 
 	/* scratch, n_batch rows each */
@@ -477,7 +477,7 @@ struct dk_ctx {
 	uint8_t **att_blocks;   /* per thread: block pointers of one sequence */
 	int32_t att_blocks_stride;
 	float *att_wide;        /* F16 cache, per thread: one KV head of one sequence
-				 * widened to float, blocks of [K rows][V rows] */
+				 * widened to float, blocks of [K tile][V rows] */
 	size_t att_wide_stride;
 	int32_t *att_runs;      /* batch index where run r starts; [n_runs] = n_tokens */
 	dk_vec_swiglu_fn swiglu; /* this CPU's kernel (vec.h) */
@@ -952,12 +952,16 @@ static void rope_apply(const struct dk_ctx *c, float *v, int32_t nheads, const f
 	}
 }
 
-static inline const uint8_t *kv_k(const struct dk_ctx *c, const uint8_t *blk, int layer, int slot)
+/* A block holds, per layer, the keys then the values of its DK_KV_BLOCK
+ * positions.  Keys are transposed, a tile per KV head (attn.h): element d
+ * of slot j's head-h key at ((h * head_dim + d) * DK_KV_BLOCK + j) * esize
+ * from kv_k; values are rows of kv_dim elements, slot j's at kv_v. */
+static inline uint8_t *kv_k(const struct dk_ctx *c, uint8_t *blk, int layer)
 {
-	return blk + (size_t)layer * c->kv_layer_bytes + (size_t)slot * c->kv_dim * c->kv_esize;
+	return blk + (size_t)layer * c->kv_layer_bytes;
 }
 
-static inline const uint8_t *kv_v(const struct dk_ctx *c, const uint8_t *blk, int layer, int slot)
+static inline uint8_t *kv_v(const struct dk_ctx *c, uint8_t *blk, int layer, int slot)
 {
 	return blk + (size_t)layer * c->kv_layer_bytes + (size_t)DK_KV_BLOCK * c->kv_dim * c->kv_esize +
 	       (size_t)slot * c->kv_dim * c->kv_esize;
@@ -976,16 +980,25 @@ static void qkv_prep(struct dk_ctx *c, int32_t t, int32_t h0, int32_t h1)
 	rope_apply(c, k + (size_t)h0 * hd, h1 - h0, cs);
 	int32_t s = c->b->seq[t], pos = c->b->pos[t];
 	uint8_t *blk = dk_kv_block_at(c->kv, s, pos);
+	const int slot = pos % DK_KV_BLOCK;
 	size_t off = (size_t)h0 * hd * c->kv_esize, n = (size_t)(h1 - h0) * hd;
-	uint8_t *kd = (uint8_t *)kv_k(c, blk, c->layer, pos % DK_KV_BLOCK) + off;
-	uint8_t *vd = (uint8_t *)kv_v(c, blk, c->layer, pos % DK_KV_BLOCK) + off;
+	uint8_t *kt = kv_k(c, blk, c->layer);
+	uint8_t *vd = kv_v(c, blk, c->layer, slot) + off;
 	if (c->kv_esize == 2) {
 		/* the F16 level's converter: the reference's bytes, vectorised */
 		const dk_from_float_fn to_f16 = dk_quant_traits(DK_TYPE_F16)->from_float;
-		to_f16(k + (size_t)h0 * hd, kd, (int64_t)n);
+		uint16_t *kh = (uint16_t *)kt + slot, tmp[64];
+		for (size_t e0 = (size_t)h0 * hd; e0 < (size_t)h1 * hd; e0 += 64) {
+			size_t ne = (size_t)h1 * hd - e0 < 64 ? (size_t)h1 * hd - e0 : 64;
+			to_f16(k + e0, tmp, (int64_t)ne);
+			for (size_t i = 0; i < ne; i++)
+				kh[(e0 + i) * DK_KV_BLOCK] = tmp[i];
+		}
 		to_f16(v + (size_t)h0 * hd, vd, (int64_t)n);
 	} else {
-		memcpy(kd, k + (size_t)h0 * hd, n * 4);
+		float *kh = (float *)kt + slot;
+		for (size_t e = (size_t)h0 * hd; e < (size_t)h1 * hd; e++)
+			kh[e * DK_KV_BLOCK] = k[e];
 		memcpy(vd, v + (size_t)h0 * hd, n * 4);
 	}
 }
@@ -1047,7 +1060,7 @@ static void attend(struct dk_ctx *c, int ith, int32_t r, int32_t kvh)
 	struct dk_attn_args args = {.hd = hd, .scale = 1.0f / sqrtf((float)hd),
 				    .scratch = scratch, .blocks = blocks};
 	dk_attn_multi_fn fn;
-	size_t head = (size_t)kvh * hd * c->kv_esize;
+	size_t head = (size_t)kvh * hd * c->kv_esize, ktile = head * DK_KV_BLOCK;
 	if (wide && i1 - i0 >= ATT_WIDEN_MIN) {
 		const dk_to_float_fn widen = dk_quant_traits(DK_TYPE_F16)->to_float;
 		for (int32_t bi = 0; bi * DK_KV_BLOCK < nkeys; bi++) {
@@ -1055,11 +1068,12 @@ static void attend(struct dk_ctx *c, int ith, int32_t r, int32_t kvh)
 			float *dst = wide + (size_t)bi * wblock;
 			int32_t rows = nkeys - bi * DK_KV_BLOCK < DK_KV_BLOCK ? nkeys - bi * DK_KV_BLOCK
 									       : DK_KV_BLOCK;
-			for (int32_t j = 0; j < rows; j++) {
-				widen(src + kbase + (size_t)j * row_bytes + head, dst + (size_t)j * hd, hd);
+			/* the key tile whole (slots past the end included: kernels
+			 * never let them reach a result), the value rows in use */
+			widen(src + kbase + ktile, dst, (int64_t)hd * DK_KV_BLOCK);
+			for (int32_t j = 0; j < rows; j++)
 				widen(src + vbase + (size_t)j * row_bytes + head,
 				      dst + (size_t)(DK_KV_BLOCK + j) * hd, hd);
-			}
 			blocks[bi] = (uint8_t *)dst;
 		}
 		args.k_off = 0;
@@ -1069,7 +1083,7 @@ static void attend(struct dk_ctx *c, int ith, int32_t r, int32_t kvh)
 	} else {
 		for (int32_t bi = 0; bi * DK_KV_BLOCK < nkeys; bi++)
 			blocks[bi] = dk_kv_seq_block(c->kv, s, bi);
-		args.k_off = kbase + head;
+		args.k_off = kbase + ktile;
 		args.v_off = vbase + head;
 		args.row_bytes = row_bytes;
 		fn = dk_attn_multi_kernel(c->kv_esize, hd);
@@ -1401,7 +1415,9 @@ void dk_kv_stats(const struct dk_ctx *c, struct dk_kv_stats *out)
 
 /* ---- prefix files ---- */
 
-#define PREFIX_MAGIC "DKKVPFX1"
+/* version 2: keys stored transposed (kv_k); files of version 1 are
+ * refused with a message that says why */
+#define PREFIX_MAGIC "DKKVPFX2"
 
 struct prefix_header {
 	char magic[8];
@@ -1464,7 +1480,15 @@ enum dk_status dk_kv_prefix_load(struct dk_ctx *c, const char *path, int32_t *n_
 	const char *sha = dk_model_sha256(c->m);
 	dk_token *toks = NULL;
 	void *data = NULL;
-	if (fread(&h, sizeof h, 1, f) != 1 || memcmp(h.magic, PREFIX_MAGIC, 8)) {
+	const bool got = fread(&h, sizeof h, 1, f) == 1;
+	if (got && !memcmp(h.magic, PREFIX_MAGIC, 7) && memcmp(h.magic, PREFIX_MAGIC, 8)) {
+		st = dk_err(c->err, sizeof c->err, DK_SKIP,
+			    "'%s' is a prefix file of another docket version (format %c, this one "
+			    "reads %c); recompute it",
+			    path, h.magic[7], PREFIX_MAGIC[7]);
+		goto out;
+	}
+	if (!got || memcmp(h.magic, PREFIX_MAGIC, 8)) {
 		st = dk_err(c->err, sizeof c->err, DK_SKIP, "'%s' is not a docket prefix file", path);
 		goto out;
 	}
