@@ -69,8 +69,9 @@ KINLINE __m512 kvec(const uint8_t *kt, int32_t d, size_t esize)
 }
 
 /* lines to fetch ahead while scoring: key tiles k[x] (whole) and the
- * value rows (from v_off) of blocks v[x]; never NULL (a pointer to data
- * already at hand when there is nothing ahead: a fetch is only a hint) */
+ * value rows (from v_off) of blocks v[x], x below score2's nx; those are
+ * never NULL (a pointer to data already at hand when there is nothing
+ * ahead: a fetch is only a hint) */
 struct fetch {
 	const uint8_t *k[2];
 	const uint8_t *v[2];
