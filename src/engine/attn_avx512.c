@@ -52,7 +52,14 @@ _Static_assert(DK_KV_BLOCK == 16, "element d of a key tile is one vector of 16 k
  * the key tiles two blocks on and the value rows of the blocks it scores
  * (read after the softmax, by which time they have arrived); a run, whose
  * widened rows sit in L2, fetches the next tile and this block's values
- * once, with its first pair of tokens. */
+ * once, with its first pair of tokens.  The fetches go to L2 (T1), not
+ * L1: fetches into L1 each hold one of the core's few L1 miss buffers
+ * until the line comes from memory, and with the demand loads queued
+ * behind them a decode over cold rows ran at about half the speed of warm
+ * ones (mb, 3 heads per KV head, hd 64, ns per key and head: 128 keys
+ * 9.7 -> 5.8, 400 keys 11.8 -> 6.4; batch 16 at 500-token contexts +30%,
+ * one sequence there +15%).  The matrix kernels keep T0 (pack_avx512.c):
+ * for their single stream T1 measured 13% slower. */
 #define SET_MAX 3
 
 static inline const uint8_t *ktile(const struct dk_attn_args *a, int32_t bi)
@@ -99,10 +106,10 @@ KINLINE void score2(const struct dk_attn_args *a, size_t esize, int hd, int G, b
 			for (int x = 0; x < nx; x++)
 				for (size_t l = 0; l < lp; l++) {
 					size_t li = (size_t)d / 2 * lp + l;
-					_mm_prefetch((const char *)f->k[x] + li * 64, _MM_HINT_T0);
+					_mm_prefetch((const char *)f->k[x] + li * 64, _MM_HINT_T1);
 					_mm_prefetch((const char *)f->v[x] + a->v_off + (li / vl) * a->row_bytes +
 							     (li % vl) * 64,
-						     _MM_HINT_T0);
+						     _MM_HINT_T1);
 				}
 		}
 		for (int u = 0; u < 2; u++) {
