@@ -20,7 +20,8 @@
 
 static inline const uint8_t *row(const struct dk_attn_args *a, size_t off, int32_t j)
 {
-	return a->blocks[j / DK_KV_BLOCK] + off + (size_t)(j % DK_KV_BLOCK) * a->row_bytes;
+	const uint32_t u = (uint32_t)j; /* j >= 0: a shift and a mask, not signed division */
+	return a->blocks[u / DK_KV_BLOCK] + off + (size_t)(u % DK_KV_BLOCK) * a->row_bytes;
 }
 
 /* 16 elements of a cache row from element i, widened to float */
