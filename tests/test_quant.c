@@ -673,6 +673,9 @@ static void test_from_float_levels(void **state)
 				x[256 + j] = (float)((j * 37) % 250 - 125) + (j % 3 ? 0.5f : 0.25f);
 			x[300] = -127.0f;
 			x[301] = 127.0f;
+			/* an all-zero block (scale 0, inverse 0) */
+			for (int j = 640; j < 672; j++)
+				x[j] = 0;
 			if (act[i] == DK_TYPE_F16 || act[i] == DK_TYPE_BF16) {
 				/* specials and the edges of the fp16 range */
 				x[50] = INFINITY;
@@ -683,12 +686,19 @@ static void test_from_float_levels(void **state)
 				x[55] = -0x1.8p-24f;
 				x[56] = 1e-40f; /* fp32 subnormal */
 			}
-			size_t nb = row_bytes(tr, N);
-			memset(a, 0, nb);
-			memset(b, 0, nb);
-			tr->from_float(x, a, N);
-			tl->from_float(x, b, N);
-			assert_memory_equal(a, b, nb);
+			/* whole row, and rows whose last group of blocks is partial
+			 * (the SIMD Q8 forms take 16 blocks at a time) */
+			static const int lens[] = { N, 32, 18 * 32, 33 * 32 };
+			for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+				if (lens[k] % tr->blck)
+					continue;
+				size_t nb = row_bytes(tr, lens[k]);
+				memset(a, 0, nb);
+				memset(b, 0xAA, nb);
+				tr->from_float(x, a, lens[k]);
+				tl->from_float(x, b, lens[k]);
+				assert_memory_equal(a, b, nb);
+			}
 		}
 	}
 	free(x);
