@@ -1,7 +1,9 @@
 /* Elementwise kernels (vec.h) against their scalar references: random
  * gates over the range a model produces and past it (where e^-g
  * overflows or vanishes), every tail length, and splits at every point
- * (threads split rows anywhere: the bits must not move). */
+ * (threads split rows anywhere: the bits must not move); rotary
+ * embeddings in both pair layouts, bit for bit, over head sizes and
+ * rotated widths that leave every kind of tail. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -109,12 +111,79 @@ static void test_swiglu_ref_values(void **state)
 	assert_true(fabsf(h[3] - 0.7310586f) < 1e-6f);
 }
 
+/* cos/sin of pair angles as a model's rope table holds them, plus a few
+ * large rows so that products round differently from a fused form */
+static void rope_make(float *x, int n, float *cs, int n_rot)
+{
+	for (int i = 0; i < n; i++)
+		x[i] = rng_unif() * (i % 11 == 0 ? 300.0f : 3.0f);
+	for (int i = 0; i < n_rot / 2; i++) {
+		float th = rng_unif() * 40.0f;
+		cs[2 * i] = cosf(th);
+		cs[2 * i + 1] = sinf(th);
+	}
+}
+
+static void test_rope_matches_ref(void **state)
+{
+	(void)state;
+	if (dk_quant_level() < DK_KERNELS_AVX512)
+		skip();
+	rng_seed(23);
+	static const int hds[] = { 64, 128, 80, 40, 6 };
+	enum { HEADS = 3 };
+	static float x[HEADS * 128], want[HEADS * 128], got[HEADS * 128], cs[128];
+	int tested = 0;
+	for (size_t k = 0; k < sizeof hds / sizeof hds[0]; k++) {
+		const int hd = hds[k];
+		const int rots[] = { hd, hd / 2 & ~1, 2, hd - 2, 34 < hd ? 34 : hd };
+		for (size_t r = 0; r < sizeof rots / sizeof rots[0]; r++) {
+			for (int neox = 0; neox < 2; neox++) {
+				const int n_rot = rots[r];
+				rope_make(x, HEADS * hd, cs, n_rot);
+				memcpy(want, x, sizeof(float) * HEADS * (size_t)hd);
+				memcpy(got, x, sizeof(float) * HEADS * (size_t)hd);
+				dk_vec_rope_ref(want, HEADS, hd, n_rot, cs, neox);
+				dk_vec_rope_avx512(got, HEADS, hd, n_rot, cs, neox);
+				if (memcmp(want, got, sizeof(float) * HEADS * (size_t)hd)) {
+					for (int i = 0; i < HEADS * hd; i++)
+						if (memcmp(&want[i], &got[i], sizeof(float)))
+							fprintf(stderr, "hd %d n_rot %d neox %d elem %d: %a vs %a\n",
+								hd, n_rot, neox, i, got[i], want[i]);
+					fail();
+				}
+				tested++;
+			}
+		}
+	}
+	assert_int_equal(tested, 50);
+}
+
+static void test_rope_ref_values(void **state)
+{
+	(void)state;
+	/* a quarter turn for pair 0, none for pair 1; elements past n_rot
+	 * stay as they were */
+	const float cs[4] = { 0.0f, 1.0f, 1.0f, 0.0f };
+	float x[6] = { 1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 6.0f };
+	dk_vec_rope_kernel()(x, 1, 6, 4, cs, false);
+	const float adj[6] = { -2.0f, 1.0f, 3.0f, 4.0f, 5.0f, 6.0f };
+	assert_memory_equal(x, adj, sizeof x);
+	float y[6] = { 1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 6.0f };
+	/* neox: pairs (0, 2) and (1, 3) */
+	dk_vec_rope_kernel()(y, 1, 6, 4, cs, true);
+	const float nx[6] = { -3.0f, 2.0f, 1.0f, 4.0f, 5.0f, 6.0f };
+	assert_memory_equal(y, nx, sizeof y);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_swiglu_matches_ref),
 		cmocka_unit_test(test_swiglu_split_invariant),
 		cmocka_unit_test(test_swiglu_ref_values),
+		cmocka_unit_test(test_rope_matches_ref),
+		cmocka_unit_test(test_rope_ref_values),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

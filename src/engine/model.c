@@ -480,7 +480,8 @@ struct dk_ctx {
 				 * widened to float, blocks of [K tile][V rows] */
 	size_t att_wide_stride;
 	int32_t *att_runs;      /* batch index where run r starts; [n_runs] = n_tokens */
-	dk_vec_swiglu_fn swiglu; /* this CPU's kernel (vec.h) */
+	dk_vec_swiglu_fn swiglu; /* this CPU's kernels (vec.h) */
+	dk_vec_rope_fn rope_fn;
 	int32_t n_runs;
 	_Atomic int64_t att_next; /* next attention task (counts down) */
 	int32_t att_heads;      /* KV heads per attention task: 1 or all */
@@ -622,6 +623,7 @@ enum dk_status dk_ctx_new(struct dk_ctx **out, struct dk_model *m, const struct 
 	}
 	c->att_runs = xalloc(((size_t)NB + 1) * 4, &scratch);
 	c->swiglu = dk_vec_swiglu_kernel();
+	c->rope_fn = dk_vec_rope_kernel();
 	c->pool = dk_pool_new(p->n_threads);
 	if ((c->kv_esize == 2 && !c->att_wide) || !c->att_runs || !c->kv || !c->x || !c->xb || !c->xb2 || !c->q || !c->k || !c->v || !c->att || !c->hb ||
 	    !c->hb2 || !c->qx || !c->rope || !c->logits || !c->out_row || !c->out_idx ||
@@ -940,16 +942,7 @@ static void rope_tables(struct dk_ctx *c)
 static void rope_apply(const struct dk_ctx *c, float *v, int32_t nheads, const float *cs)
 {
 	const struct dk_model_info *hp = &c->m->info;
-	int32_t hd = hp->head_dim, nr = hp->n_rot;
-	for (int32_t h = 0; h < nheads; h++) {
-		float *x = v + h * hd;
-		for (int32_t i0 = 0; i0 < nr; i0 += 2) {
-			int32_t a = c->m->neox ? i0 / 2 : i0, b = c->m->neox ? i0 / 2 + nr / 2 : i0 + 1;
-			float x0 = x[a], x1 = x[b], co = cs[i0], si = cs[i0 + 1];
-			x[a] = x0 * co - x1 * si;
-			x[b] = x0 * si + x1 * co;
-		}
-	}
+	c->rope_fn(v, nheads, hp->head_dim, hp->n_rot, cs, c->m->neox);
 }
 
 /* A block holds, per layer, the keys then the values of its DK_KV_BLOCK

@@ -22,3 +22,23 @@ dk_vec_swiglu_fn dk_vec_swiglu_kernel(void)
 		return dk_vec_swiglu_ref;
 	}
 }
+
+void dk_vec_rope_ref(float *x, int32_t nheads, int32_t hd, int32_t n_rot, const float *cs,
+		     bool neox)
+{
+	const int32_t half = n_rot / 2;
+	for (int32_t h = 0; h < nheads; h++) {
+		float *v = x + (size_t)h * (size_t)hd;
+		for (int32_t i = 0; i < half; i++) {
+			const int32_t a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+			const float x0 = v[a], x1 = v[b], co = cs[2 * i], si = cs[2 * i + 1];
+			v[a] = x0 * co - x1 * si;
+			v[b] = x0 * si + x1 * co;
+		}
+	}
+}
+
+dk_vec_rope_fn dk_vec_rope_kernel(void)
+{
+	return dk_quant_level() == DK_KERNELS_AVX512 ? dk_vec_rope_avx512 : dk_vec_rope_ref;
+}

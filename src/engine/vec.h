@@ -1,5 +1,6 @@
 /*
- * Elementwise kernels of the feed-forward block.  Private to the engine.
+ * Elementwise kernels: SwiGLU of the feed-forward block, rotary position
+ * embedding of attention.  Private to the engine.
  *
  * SwiGLU: g[i] = g[i] / (1 + e^(-g[i])) * u[i], the SiLU of the gate row
  * times the up row, in that order of operations.  dk_vec_swiglu_ref (libm
@@ -13,6 +14,7 @@
 #ifndef DK_ENGINE_VEC_H
 #define DK_ENGINE_VEC_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* g[0..n) = silu(g) * u; g and u do not overlap */
@@ -25,5 +27,25 @@ void dk_vec_swiglu_avx512(float *restrict g, const float *restrict u, int64_t n)
 /* The kernel for this CPU at dk_quant_level() (DOCKET_KERNELS=ref forces
  * the reference); chosen once, thread-safe. */
 dk_vec_swiglu_fn dk_vec_swiglu_kernel(void);
+
+/* Rotary position embedding, in place, of nheads heads of hd floats laid
+ * end to end (x[h*hd .. h*hd + hd)); the first n_rot elements of each head
+ * rotate (n_rot even, <= hd), the rest are left alone.  cs holds n_rot
+ * floats: cos then sin of pair i's angle at cs[2i], cs[2i+1].  Pair i is
+ * elements (2i, 2i+1), or (i, i + n_rot/2) when neox; with (a, b) its
+ * elements,
+ *   a' = a*cos - b*sin,  b' = a*sin + b*cos
+ * each product rounded, then the sum or difference: no fused multiply-add,
+ * so every level gives the reference's bits (test_vec). */
+typedef void (*dk_vec_rope_fn)(float *x, int32_t nheads, int32_t hd, int32_t n_rot,
+			       const float *cs, bool neox);
+
+void dk_vec_rope_ref(float *x, int32_t nheads, int32_t hd, int32_t n_rot, const float *cs,
+		     bool neox);
+void dk_vec_rope_avx512(float *x, int32_t nheads, int32_t hd, int32_t n_rot, const float *cs,
+			bool neox);
+
+/* As dk_vec_swiglu_kernel; below AVX-512, the reference. */
+dk_vec_rope_fn dk_vec_rope_kernel(void);
 
 #endif

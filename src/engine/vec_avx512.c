@@ -16,3 +16,49 @@ void dk_vec_swiglu_avx512(float *restrict g, const float *restrict u, int64_t n)
 		_mm512_mask_storeu_ps(g + i, k, y);
 	}
 }
+
+/* 8 pairs per vector.  Adjacent pairs: the cosines and sines are the even
+ * and odd lanes of cs duplicated, the partner of each element is its
+ * neighbour (a swap within pairs), and the even lanes take the difference,
+ * the odd ones the sum (a*sin + b*cos: the same two products, and
+ * addition commutes bit for bit).  Neox pairs: cos and sin gathered from
+ * two vectors of cs, the halves loaded apart. */
+void dk_vec_rope_avx512(float *x, int32_t nheads, int32_t hd, int32_t n_rot, const float *cs,
+			bool neox)
+{
+	const int32_t half = n_rot / 2;
+	for (int32_t h = 0; h < nheads; h++) {
+		float *v = x + (size_t)h * (size_t)hd;
+		if (!neox) {
+			for (int32_t i = 0; i < n_rot; i += 16) {
+				const __mmask16 k = n_rot - i >= 16 ? (__mmask16)0xFFFF
+								    : (__mmask16)((1u << (n_rot - i)) - 1);
+				const __m512 c = _mm512_maskz_loadu_ps(k, cs + i);
+				const __m512 a = _mm512_maskz_loadu_ps(k, v + i);
+				const __m512 t1 = _mm512_mul_ps(a, _mm512_moveldup_ps(c));
+				const __m512 t2 = _mm512_mul_ps(_mm512_permute_ps(a, 0xB1), _mm512_movehdup_ps(c));
+				_mm512_mask_storeu_ps(v + i, k,
+						      _mm512_mask_sub_ps(_mm512_add_ps(t1, t2), 0x5555, t1, t2));
+			}
+			continue;
+		}
+		const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+		const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+		for (int32_t i = 0; i < half; i += 16) {
+			const int32_t r = half - i < 16 ? half - i : 16; /* pairs here */
+			const __mmask16 k = (__mmask16)((1u << r) - 1);
+			const __mmask16 k0 = r >= 8 ? (__mmask16)0xFFFF : (__mmask16)((1u << (2 * r)) - 1);
+			const __mmask16 k1 = r > 8 ? (__mmask16)((1u << (2 * r - 16)) - 1) : 0;
+			const __m512 c0 = _mm512_maskz_loadu_ps(k0, cs + 2 * i);
+			const __m512 c1 = _mm512_maskz_loadu_ps(k1, cs + 2 * i + 16);
+			const __m512 co = _mm512_permutex2var_ps(c0, ev, c1);
+			const __m512 si = _mm512_permutex2var_ps(c0, od, c1);
+			const __m512 a = _mm512_maskz_loadu_ps(k, v + i);
+			const __m512 b = _mm512_maskz_loadu_ps(k, v + i + half);
+			_mm512_mask_storeu_ps(v + i, k,
+					      _mm512_sub_ps(_mm512_mul_ps(a, co), _mm512_mul_ps(b, si)));
+			_mm512_mask_storeu_ps(v + i + half, k,
+					      _mm512_add_ps(_mm512_mul_ps(a, si), _mm512_mul_ps(b, co)));
+		}
+	}
+}
