@@ -76,6 +76,61 @@ static void test_greedy(void **state)
 	dk_sampler_free(s);
 }
 
+/* dk_argmax over a vocabulary-sized row, the winner at the start, in a
+ * SIMD tail, past ties and NaN, against a plain scan */
+static void test_argmax(void **state)
+{
+	(void)state;
+	enum { NV = 49152 + 7 };
+	float *l = malloc(NV * sizeof *l);
+	assert_non_null(l);
+	uint32_t r = 12345;
+	for (int i = 0; i < NV; i++) {
+		r = r * 1664525u + 1013904223u;
+		l[i] = (float)(r >> 8) / 16777216.0f * 20.0f - 10.0f;
+	}
+	static const int at[] = { 0, 1, 15, 16, 17, 4097, NV - 8, NV - 1 };
+	for (size_t k = 0; k < sizeof at / sizeof at[0]; k++) {
+		float keep = l[at[k]];
+		l[at[k]] = 11.0f;
+		assert_int_equal(dk_argmax(l, NV), at[k]);
+		/* a tie later, NaN and +inf-free noise elsewhere leave it */
+		int later = at[k] + 5 < NV ? at[k] + 5 : -1;
+		float kl = later >= 0 ? l[later] : 0;
+		if (later >= 0)
+			l[later] = 11.0f;
+		l[at[k] > 0 ? at[k] - 1 : NV - 2] = NAN;
+		assert_int_equal(dk_argmax(l, NV), at[k]);
+		/* an earlier tie wins */
+		if (at[k] >= 3) {
+			float e = l[at[k] - 3];
+			l[at[k] - 3] = 11.0f;
+			assert_int_equal(dk_argmax(l, NV), at[k] - 3);
+			l[at[k] - 3] = e;
+		}
+		l[at[k] > 0 ? at[k] - 1 : NV - 2] = 0.5f;
+		if (later >= 0)
+			l[later] = kl;
+		l[at[k]] = keep;
+	}
+	/* every length through the SIMD tails */
+	for (int n = 1; n <= 40; n++) {
+		int want = 0;
+		for (int i = 1; i < n; i++)
+			if (l[i] > l[want])
+				want = i;
+		assert_int_equal(dk_argmax(l, n), want);
+	}
+	/* nothing above -inf: no token */
+	for (int i = 0; i < 37; i++)
+		l[i] = i % 2 ? -INFINITY : NAN;
+	assert_int_equal(dk_argmax(l, 37), DK_TOKEN_NULL);
+	l[36] = -1e38f;
+	assert_int_equal(dk_argmax(l, 37), 36);
+	assert_int_equal(dk_argmax(l, 0), DK_TOKEN_NULL);
+	free(l);
+}
+
 static void test_all_masked(void **state)
 {
 	(void)state;
@@ -542,6 +597,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_greedy),
+		cmocka_unit_test(test_argmax),
 		cmocka_unit_test(test_all_masked),
 		cmocka_unit_test(test_masked_never_sampled),
 		cmocka_unit_test(test_determinism),

@@ -176,6 +176,37 @@ static void test_rope_ref_values(void **state)
 	assert_memory_equal(y, nx, sizeof y);
 }
 
+/* argmax: every level gives the scalar scan's index, over random rows
+ * with ties, NaN and -inf sprinkled in, at every length up to 70 and a
+ * vocabulary-sized one */
+static void test_argmax_matches_ref(void **state)
+{
+	(void)state;
+	if (dk_quant_level() < DK_KERNELS_AVX512)
+		skip();
+	rng_seed(31);
+	enum { NV = 49152 };
+	float *x = malloc(NV * sizeof *x);
+	assert_non_null(x);
+	for (int trial = 0; trial < 200; trial++) {
+		int n = trial < 70 ? trial + 1 : trial < 199 ? 1 + (int)(rng_u32() % 5000) : NV;
+		for (int i = 0; i < n; i++) {
+			uint32_t u = rng_u32() % 100;
+			/* few distinct values: ties are common */
+			x[i] = u < 3 ? NAN : u < 6 ? -INFINITY : (float)(rng_u32() % 9);
+		}
+		if (trial % 7 == 0)
+			for (int i = 0; i < n; i++)
+				x[i] = i % 3 ? -INFINITY : NAN;
+		int32_t want = dk_vec_argmax_ref(x, n), got = dk_vec_argmax_avx512(x, n);
+		if (want != got) {
+			fprintf(stderr, "n %d: avx512 %d, ref %d\n", n, got, want);
+			fail();
+		}
+	}
+	free(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -184,6 +215,7 @@ int main(void)
 		cmocka_unit_test(test_swiglu_ref_values),
 		cmocka_unit_test(test_rope_matches_ref),
 		cmocka_unit_test(test_rope_ref_values),
+		cmocka_unit_test(test_argmax_matches_ref),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -53,6 +53,13 @@ dk_token dk_sampler_sample(struct dk_sampler *s, float *logits);
 /* Records a token in the penalty history. */
 void dk_sampler_accept(struct dk_sampler *s, dk_token t);
 
+/* The greedy pick: the id of the largest of logits[0..n), ties to the
+ * lowest id; NaN and -INFINITY are never picked (DK_TOKEN_NULL when
+ * nothing else is there).  What dk_sampler_sample returns at temperature
+ * <= 0 without penalties; SIMD where the CPU has it (~16 logits per
+ * instruction), same answer as the scalar scan. */
+dk_token dk_argmax(const float *logits, int32_t n);
+
 /* Softmax of logits[n] into probs[n], in float with max subtracted. */
 void dk_softmax(const float *logits, float *probs, int32_t n);
 

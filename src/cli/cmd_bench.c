@@ -44,6 +44,7 @@
 #include "cli.h"
 #include "docket/bounds.h"
 #include "docket/model.h"
+#include "docket/sampler.h"
 #include "engine/quant.h"
 
 struct sizes {
@@ -95,15 +96,6 @@ static void fill_tokens(dk_token *t, int n, int32_t n_vocab, uint64_t *s)
 {
 	for (int i = 0; i < n; i++)
 		t[i] = (dk_token)(rng_next(s) % (uint64_t)n_vocab);
-}
-
-static dk_token argmax(const float *l, int32_t n)
-{
-	int32_t best = 0;
-	for (int32_t i = 1; i < n; i++)
-		if (l[i] > l[best])
-			best = i;
-	return best;
 }
 
 static void progress(const struct opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -199,14 +191,14 @@ static double bench_tg(struct dk_ctx *c, int prompt, int n, int reps, uint64_t *
 				     i == prompt - 1);
 		if (!decode(c, b))
 			goto fail;
-		dk_token t = argmax(dk_logits(c, prompt - 1), mi->n_vocab);
+		dk_token t = dk_argmax(dk_logits(c, prompt - 1), mi->n_vocab);
 		double t0 = now_s();
 		for (int i = 0; i < n; i++) {
 			dk_batch_clear(b);
 			dk_batch_add(b, t, prompt + i, 0, true);
 			if (!decode(c, b))
 				goto fail;
-			t = argmax(dk_logits(c, 0), mi->n_vocab);
+			t = dk_argmax(dk_logits(c, 0), mi->n_vocab);
 		}
 		double dt = now_s() - t0;
 		if (r >= 0 && n / dt > best)
@@ -244,7 +236,7 @@ static double bench_batch(struct dk_ctx *c, int S, int prompt, int steps, int re
 			goto out;
 		}
 		for (int s = 0; s < S; s++)
-			last[s] = argmax(dk_logits(c, s * prompt + prompt - 1), mi->n_vocab);
+			last[s] = dk_argmax(dk_logits(c, s * prompt + prompt - 1), mi->n_vocab);
 		double t0 = now_s();
 		for (int k = 0; k < steps; k++) {
 			dk_batch_clear(b);
@@ -255,7 +247,7 @@ static double bench_batch(struct dk_ctx *c, int S, int prompt, int steps, int re
 				goto out;
 			}
 			for (int s = 0; s < S; s++)
-				last[s] = argmax(dk_logits(c, s), mi->n_vocab);
+				last[s] = dk_argmax(dk_logits(c, s), mi->n_vocab);
 		}
 		double dt = now_s() - t0;
 		if ((double)S * steps / dt > best)
@@ -355,7 +347,7 @@ static struct sp_result bench_shared(struct dk_model *m, const struct opts *o,
 		for (int s = 0; s < P; s++) {
 			if (sl[s].logit_idx < 0)
 				continue;
-			sl[s].last = argmax(dk_logits(c, sl[s].logit_idx), mi->n_vocab);
+			sl[s].last = dk_argmax(dk_logits(c, sl[s].logit_idx), mi->n_vocab);
 			if (sl[s].st == SLOT_PROMPT) {
 				sl[s].st = SLOT_GEN;
 				primed = true;

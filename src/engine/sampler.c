@@ -7,6 +7,8 @@
  */
 #include "docket/sampler.h"
 
+#include "vec.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,17 +182,11 @@ static void apply_penalties(struct dk_sampler *s, float *logits)
 	}
 }
 
-static dk_token argmax(const float *logits, int32_t n)
+dk_token dk_argmax(const float *logits, int32_t n)
 {
-	dk_token best = DK_TOKEN_NULL;
-	float bv = -INFINITY;
-	for (int32_t i = 0; i < n; i++) {
-		if (logits[i] > bv) { /* strict: ties keep the lowest id */
-			bv = logits[i];
-			best = i;
-		}
-	}
-	return best;
+	/* the kernel choice is made once (pthread_once inside) */
+	int32_t i = logits && n > 0 ? dk_vec_argmax_kernel()(logits, n) : -1;
+	return i < 0 ? DK_TOKEN_NULL : (dk_token)i;
 }
 
 static inline void swap_i32(int32_t *a, int32_t *b)
@@ -383,7 +379,7 @@ dk_token dk_sampler_sample(struct dk_sampler *s, float *logits)
 	apply_penalties(s, logits);
 	/* a temperature so small that 1/t overflows is greedy in all but name */
 	if (p->temperature <= 0.0f || !isfinite(1.0f / p->temperature))
-		return argmax(logits, nv);
+		return dk_argmax(logits, nv);
 
 	int32_t *idx = s->idx;
 	float *pr = s->prob;
@@ -412,7 +408,7 @@ dk_token dk_sampler_sample(struct dk_sampler *s, float *logits)
 	 * (top-k keeps the maximum, so mx is still right) */
 	const float inv_t = 1.0f / p->temperature;
 	if (mx == INFINITY) /* weights would be inf/inf: an infinite logit just wins */
-		return argmax(logits, nv);
+		return dk_argmax(logits, nv);
 	const bool top_p = p->top_p < 1.0f && n > 1;
 	double sum = 0.0;
 	if (top_p) {

@@ -42,3 +42,20 @@ dk_vec_rope_fn dk_vec_rope_kernel(void)
 {
 	return dk_quant_level() == DK_KERNELS_AVX512 ? dk_vec_rope_avx512 : dk_vec_rope_ref;
 }
+
+int32_t dk_vec_argmax_ref(const float *x, int32_t n)
+{
+	int32_t best = -1;
+	float bv = -INFINITY;
+	for (int32_t i = 0; i < n; i++)
+		if (x[i] > bv) {
+			bv = x[i];
+			best = i;
+		}
+	return best;
+}
+
+dk_vec_argmax_fn dk_vec_argmax_kernel(void)
+{
+	return dk_quant_level() == DK_KERNELS_AVX512 ? dk_vec_argmax_avx512 : dk_vec_argmax_ref;
+}

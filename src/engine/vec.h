@@ -48,4 +48,15 @@ void dk_vec_rope_avx512(float *x, int32_t nheads, int32_t hd, int32_t n_rot, con
 /* As dk_vec_swiglu_kernel; below AVX-512, the reference. */
 dk_vec_rope_fn dk_vec_rope_kernel(void);
 
+/* Index of the largest of x[0..n) under strict >, scanning up from -inf:
+ * ties keep the lowest index, NaN and -inf never win; -1 when nothing
+ * beats -inf (dk_argmax, sampler.h). */
+typedef int32_t (*dk_vec_argmax_fn)(const float *x, int32_t n);
+
+int32_t dk_vec_argmax_ref(const float *x, int32_t n);
+int32_t dk_vec_argmax_avx512(const float *x, int32_t n);
+
+/* As dk_vec_rope_kernel. */
+dk_vec_argmax_fn dk_vec_argmax_kernel(void);
+
 #endif

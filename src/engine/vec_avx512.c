@@ -1,5 +1,6 @@
 /* AVX-512 elementwise kernels; specification in vec.c (_ref). */
 #include <immintrin.h>
+#include <math.h>
 
 #include "vec.h"
 #include "vexp_avx512.h"
@@ -61,4 +62,29 @@ void dk_vec_rope_avx512(float *x, int32_t nheads, int32_t hd, int32_t n_rot, con
 					      _mm512_add_ps(_mm512_mul_ps(a, si), _mm512_mul_ps(b, co)));
 		}
 	}
+}
+
+/* Each lane keeps its own first maximum (strict >, so NaN never enters
+ * and a later equal value never replaces it); then the largest of the
+ * lanes' values, and of the lanes holding it the lowest index: the first
+ * occurrence overall, as the scalar scan finds it. */
+int32_t dk_vec_argmax_avx512(const float *x, int32_t n)
+{
+	__m512 bv = _mm512_set1_ps(-INFINITY);
+	__m512i bi = _mm512_set1_epi32(-1);
+	__m512i idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+	const __m512i step = _mm512_set1_epi32(16);
+	for (int32_t i = 0; i < n; i += 16) {
+		const __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+		const __m512 v = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), k, x + i);
+		const __mmask16 gt = _mm512_cmp_ps_mask(v, bv, _CMP_GT_OQ);
+		bv = _mm512_mask_mov_ps(bv, gt, v);
+		bi = _mm512_mask_mov_epi32(bi, gt, idx);
+		idx = _mm512_add_epi32(idx, step);
+	}
+	const float m = _mm512_reduce_max_ps(bv);
+	if (!(m > -INFINITY))
+		return -1;
+	const __mmask16 at = _mm512_cmp_ps_mask(bv, _mm512_set1_ps(m), _CMP_EQ_OQ);
+	return _mm512_mask_reduce_min_epi32(at, bi);
 }
