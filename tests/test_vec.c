@@ -176,6 +176,42 @@ static void test_rope_ref_values(void **state)
 	assert_memory_equal(y, nx, sizeof y);
 }
 
+/* rmsnorm: every level gives the reference's bits, at every length up to
+ * 70 (the tails past whole groups of 8 and 16) and model widths, in place
+ * too, over rows whose squares span many binades */
+static void test_rmsnorm_matches_ref(void **state)
+{
+	(void)state;
+	if (dk_quant_level() < DK_KERNELS_AVX512)
+		skip();
+	rng_seed(41);
+	enum { M = 2051 };
+	static float x[M], w[M], want[M], got[M];
+	for (int i = 0; i < M; i++)
+		w[i] = 1.0f + rng_unif() * 0.5f;
+	int tested = 0;
+	for (int n = 1; n <= M; n = n < 70 ? n + 1 : n < 576 ? 576 : n < 1536 ? 1536 : n < 2048 ? 2048 : n < M ? M : M + 1) {
+		for (int i = 0; i < n; i++)
+			x[i] = rng_unif() * (i % 13 == 0 ? 1e3f : i % 5 == 0 ? 1e-3f : 2.0f);
+		dk_vec_rmsnorm_ref(want, x, w, n, 1e-5f);
+		dk_vec_rmsnorm_avx512(got, x, w, n, 1e-5f);
+		if (memcmp(want, got, sizeof(float) * (size_t)n)) {
+			fprintf(stderr, "rmsnorm n %d differs\n", n);
+			fail();
+		}
+		/* in place */
+		dk_vec_rmsnorm_avx512(x, x, w, n, 1e-5f);
+		assert_memory_equal(x, want, sizeof(float) * (size_t)n);
+		tested++;
+	}
+	assert_int_equal(tested, 74);
+	/* the reference on a known row: rms of (3, 4) is sqrt(12.5) */
+	float r[2] = { 3.0f, 4.0f }, one[2] = { 1.0f, 2.0f };
+	dk_vec_rmsnorm_ref(r, r, one, 2, 0.0f);
+	assert_true(fabsf(r[0] - 3.0f / sqrtf(12.5f)) < 1e-6f);
+	assert_true(fabsf(r[1] - 8.0f / sqrtf(12.5f)) < 1e-6f);
+}
+
 /* argmax: every level gives the scalar scan's index, over random rows
  * with ties, NaN and -inf sprinkled in, at every length up to 70 and a
  * vocabulary-sized one */
@@ -216,6 +252,7 @@ int main(void)
 		cmocka_unit_test(test_rope_matches_ref),
 		cmocka_unit_test(test_rope_ref_values),
 		cmocka_unit_test(test_argmax_matches_ref),
+		cmocka_unit_test(test_rmsnorm_matches_ref),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -482,6 +482,7 @@ struct dk_ctx {
 	int32_t *att_runs;      /* batch index where run r starts; [n_runs] = n_tokens */
 	dk_vec_swiglu_fn swiglu; /* this CPU's kernels (vec.h) */
 	dk_vec_rope_fn rope_fn;
+	dk_vec_rmsnorm_fn rmsnorm;
 	int32_t n_runs;
 	_Atomic int64_t att_next; /* next attention task (counts down) */
 	int32_t att_heads;      /* KV heads per attention task: 1 or all */
@@ -624,6 +625,7 @@ enum dk_status dk_ctx_new(struct dk_ctx **out, struct dk_model *m, const struct 
 	c->att_runs = xalloc(((size_t)NB + 1) * 4, &scratch);
 	c->swiglu = dk_vec_swiglu_kernel();
 	c->rope_fn = dk_vec_rope_kernel();
+	c->rmsnorm = dk_vec_rmsnorm_kernel();
 	c->pool = dk_pool_new(p->n_threads);
 	if ((c->kv_esize == 2 && !c->att_wide) || !c->att_runs || !c->kv || !c->x || !c->xb || !c->xb2 || !c->q || !c->k || !c->v || !c->att || !c->hb ||
 	    !c->hb2 || !c->qx || !c->rope || !c->logits || !c->out_row || !c->out_idx ||
@@ -696,29 +698,6 @@ int dk_batch_add(struct dk_batch *b, dk_token t, int32_t pos, int32_t seq, bool 
 }
 
 /* ---- kernels of the forward pass ---- */
-
-/* y = x * (1/rms(x)) * w, as two float roundings like ggml's rms_norm + mul.
- * The squares are summed in double in 8 interleaved partial sums, added
- * in a fixed order: one running sum was a chain of dependent double adds
- * (4 cycles each, 5% of a batch-16 decode step); the order differs from
- * ggml's by double rounding only, far below the float the mean becomes. */
-static void rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps)
-{
-	double ps[8] = {0};
-	int64_t i = 0;
-	for (; i + 8 <= n; i += 8)
-		for (int k = 0; k < 8; k++)
-			ps[k] += (double)(x[i + k] * x[i + k]);
-	for (; i < n; i++)
-		ps[0] += (double)(x[i] * x[i]);
-	double sum = ((ps[0] + ps[1]) + (ps[2] + ps[3])) + ((ps[4] + ps[5]) + (ps[6] + ps[7]));
-	const float mean = (float)(sum / (double)n);
-	const float scale = 1.0f / sqrtf(mean + eps);
-	for (i = 0; i < n; i++) {
-		float t = x[i] * scale;
-		y[i] = t * w[i];
-	}
-}
 
 /* Runs a pass split by token (or element) over n floats of work: on the
  * caller alone when it is small, because handing a few thousand floats to
@@ -1162,7 +1141,7 @@ static void norm_rows_with(struct dk_ctx *c, const float *w, int ith, int nth)
 	for (int32_t t = ith; t < c->b->n_tokens; t += nth) {
 		if (c->norm_add)
 			residual(c->x + (size_t)t * E, c->xb2 + (size_t)t * E, E);
-		rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, w, E, hp->norm_eps);
+		c->rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, w, E, hp->norm_eps);
 		if (dt)
 			dt->from_float(c->xb + (size_t)t * E, c->qx + (size_t)t * xrow, E);
 	}
@@ -1342,7 +1321,7 @@ enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
 		c->out_row[i] = -1;
 		if (!b->logits[i])
 			continue;
-		rmsnorm(c->xb + (size_t)c->n_out * E, c->x + (size_t)i * E, c->m->out_norm->data, E,
+		c->rmsnorm(c->xb + (size_t)c->n_out * E, c->x + (size_t)i * E, c->m->out_norm->data, E,
 			hp->norm_eps);
 		c->out_idx[c->n_out] = i;
 		c->out_row[i] = c->n_out++;

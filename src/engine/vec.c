@@ -59,3 +59,26 @@ dk_vec_argmax_fn dk_vec_argmax_kernel(void)
 {
 	return dk_quant_level() == DK_KERNELS_AVX512 ? dk_vec_argmax_avx512 : dk_vec_argmax_ref;
 }
+
+void dk_vec_rmsnorm_ref(float *y, const float *x, const float *w, int64_t n, float eps)
+{
+	double ps[8] = {0};
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		for (int k = 0; k < 8; k++)
+			ps[k] += (double)(x[i + k] * x[i + k]);
+	for (; i < n; i++)
+		ps[0] += (double)(x[i] * x[i]);
+	double sum = ((ps[0] + ps[1]) + (ps[2] + ps[3])) + ((ps[4] + ps[5]) + (ps[6] + ps[7]));
+	const float mean = (float)(sum / (double)n);
+	const float scale = 1.0f / sqrtf(mean + eps);
+	for (i = 0; i < n; i++) {
+		float t = x[i] * scale;
+		y[i] = t * w[i];
+	}
+}
+
+dk_vec_rmsnorm_fn dk_vec_rmsnorm_kernel(void)
+{
+	return dk_quant_level() == DK_KERNELS_AVX512 ? dk_vec_rmsnorm_avx512 : dk_vec_rmsnorm_ref;
+}

@@ -1,6 +1,7 @@
 /*
- * Elementwise kernels: SwiGLU of the feed-forward block, rotary position
- * embedding of attention.  Private to the engine.
+ * Row kernels of the forward pass: RMS norm, SwiGLU of the feed-forward
+ * block, rotary position embedding of attention, and the greedy pick.
+ * Private to the engine.
  *
  * SwiGLU: g[i] = g[i] / (1 + e^(-g[i])) * u[i], the SiLU of the gate row
  * times the up row, in that order of operations.  dk_vec_swiglu_ref (libm
@@ -27,6 +28,24 @@ void dk_vec_swiglu_avx512(float *restrict g, const float *restrict u, int64_t n)
 /* The kernel for this CPU at dk_quant_level() (DOCKET_KERNELS=ref forces
  * the reference); chosen once, thread-safe. */
 dk_vec_swiglu_fn dk_vec_swiglu_kernel(void);
+
+/* y[0..n) = x * (1/rms(x)) * w, as two float roundings like ggml's
+ * rms_norm + mul: t = x[i] * scale, then y[i] = t * w[i], with
+ *   scale = 1 / sqrtf(mean + eps),  mean = (float)(sum / n).
+ * The squares x[i]*x[i] (float) are summed in double in 8 interleaved
+ * partial sums, ps[k] over i = k, k+8, ... in increasing i (elements past
+ * the last whole 8 go to ps[0]), added as ((0+1)+(2+3))+((4+5)+(6+7)).
+ * One running sum was a chain of dependent double adds (4 cycles each, 5%
+ * of a batch-16 decode step); the order differs from ggml's by double
+ * rounding only, far below the float the mean becomes.  Every level gives
+ * the reference's bits (test_vec).  y may equal x. */
+typedef void (*dk_vec_rmsnorm_fn)(float *y, const float *x, const float *w, int64_t n, float eps);
+
+void dk_vec_rmsnorm_ref(float *y, const float *x, const float *w, int64_t n, float eps);
+void dk_vec_rmsnorm_avx512(float *y, const float *x, const float *w, int64_t n, float eps);
+
+/* As dk_vec_swiglu_kernel; below AVX-512, the reference. */
+dk_vec_rmsnorm_fn dk_vec_rmsnorm_kernel(void);
 
 /* Rotary position embedding, in place, of nheads heads of hd floats laid
  * end to end (x[h*hd .. h*hd + hd)); the first n_rot elements of each head
