@@ -249,14 +249,6 @@ KINLINE void k5_q6_k(int64_t n, float *s, size_t ss, const void *vx, const void 
 }
 DOTN_DRIVER(dotn5_q6_k, k5_q6_k)
 
-/* Q8_0 and Q8_1 activations, 16 blocks at a time: the 16 block maxima go
- * through one vector division, one reciprocal and one fp16 conversion (the
- * reference's operations, lane by lane: same bytes), then each block is
- * scaled, rounded half away from zero and narrowed with saturation.  Decode
- * runs this on one thread while the other waits, so its cost counts
- * twice; the AVX2 form spent two scalar divisions and a software fp16
- * conversion per block. */
-
 /* lane k = max over the lanes of m[k], for 16 vectors: a tree of pairwise
  * shuffles and maxima (max is exact, so any order gives the reference's
  * value).  Sixteen horizontal reductions stored as scalars and reloaded
@@ -283,6 +275,13 @@ KINLINE __m512 hmax16(__m512 m[16])
 	return _mm512_permutexvar_ps(order, v);
 }
 
+/* Q8_0 and Q8_1 activations, 16 blocks at a time: the 16 block maxima go
+ * through one vector division, one reciprocal and one fp16 conversion (the
+ * reference's operations, lane by lane: same bytes), then each block is
+ * scaled, rounded half away from zero and narrowed with saturation.  Decode
+ * runs this on one thread while the other waits, so its cost counts
+ * twice; the AVX2 form spent two scalar divisions and a software fp16
+ * conversion per block. */
 KINLINE void q8_rows(const float *restrict x, void *restrict vy, int64_t n, const int q81)
 {
 	const int64_t nb = n / DK_QK;
