@@ -1,4 +1,4 @@
-/* Elementwise kernels: references and the choice of level (vec.h). */
+/* Row kernels: references and the choice of level (vec.h). */
 #include "vec.h"
 
 #include <math.h>

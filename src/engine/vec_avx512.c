@@ -1,4 +1,4 @@
-/* AVX-512 elementwise kernels; specification in vec.c (_ref). */
+/* AVX-512 row kernels; specification in vec.c (_ref). */
 #include <immintrin.h>
 #include <math.h>
 
