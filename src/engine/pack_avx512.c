@@ -10,7 +10,9 @@
  * unsigned operand (nibbles, or q8 + 128); the offset is taken back by
  * starting the sum at -offset * sum(y) of the block.  Integer sums are
  * exact in any order, so splitting them over two accumulators (for
- * latency) is free; the float side is the reference's, lane by lane:
+ * latency: with one chain per column, even 16 columns, a batch of 16 ran
+ * 2% slower, 0/10) is free; the float side is the reference's, lane by
+ * lane:
  *   sum = sum + (float)isum * (dx*dy)       (+ dmin*s inside, for Q4_1)
  * with no fma and no reassociation (ISO C, no contraction).
  */
