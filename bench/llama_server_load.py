@@ -12,6 +12,9 @@ tokens the server reports it took from its cache.
     llama_server_load.py --url http://127.0.0.1:PORT --vocab N [--docs 64]
         [--prefix 400] [--chunk 300] [--gen 64] [--conc 8] [--seed 1]
 
+With --prefix 0 it measures plain batched decode (prefix_hit_rate null):
+bench/vs-llama-server-decode.sh.
+
 Standard library only: docket itself never talks to llama-server; this is
 the other half of bench/vs-llama-server.sh.
 """
@@ -94,9 +97,14 @@ def main():
         "docs_per_s": round(a.docs / dt, 4),
         "prompt_tokens": a.docs * (a.prefix + a.chunk),
         "prompt_tokens_evaluated": evaluated,
-        "prefix_hit_rate": round(1 - max(0, evaluated - a.docs * a.chunk)
-                                 / (a.docs * a.prefix), 4),
+        "prefix_hit_rate": (round(1 - max(0, evaluated - a.docs * a.chunk)
+                                  / (a.docs * a.prefix), 4) if a.prefix else None),
         "tokens_cached_reported": cached,
+        "generated_tok_per_s": round(gen / dt, 2),
+        # the server's own decode rate per request, prompt and HTTP excluded
+        "decode_tok_per_s_per_request": round(
+            sum(r.get("timings", {}).get("predicted_per_second", 0) for r in results)
+            / a.docs, 2),
     }))
 
 

@@ -22,23 +22,13 @@ DOCS=${DOCS:-64}
 PORT=${PORT:-18089}
 MODEL=${1:?usage: vs-llama-server.sh MODEL.gguf}
 [ -x "$LLAMA_SERVER" ] || { echo "vs-llama-server: no llama-server at $LLAMA_SERVER" >&2; exit 2; }
-export LD_LIBRARY_PATH="$(dirname "$LLAMA_SERVER")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-URL=http://127.0.0.1:$PORT
-LOG=$(mktemp)
+# shellcheck source=bench/llama_server.sh
+. "$ROOT/bench/llama_server.sh"
 # 764 tokens per document; the KV pool holds every slot's document
-"$LLAMA_SERVER" -m "$MODEL" -t "$THREADS" -tb "$THREADS" -np "$SLOTS" -c $((SLOTS * 800)) \
-	-cb --host 127.0.0.1 --port "$PORT" --no-webui >"$LOG" 2>&1 &
-SRV=$!
-trap 'kill $SRV 2>/dev/null; wait $SRV 2>/dev/null; rm -f "$LOG"' EXIT
-for _ in $(seq 300); do
-	curl -sf "$URL/health" >/dev/null 2>&1 && break
-	kill -0 $SRV 2>/dev/null || { cat "$LOG" >&2; echo "vs-llama-server: server exited" >&2; exit 1; }
-	sleep 0.2
-done
-VOCAB=$(curl -sf "$URL/v1/models" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["meta"]["n_vocab"])')
+ls_start "$SLOTS" $((SLOTS * 800))
 echo "== $(basename "$MODEL"): llama-server, $SLOTS slots (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
 LS=$(python3 "$ROOT/bench/llama_server_load.py" --url "$URL" --vocab "$VOCAB" --docs "$DOCS" --conc "$SLOTS")
-kill $SRV; wait $SRV 2>/dev/null || true
+ls_stop
 echo "== docket bench shared_prefix, $SLOTS and 16 in flight" >&2
 D8=$("$DOCKET" bench -m "$MODEL" -t "$THREADS" -r 1 --json --shared-only --chunks "$DOCS" --parallel "$SLOTS")
 D16=$("$DOCKET" bench -m "$MODEL" -t "$THREADS" -r 1 --json --shared-only --chunks "$DOCS" --parallel 16)
