@@ -21,6 +21,8 @@ ls_start() {
 		kill -0 "$LS_PID" 2>/dev/null || { cat "$LS_LOG" >&2; echo "llama-server exited" >&2; exit 1; }
 		sleep 0.2
 	done
+	curl -sf "$URL/health" >/dev/null 2>&1 ||
+		{ cat "$LS_LOG" >&2; echo "llama-server did not answer on $URL within 60 s" >&2; exit 1; }
 	# shellcheck disable=SC2034 # read by the sourcing script
 	VOCAB=$(curl -sf "$URL/v1/models" |
 		python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["meta"]["n_vocab"])')
