@@ -171,8 +171,22 @@ static void test_prefix_files(void **s)
 	struct dk_ctx *c = ctx(true, 2, 0);
 	float *l0 = feed(c, 0, a, 0, 40);
 	int32_t n;
-	assert_int_equal(dk_kv_prefix_save(c, 0, path, &n), DK_OK);
+	/* a limit keeps the blocks past it (a document after the
+	 * instructions) off the disk */
+	assert_int_equal(dk_kv_prefix_save(c, 0, 31, path, &n), DK_OK);
+	assert_int_equal(n, 16);
+	size_t len16;
+	char *b16 = dk_test_read_file(path, &len16);
+	free(b16);
+	assert_int_equal(dk_kv_prefix_save(c, 0, 15, path, &n), DK_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(dk_kv_prefix_save(c, 0, -1, path, &n), DK_OK);
 	assert_int_equal(n, 32);
+	size_t len32;
+	char *b32 = dk_test_read_file(path, &len32);
+	free(b32);
+	/* 16 more positions: their tokens and one more block of keys/values */
+	assert_true(len32 > len16 + 16 * sizeof(dk_token));
 	dk_ctx_free(c);
 
 	c = ctx(true, 2, 0);

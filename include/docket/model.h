@@ -153,10 +153,13 @@ int32_t dk_kv_seq_reuse_prefix(struct dk_ctx *c, int32_t seq, const dk_token *to
  * prefix already cached.  The file is keyed by the model's sha256, the
  * cache layout and the tokens themselves; loading checks all three.
  */
-/* Saves the written full blocks of seq to path (atomically: temp file +
- * rename).  *n_tokens gets the number of tokens saved (a multiple of
- * DK_KV_BLOCK; 0 writes nothing). */
-enum dk_status dk_kv_prefix_save(struct dk_ctx *c, int32_t seq, const char *path,
+/* Saves the written full blocks of seq among its first n_max positions
+ * (n_max < 0: all of them) to path, atomically (temp file + rename).  A
+ * caller whose sequence goes on past its instructions passes their length,
+ * so that nothing after them (a document) reaches the disk.  *n_tokens
+ * gets the number of tokens saved (a multiple of DK_KV_BLOCK; 0 writes
+ * nothing). */
+enum dk_status dk_kv_prefix_save(struct dk_ctx *c, int32_t seq, int32_t n_max, const char *path,
 				 int32_t *n_tokens);
 /* Loads a prefix file into the prefix cache; sequences then attach it with
  * dk_kv_seq_reuse_prefix.  DK_SKIP (with a message) when the file is for

@@ -1401,13 +1401,15 @@ struct prefix_header {
 	uint32_t n_layer, kv_dim, esize, block, n_blocks, reserved;
 };
 
-enum dk_status dk_kv_prefix_save(struct dk_ctx *c, int32_t seq, const char *path,
+enum dk_status dk_kv_prefix_save(struct dk_ctx *c, int32_t seq, int32_t n_max, const char *path,
 				 int32_t *n_tokens)
 {
 	*n_tokens = 0;
 	if (seq < 0 || seq >= c->p.n_seq_max)
 		return dk_err(c->err, sizeof c->err, DK_SKIP, "save prefix: sequence %d out of range", seq);
 	int32_t nb = dk_kv_seq_full_blocks(c->kv, seq);
+	if (n_max >= 0 && nb > n_max / DK_KV_BLOCK)
+		nb = n_max / DK_KV_BLOCK;
 	if (nb == 0)
 		return DK_OK;
 	const char *sha = dk_model_sha256(c->m);
