@@ -1391,14 +1391,18 @@ void dk_kv_stats(const struct dk_ctx *c, struct dk_kv_stats *out)
 
 /* ---- prefix files ---- */
 
-/* version 2: keys stored transposed (kv_k); files of version 1 are
- * refused with a message that says why */
-#define PREFIX_MAGIC "DKKVPFX2"
+/* version 2: keys stored transposed (kv_k); version 3: the kernel level
+ * that computed the blocks.  Files of other versions are refused with a
+ * message that says why. */
+#define PREFIX_MAGIC "DKKVPFX3"
 
+/* kernels: dk_quant_level() of the process that computed the blocks.
+ * Another level rounds differently, and a sequence's logits would then
+ * depend on whether its prefix came from a file (attn.h, quant.h). */
 struct prefix_header {
 	char magic[8];
 	char model_sha256[64];
-	uint32_t n_layer, kv_dim, esize, block, n_blocks, reserved;
+	uint32_t n_layer, kv_dim, esize, block, n_blocks, kernels;
 };
 
 enum dk_status dk_kv_prefix_save(struct dk_ctx *c, int32_t seq, int32_t n_max, const char *path,
@@ -1418,7 +1422,8 @@ enum dk_status dk_kv_prefix_save(struct dk_ctx *c, int32_t seq, int32_t n_max, c
 			      strerror(errno));
 	struct prefix_header h = {.n_layer = (uint32_t)c->m->info.n_layer,
 				  .kv_dim = (uint32_t)c->kv_dim, .esize = (uint32_t)c->kv_esize,
-				  .block = DK_KV_BLOCK, .n_blocks = (uint32_t)nb};
+				  .block = DK_KV_BLOCK, .n_blocks = (uint32_t)nb,
+				  .kernels = (uint32_t)dk_quant_level()};
 	memcpy(h.magic, PREFIX_MAGIC, 8);
 	memcpy(h.model_sha256, sha, 64);
 	char tmp[4096];
@@ -1480,6 +1485,12 @@ enum dk_status dk_kv_prefix_load(struct dk_ctx *c, const char *path, int32_t *n_
 		st = dk_err(c->err, sizeof c->err, DK_SKIP,
 			    "'%s' has another cache layout (kv %s, block %u)", path,
 			    h.esize == 2 ? "f16" : "f32", h.block);
+		goto out;
+	}
+	if (h.kernels != (uint32_t)dk_quant_level()) {
+		st = dk_err(c->err, sizeof c->err, DK_SKIP,
+			    "'%s' was computed by the %s kernels, this process runs %s; recompute it",
+			    path, dk_quant_level_name((int)h.kernels), dk_quant_level_name(dk_quant_level()));
 		goto out;
 	}
 	if (h.n_blocks == 0 || h.n_blocks > (uint32_t)c->p.kv_blocks ||
