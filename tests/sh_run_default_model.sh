@@ -25,6 +25,23 @@ R() { "$DK_DOCKET" run "$@" -m "$MODEL" -t 1 --progress none; }
 
 R classify-files "$T/news" -o "$T/cls.jsonl"
 python3 "$H/records.py" check "$T/cls.jsonl" --min 2 --status ok --task classify
+# --prefix-dir under a chat template: the instructions are saved once,
+# loaded by the next run with the same records, and the file does not
+# depend on the documents
+R classify-files "$T/news" -o "$T/p1.jsonl" --prefix-dir "$T/pfx" --report "$T/p1.json"
+R classify-files "$T/news" -o "$T/p2.jsonl" --prefix-dir "$T/pfx" --report "$T/p2.json"
+R classify-files "$T/notes" -o "$T/p3.jsonl" --prefix-dir "$T/pfx3"
+[ "$(ls "$T/pfx")" = "$(ls "$T/pfx3")" ] || { echo "FAIL: prefix file names depend on the documents"; exit 1; }
+cmp "$T/pfx/$(ls "$T/pfx")" "$T/pfx3/$(ls "$T/pfx3")"
+python3 - "$T" <<'PY'
+import json, sys
+t = sys.argv[1]
+p1, p2 = (json.load(open(f"{t}/p{i}.json"))["prefix_files"] for i in (1, 2))
+assert p1["saved"] == 1 and p1["loaded"] == 0, p1
+assert p2["loaded"] == 1 and p2["saved"] == 0 and p2["loaded_tokens"] >= 32, p2
+out = lambda f: sorted((json.loads(l)["id"], json.loads(l)["output"], json.dumps(json.loads(l)["labels"])) for l in open(f))
+assert out(f"{t}/cls.jsonl") == out(f"{t}/p2.jsonl")
+PY
 R extract-fields "$T/rec" -o "$T/ext.jsonl"
 python3 "$H/records.py" check "$T/ext.jsonl" --min 1 --status ok --task extract
 R summarize-records "$T/notes" -o "$T/sum.jsonl" --max-tokens 48

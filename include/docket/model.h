@@ -147,11 +147,16 @@ enum dk_status dk_kv_seq_fork(struct dk_ctx *c, int32_t src, int32_t dst);
  * always left to decode so that its logits exist. */
 int32_t dk_kv_seq_reuse_prefix(struct dk_ctx *c, int32_t seq, const dk_token *toks, int32_t n);
 
+/* Positions per KV block: the prefix cache and prefix files hold whole
+ * blocks only. */
+#define DK_KV_BLOCK_TOKENS 16
+
 /*
  * Prefix files: the KV of a sequence's first full blocks saved to disk, so
  * that a later process (tomorrow's cron run) starts with its instruction
  * prefix already cached.  The file is keyed by the model's sha256, the
- * cache layout and the tokens themselves; loading checks all three.
+ * cache layout, the kernel level and the tokens themselves; loading checks
+ * all four.
  */
 /* Saves the written full blocks of seq among its first n_max positions
  * (n_max < 0: all of them) to path, atomically (temp file + rename).  A

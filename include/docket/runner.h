@@ -65,6 +65,9 @@ struct dk_runner_params {
 	int n_ctx;                 /* per sequence (default min(2048, n_ctx_train)) */
 	int n_batch;               /* tokens per decode (default 512) */
 	bool prefix_cache;         /* default true */
+	const char *prefix_dir;    /* keep the pipeline's instruction KV here between runs
+				    * (runner/prefixes.h); NULL = off; ignored for batch
+				    * files and without prefix_cache */
 	int max_open_docs;         /* default 4 * n_seq */
 	int64_t max_failures;      /* stop after more errors than this; < 0 = no limit */
 	/* generation overrides; < 0 = the pipeline's */
@@ -96,6 +99,9 @@ struct dk_runner_stats {
 	uint64_t other_shards;          /* documents left to other shards */
 	uint64_t prompt_tokens, cached_tokens, completion_tokens;
 	uint64_t fail_on_hits;          /* records whose label is in fail_on */
+	uint32_t prefix_files_loaded;   /* --prefix-dir: instruction files loaded, written */
+	uint32_t prefix_files_saved;
+	uint64_t prefix_tokens_loaded;
 	double wall_ms;
 	bool interrupted;               /* stopped by *stop */
 	int signal;                     /* the value *stop held */

@@ -53,8 +53,13 @@ static void usage(FILE *f, bool batch)
 	      "      --seqs N           sequences in flight (default 8)\n"
 	      "      --ctx N            tokens per sequence (default 2048)\n"
 	      "      --batch N          tokens per decode step (default 512)\n"
-	      "      --no-prefix-cache  do not reuse shared prompt prefixes\n"
-	      "      --one-at-a-time    one sequence at a time, no batching (for benchmarks)\n"
+	      "      --no-prefix-cache  do not reuse shared prompt prefixes\n",
+	      f);
+	if (!batch)
+		fputs("      --prefix-dir DIR   keep the pipeline's instructions, computed, in DIR between\n"
+		      "                         runs (created if missing; never any document text): for cron\n",
+		      f);
+	fputs("      --one-at-a-time    one sequence at a time, no batching (for benchmarks)\n"
 	      "      --no-constrain     extract: free-text answers, no schema grammar (for comparison)\n"
 	      "      --max-tokens N     override the pipeline's generation length\n"
 	      "      --temperature F    override the pipeline's temperature (0 = greedy)\n"
@@ -82,7 +87,7 @@ enum {
 	O_RESUME = 256, O_FORCE, O_OVERWRITE, O_INCREMENTAL, O_SHARD, O_FORMAT, O_INCLUDE, O_EXCLUDE,
 	O_HIDDEN, O_NO_ARCHIVES, O_FAIL_ON, O_SEQS, O_CTX, O_BATCH, O_NO_PREFIX, O_ONE, O_NO_CONSTRAIN, O_MAX_TOKENS,
 	O_TEMP, O_SEED, O_PROGRESS, O_REPORT, O_MAX_FAIL, O_SYNC, O_FB_URL, O_FB_MODEL, O_FB_KEY,
-	O_FB_WHEN, O_ALLOW_SENS, O_REDACT, O_NO_FB, O_AUDIT,
+	O_FB_WHEN, O_ALLOW_SENS, O_REDACT, O_NO_FB, O_AUDIT, O_PREFIX_DIR,
 };
 
 static bool parse_int(const char *s, long lo, long hi, long *out)
@@ -126,6 +131,7 @@ int dk_cli_run_main(int argc, char **argv, bool batch)
 		{"ctx", required_argument, 0, O_CTX},
 		{"batch", required_argument, 0, O_BATCH},
 		{"no-prefix-cache", no_argument, 0, O_NO_PREFIX},
+		{"prefix-dir", required_argument, 0, O_PREFIX_DIR},
 		{"one-at-a-time", no_argument, 0, O_ONE},
 		{"no-constrain", no_argument, 0, O_NO_CONSTRAIN},
 		{"max-tokens", required_argument, 0, O_MAX_TOKENS},
@@ -219,6 +225,7 @@ int dk_cli_run_main(int argc, char **argv, bool batch)
 			p.n_batch = (int)v;
 			break;
 		case O_NO_PREFIX: p.prefix_cache = false; break;
+		case O_PREFIX_DIR: p.prefix_dir = optarg; break;
 		case O_ONE: p.n_seq = 1; break;
 		case O_NO_CONSTRAIN: p.constrained = 0; break;
 		case O_MAX_TOKENS:
@@ -288,6 +295,12 @@ bad_num:
 	}
 	if ((resume + overwrite + incremental) > 1) {
 		dk_cli_error("--resume, --overwrite and --incremental exclude one another");
+		goto out;
+	}
+	if (p.prefix_dir && (batch || !p.prefix_cache)) {
+		dk_cli_error(batch ? "--prefix-dir is for pipelines: a batch file's prompts may hold "
+				     "anything in their heads"
+				   : "--prefix-dir needs the prefix cache (drop --no-prefix-cache)");
 		goto out;
 	}
 	p.mode = resume ? DK_OUT_RESUME

@@ -1391,6 +1391,8 @@ void dk_kv_stats(const struct dk_ctx *c, struct dk_kv_stats *out)
 
 /* ---- prefix files ---- */
 
+_Static_assert(DK_KV_BLOCK == DK_KV_BLOCK_TOKENS, "the public block size is the cache's");
+
 /* version 2: keys stored transposed (kv_k); version 3: the kernel level
  * that computed the blocks.  Files of other versions are refused with a
  * message that says why. */

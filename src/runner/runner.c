@@ -19,6 +19,7 @@
 #include "docket/route.h"
 #include "docket/sampler.h"
 #include "runner/output.h"
+#include "runner/prefixes.h"
 #include "util/buf.h"
 #include "util/err.h"
 #include "util/sha256.h"
@@ -38,6 +39,8 @@ struct job {
 	int n_toks;
 	int n_prefix;         /* leading tokens shared with sibling jobs */
 	uint64_t pkey;        /* hash of toks[0..n_prefix) */
+	int n_static;         /* leading tokens from the pipeline alone (no document
+			       * value): what --prefix-dir may keep on disk */
 	int score_from;       /* SCORE: first scored token */
 	int max_tokens;
 	struct dk_sampler_params sp;
@@ -148,6 +151,7 @@ struct runner {
 	uint64_t warm[512];
 	int n_warm, warm_pos;
 	struct dk_runner_stats *st;
+	struct dk_prefixes *pfx; /* --prefix-dir; NULL when off */
 	/* fallback routing: fb is NULL when nothing may or will be sent */
 	struct dk_fallback *fb;
 	struct dk_fallback_params fbp;
@@ -256,10 +260,22 @@ static int count_tokens(void *ud, const char *text, size_t len)
 
 /* ---- prompts ---- */
 
-/* Renders t into segs, noting in *split the byte offset where variable
- * split_var first appears (left alone when it does not). */
+/* Placeholders whose values come from the pipeline, the same for every
+ * document; any other (text, path, name, ...) is the document's. */
+static bool pipeline_var(const char *name)
+{
+	static const char *const v[] = {"labels", "schema", "field", "field_description"};
+	for (size_t i = 0; i < sizeof v / sizeof *v; i++)
+		if (!strcmp(name, v[i]))
+			return true;
+	return false;
+}
+
+/* Renders t into segs.  *split: byte offset of the first split_var
+ * placeholder; *doc (when not NULL): of the first document placeholder;
+ * both stay (size_t)-1 when there is none. */
 static int render_tmpl(const struct dk_tmpl *t, const struct dk_tmpl_var *vars, size_t nv,
-		       const char *split_var, struct dk_segs *segs, size_t *split)
+		       const char *split_var, struct dk_segs *segs, size_t *split, size_t *doc)
 {
 	for (size_t i = 0; t && i < t->n_parts; i++) {
 		const struct dk_tmpl_part *p = &t->parts[i];
@@ -268,12 +284,13 @@ static int render_tmpl(const struct dk_tmpl *t, const struct dk_tmpl_var *vars, 
 				return -1;
 			continue;
 		}
-		if (split_var && *split == (size_t)-1 && !strcmp(p->text, split_var)) {
-			size_t off = 0;
-			for (size_t k = 0; k < segs->n; k++)
-				off += segs->v[k].len;
+		size_t off = 0;
+		for (size_t k = 0; k < segs->n; k++)
+			off += segs->v[k].len;
+		if (split_var && *split == (size_t)-1 && !strcmp(p->text, split_var))
 			*split = off;
-		}
+		if (doc && *doc == (size_t)-1 && !pipeline_var(p->text))
+			*doc = off;
 		for (size_t k = 0; k < nv; k++)
 			if (!strcmp(vars[k].name, p->text)) {
 				if (vars[k].value && *vars[k].value &&
@@ -293,24 +310,42 @@ static size_t segs_bytes(const struct dk_segs *s)
 	return off;
 }
 
+/* Tokens of out (the whole of text, tokenized) that tokenizing text[0..split)
+ * alone gives too: the head that does not depend on what follows split. */
+static int common_head(struct runner *R, const char *text, size_t split, const struct tokv *out,
+		       int *n)
+{
+	struct tokv pre = {0};
+	if (tokv_push_text(R, &pre, text, split, true, false))
+		return -1;
+	int k = 0;
+	while (k < pre.n && k < out->n && pre.v[k] == out->v[k])
+		k++;
+	*n = k;
+	free(pre.v);
+	return 0;
+}
+
 /*
  * The prompt of one job: [chat head] system [chat between] user [chat tail].
  * Template text may spell control tokens; substituted values never do.
  * *n_prefix: tokens before the first occurrence of split_var in the user
- * template (or all tokens when split_var is NULL).
+ * template (or all tokens when split_var is NULL).  *n_static: tokens
+ * before the first document placeholder of either template (all tokens
+ * when there is none): the head that holds nothing of the document.
  */
 static int build_prompt(struct runner *R, const struct dk_tmpl *sys, const struct dk_tmpl *user,
 			const struct dk_tmpl_var *vars, size_t nv, const char *split_var,
-			struct tokv *out, int *n_prefix)
+			struct tokv *out, int *n_prefix, int *n_static)
 {
 	struct dk_segs s_sys = {0}, s_user = {0}, all = {0};
-	size_t split_user = (size_t)-1, dummy = (size_t)-1;
+	size_t split_user = (size_t)-1, dummy = (size_t)-1, doc_sys = (size_t)-1, doc_user = (size_t)-1;
 	int rc = -1;
 	char *rendered = NULL;
-	if (render_tmpl(sys, vars, nv, NULL, &s_sys, &dummy) ||
-	    render_tmpl(user, vars, nv, split_var, &s_user, &split_user))
+	if (render_tmpl(sys, vars, nv, NULL, &s_sys, &dummy, &doc_sys) ||
+	    render_tmpl(user, vars, nv, split_var, &s_user, &split_user, &doc_user))
 		goto out;
-	size_t split = (size_t)-1;
+	size_t split = (size_t)-1, doc = (size_t)-1;
 	if (R->chat == DK_CHAT_RAW || R->chat == DK_CHAT_UNKNOWN) {
 		for (size_t i = 0; i < s_sys.n; i++)
 			dk_segs_add(&all, s_sys.v[i].text, s_sys.v[i].len, s_sys.v[i].special);
@@ -321,25 +356,18 @@ static int build_prompt(struct runner *R, const struct dk_tmpl *sys, const struc
 			dk_segs_add(&all, s_user.v[i].text, s_user.v[i].len, s_user.v[i].special);
 		if (split_user != (size_t)-1)
 			split = base + split_user;
+		doc = doc_sys != (size_t)-1 ? doc_sys : doc_user != (size_t)-1 ? base + doc_user : doc;
 		/* one string: no chat control tokens to honour */
 		char *j = dk_segs_join(&all);
 		if (!j || tokv_push_text(R, out, j, strlen(j), true, false)) {
 			free(j);
 			goto out;
 		}
-		if (split != (size_t)-1) {
-			struct tokv pre = {0};
-			if (tokv_push_text(R, &pre, j, split, true, false)) {
-				free(j);
-				goto out;
-			}
-			int k = 0;
-			while (k < pre.n && k < out->n && pre.v[k] == out->v[k])
-				k++;
-			*n_prefix = k;
-			free(pre.v);
-		} else {
-			*n_prefix = out->n;
+		*n_prefix = *n_static = out->n;
+		if ((split != (size_t)-1 && common_head(R, j, split, out, n_prefix)) ||
+		    (doc != (size_t)-1 && common_head(R, j, doc, out, n_static))) {
+			free(j);
+			goto out;
 		}
 		free(j);
 		rc = 0;
@@ -361,6 +389,8 @@ static int build_prompt(struct runner *R, const struct dk_tmpl *sys, const struc
 	const char *cur = rendered;
 	if (ms) {
 		dk_segs_add(&all, cur, (size_t)(ms - cur), true);
+		if (doc_sys != (size_t)-1)
+			doc = segs_bytes(&all) + doc_sys;
 		for (size_t i = 0; i < s_sys.n; i++)
 			dk_segs_add(&all, s_sys.v[i].text, s_sys.v[i].len, s_sys.v[i].special);
 		cur = ms + 3;
@@ -373,17 +403,25 @@ static int build_prompt(struct runner *R, const struct dk_tmpl *sys, const struc
 	dk_segs_add(&all, cur, strlen(cur), true);
 	if (split_user != (size_t)-1)
 		split = base + split_user;
+	if (doc == (size_t)-1 && doc_user != (size_t)-1)
+		doc = base + doc_user;
+	/* segments are tokenized one by one, and a placeholder's value is a
+	 * segment of its own: the heads end at segment boundaries */
 	size_t off = 0;
-	*n_prefix = -1;
+	*n_prefix = *n_static = -1;
 	for (size_t i = 0; i < all.n; i++) {
 		if (split != (size_t)-1 && off >= split && *n_prefix < 0)
 			*n_prefix = out->n;
+		if (doc != (size_t)-1 && off >= doc && *n_static < 0)
+			*n_static = out->n;
 		if (tokv_push_text(R, out, all.v[i].text, all.v[i].len, i == 0, all.v[i].special))
 			goto out;
 		off += all.v[i].len;
 	}
 	if (*n_prefix < 0)
 		*n_prefix = out->n;
+	if (*n_static < 0)
+		*n_static = out->n;
 	rc = 0;
 out:
 	free(rendered);
@@ -1049,7 +1087,7 @@ static char *render_text(const struct dk_tmpl *t, const struct dk_tmpl_var *vars
 	struct dk_segs segs = {0};
 	size_t dummy = (size_t)-1;
 	char *s = NULL;
-	if (!render_tmpl(t, vars, nv, NULL, &segs, &dummy))
+	if (!render_tmpl(t, vars, nv, NULL, &segs, &dummy, NULL))
 		s = dk_segs_join(&segs);
 	dk_segs_free(&segs);
 	return s;
@@ -1401,7 +1439,7 @@ static int answer_prefix(struct runner *R, const struct dk_tmpl_var *vars, size_
 		return 0;
 	struct dk_segs sg = {0};
 	size_t dummy = (size_t)-1;
-	int rc = render_tmpl(R->pl->answer, vars, nv, NULL, &sg, &dummy);
+	int rc = render_tmpl(R->pl->answer, vars, nv, NULL, &sg, &dummy, NULL);
 	char *a = rc ? NULL : dk_segs_join(&sg);
 	if (!a || tokv_push_text(R, t, a, strlen(a), false, false))
 		rc = -1;
@@ -1412,13 +1450,15 @@ static int answer_prefix(struct runner *R, const struct dk_tmpl_var *vars, size_
 	return rc;
 }
 
-static int submit(struct runner *R, struct job *j, struct tokv *t, int n_prefix, char **err_slot)
+static int submit(struct runner *R, struct job *j, struct tokv *t, int n_prefix, int n_static,
+		  char **err_slot)
 {
 	j->toks = t->v;
 	j->n_toks = t->n;
 	t->v = NULL;
 	t->n = t->cap = 0;
 	j->n_prefix = n_prefix > j->n_toks ? j->n_toks : n_prefix;
+	j->n_static = n_static > j->n_toks ? j->n_toks : n_static;
 	int need = j->n_toks + (j->kind == JOB_GEN ? j->max_tokens : 0);
 	if (j->n_toks == 0 || need > R->n_ctx) {
 		if (!*err_slot)
@@ -1456,23 +1496,23 @@ static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
 	chunk_vars_init(R, d, ci, text, &cv);
 	struct dk_tmpl_var *vars = cv.v;
 	struct tokv t = {0};
-	int n_prefix = 0;
+	int n_prefix = 0, n_static = 0;
 	switch (pl->task) {
 	case DK_TASK_SUMMARIZE:
 	case DK_TASK_GENERATE: {
 		struct job *j = gen_job(R, d, ci, 0, ROLE_MAP);
-		if (build_prompt(R, pl->system, pl->user, vars, 10, "text", &t, &n_prefix)) {
+		if (build_prompt(R, pl->system, pl->user, vars, 10, "text", &t, &n_prefix, &n_static)) {
 			cr->error = strdup("cannot render the prompt");
 			job_free(j);
 			break;
 		}
-		submit(R, j, &t, n_prefix, &cr->error);
+		submit(R, j, &t, n_prefix, n_static, &cr->error);
 		break;
 	}
 	case DK_TASK_CLASSIFY: {
 		cr->logp = calloc(pl->n_labels, sizeof *cr->logp);
 		bool word_next;
-		if (build_prompt(R, pl->system, pl->user, vars, 10, NULL, &t, &n_prefix) ||
+		if (build_prompt(R, pl->system, pl->user, vars, 10, NULL, &t, &n_prefix, &n_static) ||
 		    answer_prefix(R, vars, 10, &t, &word_next)) {
 			cr->error = strdup("cannot render the prompt");
 			break;
@@ -1497,7 +1537,7 @@ static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
 			}
 			struct job *j = job_new(d, (int)ci, (int)i, JOB_SCORE, ROLE_LABEL);
 			j->score_from = n_prompt;
-			submit(R, j, &full, n_prompt, &cr->error);
+			submit(R, j, &full, n_prompt, n_static, &cr->error);
 		}
 		free(t.v);
 		break;
@@ -1505,21 +1545,21 @@ static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
 	case DK_TASK_EXTRACT:
 		cr->fields = calloc(pl->n_fields, sizeof *cr->fields);
 		if (pl->extract_mode == DK_EXTRACT_OBJECT) {
-			if (build_prompt(R, pl->system, pl->user, vars, 10, "text", &t, &n_prefix) ||
+			if (build_prompt(R, pl->system, pl->user, vars, 10, "text", &t, &n_prefix, &n_static) ||
 			    answer_prefix(R, vars, 10, &t, NULL)) {
 				cr->error = strdup("cannot render the prompt");
 				break;
 			}
 			struct job *j = gen_job(R, d, ci, 0, ROLE_OBJECT);
 			j->gi = R->constrained ? 0 : -1;
-			submit(R, j, &t, n_prefix, &cr->error);
+			submit(R, j, &t, n_prefix, n_static, &cr->error);
 			break;
 		}
 		for (size_t i = 0; i < pl->n_fields && !cr->error; i++) {
 			vars[10].value = pl->fields[i].name;
 			vars[11].value = pl->fields[i].description;
 			t.n = 0;
-			if (build_prompt(R, pl->system, pl->user, vars, 12, "field", &t, &n_prefix) ||
+			if (build_prompt(R, pl->system, pl->user, vars, 12, "field", &t, &n_prefix, &n_static) ||
 			    answer_prefix(R, vars, 12, &t, NULL)) {
 				cr->error = strdup("cannot render the prompt");
 				break;
@@ -1541,7 +1581,7 @@ static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
 					}
 				}
 			}
-			submit(R, j, &t, n_prefix, &cr->error);
+			submit(R, j, &t, n_prefix, n_static, &cr->error);
 		}
 		free(t.v);
 		break;
@@ -1692,13 +1732,13 @@ static void doc_stage_done(struct runner *R, struct doc *d)
 			{"chunk_count", cnt},
 		};
 		struct tokv t = {0};
-		int n_prefix = 0;
+		int n_prefix = 0, n_static = 0;
 		char *error = NULL;
 		bool remote = fb_always(R);
 		if (remote) {
 			/* no local inference in remote-only mode */
 		} else if (build_prompt(R, pl->system, pl->reduce, vars, sizeof vars / sizeof vars[0],
-				 "summaries", &t, &n_prefix)) {
+				 "summaries", &t, &n_prefix, &n_static)) {
 			error = strdup("cannot render the reduce prompt");
 		} else {
 			struct job *j = job_new(d, -1, 0, JOB_GEN, ROLE_REDUCE);
@@ -1706,7 +1746,7 @@ static void doc_stage_done(struct runner *R, struct doc *d)
 			j->sp = gen_params(R, hash64(d->id, 32));
 			j->stop = pl->stop;
 			j->n_stop = pl->n_stop;
-			submit(R, j, &t, n_prefix, &error);
+			submit(R, j, &t, n_prefix, n_static, &error);
 			if (error && !strncmp(error, "too-long:", 9) && fb_wants(R, DK_FALLBACK_OVER_CONTEXT))
 				remote = true;
 		}
@@ -1919,6 +1959,9 @@ static int admit(struct runner *R, int slot, struct job *j)
 	struct slot *s = &R->slots[slot];
 	dk_kv_seq_clear(R->ctx, slot);
 	j->slot = slot;
+	if (R->pfx && dk_prefixes_load(R->pfx, R->ctx, j->toks, j->n_static) != DK_OK)
+		fprintf(stderr, "docket: %s; computing the instructions instead\n",
+			dk_prefixes_error(R->pfx));
 	j->n_past = R->p->prefix_cache ? dk_kv_seq_reuse_prefix(R->ctx, slot, j->toks, j->n_toks) : 0;
 	if (j->n_past < 0)
 		j->n_past = 0;
@@ -2093,6 +2136,10 @@ static int step(struct runner *R)
 				j->warmed = true;
 				warm_add(R, j->pkey);
 			}
+			if (R->pfx && first < j->n_static && j->n_past >= j->n_static &&
+			    dk_prefixes_save(R->pfx, R->ctx, j->slot, j->toks, j->n_static) != DK_OK)
+				fprintf(stderr, "docket: %s; the next run computes the instructions again\n",
+					dk_prefixes_error(R->pfx));
 			if (j->n_past == j->n_toks) {
 				if (j->kind == JOB_SCORE)
 					finish_job(R, j, "stop");
@@ -2317,7 +2364,7 @@ static void open_batch_line(struct runner *R, const char *line, size_t len)
 	d->next = R->docs;
 	R->docs = d;
 	R->n_open++;
-	if (submit(R, jb, &t, 0, &d->batch_error)) {
+	if (submit(R, jb, &t, 0, 0, &d->batch_error)) {
 		emit_batch(R, d);
 		close_doc(R, d);
 	}
@@ -2537,6 +2584,12 @@ static void write_report(struct runner *R)
 							     R->pl->hash));
 	json_object_set_new(r, "model", json_pack("{s:s, s:s}", "name", R->model_name, "sha256",
 						  R->model_sha ? R->model_sha : ""));
+	if (R->p->prefix_dir && R->pl)
+		json_object_set_new(r, "prefix_files",
+				    json_pack("{s:s, s:i, s:i, s:I}", "dir", R->p->prefix_dir, "loaded",
+					      (int)st->prefix_files_loaded, "saved",
+					      (int)st->prefix_files_saved, "loaded_tokens",
+					      (json_int_t)st->prefix_tokens_loaded));
 	if (R->p->report_path && json_dump_file(r, R->p->report_path, JSON_INDENT(2)))
 		fprintf(stderr, "docket: cannot write report '%s'\n", R->p->report_path);
 	json_decref(r);
@@ -2579,6 +2632,13 @@ static enum dk_status setup(struct runner *R, char *err, size_t n)
 	}
 	if (R->n_batch < R->n_seq)
 		R->n_batch = R->n_seq;
+	/* before the output is opened: a bad directory is refused with nothing
+	 * written.  Batch files bring their own prompts, whose heads may hold
+	 * anything. */
+	if (p->prefix_dir && p->prefix_cache && pl &&
+	    dk_prefixes_new(&R->pfx, p->prefix_dir, R->model_sha,
+			    dk_ctx_default_params().kv_type == DK_TYPE_F16, err, n) != DK_OK)
+		return DK_SKIP;
 	return DK_OK;
 }
 
@@ -2800,6 +2860,15 @@ static enum dk_status finish(struct runner *R, enum dk_status st, char *err, siz
 	}
 	if (R->io_failed && st == DK_OK)
 		st = dk_err(err, n, DK_FATAL, "%s", R->err);
+	if (R->pfx) {
+		struct dk_prefixes_stats ps;
+		dk_prefixes_stats(R->pfx, &ps);
+		R->st->prefix_files_loaded = (uint32_t)ps.loaded;
+		R->st->prefix_files_saved = (uint32_t)ps.saved;
+		R->st->prefix_tokens_loaded = (uint64_t)ps.loaded_tokens;
+		dk_prefixes_free(R->pfx);
+		R->pfx = NULL;
+	}
 	if (R->ctx)
 		progress(R, true);
 	if (R->model)
