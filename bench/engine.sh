@@ -61,7 +61,7 @@ print(f"{'model':<24} {'type':>5} {'MiB':>6} {'pp128':>8} {'pp512':>8} {'tg128':
 for name, d in rows:
     m, b, sp, det = d["model"], d["batch_tg"], d.get("shared_prefix") or {}, d["deterministic"]
     bo = d["bounds"]
-    cost = det.get("batch_tg_cost")
+    cost = det.get("pp512_cost")
     print(f"{name:<24} {m['type']:>5} {m['weight_bytes'] / 2**20:6.1f} {f(d['pp128'])} {f(d['pp512'])} "
           f"{f(d['tg128'])} {f(b.get('16'))} {f(b.get('32'))} "
           f"{f(cost * 100 if cost is not None else None, 6)} "
@@ -73,7 +73,8 @@ if rows:
     d = rows[0][1]
     print(f"\nthreads {d['threads']}, kernels {d.get('kernel_level')}, "
           f"sgemm {d['bounds']['sgemm_gflops']} GFLOP/s, read {d['bounds']['read_gbps']} GB/s; "
-          f"det% = batch_tg[16] cost of deterministic mode; sp = shared-prefix documents/s; "
+          f"det% = pp512 cost of deterministic mode (0 where no type takes OpenBLAS); "
+          f"sp = shared-prefix documents/s; "
           f"rf = roofline ratio")
 PY
 echo "raw JSON in $OUT/" >&2

@@ -99,10 +99,15 @@ else:
         if not pre_tok < per_tok < 3 * pre_tok:
             bad.append(f"ops per token: batch {per_tok:.3g}, prefill {pre_tok:.3g}")
 det = d.get("deterministic", {})
-for k in ("tg128_on", "tg128_off", "batch_tg_on", "batch_tg_off"):
+for k in ("pp512_on", "pp512_off"):
     pos("deterministic." + k, det.get(k))
-if det.get("tg128_on") != d.get("tg128"):
-    bad.append("deterministic.tg128_on differs from tg128")
+if det.get("pp512_on") != d.get("pp512"):
+    bad.append("deterministic.pp512_on differs from pp512")
+# no type on OpenBLAS: the same kernels, so the same figure and no cost
+if not det.get("blas_types") and (det.get("pp512_off") != det.get("pp512_on") or det.get("pp512_cost") != 0):
+    bad.append(f"deterministic off without OpenBLAS: {det}")
+if det.get("decode_cost") != 0:
+    bad.append(f"deterministic.decode_cost {det.get('decode_cost')}")
 for x in bad:
     print("FAIL:", x)
 sys.exit(1 if bad else 0)

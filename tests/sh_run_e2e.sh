@@ -118,7 +118,9 @@ expect_rc 1 R summarize-records in -o sum.jsonl               # exists
 grep -q -- "--resume" last.err || fail "exists message"
 expect_rc 1 R summarize-records in -o sum.jsonl --resume --temperature 0.5 # config mismatch
 grep -q "different configuration" last.err || fail "mismatch message"
-R summarize-records in -o sum.jsonl --resume 2>last.err      # same config: nothing to do
+expect_rc 1 R summarize-records in -o sum.jsonl --resume --no-deterministic # records may differ
+grep -q "different configuration" last.err || fail "deterministic mismatch message"
+R summarize-records in -o sum.jsonl --resume --deterministic 2>last.err # same config: nothing to do
 grep -q "7 already done" last.err || { cat last.err; fail "resume did not skip"; }
 expect_rc 1 R no-such-pipeline in -o x.jsonl
 printf '{"name": "b", "task": "summarize",\n "prompts": {"user": "u.txt"},\n "generation": {"temperature": "hot"}}\n' >b.json

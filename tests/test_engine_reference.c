@@ -203,11 +203,12 @@ static void test_ppl_tiny(void **s)
 }
 
 /* Runs prompt through a fresh context and returns the last logits (copied). */
-static float *run_alone(struct dk_model *m, int threads, const dk_token *ids, int n)
+static float *run_prompt(struct dk_model *m, int threads, bool det, const dk_token *ids, int n)
 {
 	struct dk_ctx_params cp = dk_ctx_default_params();
 	cp.n_ctx = 128;
 	cp.n_threads = threads;
+	cp.deterministic = det;
 	struct dk_ctx *c;
 	assert_int_equal(dk_ctx_new(&c, m, &cp), DK_OK);
 	struct dk_batch *b = dk_batch_new(128);
@@ -220,6 +221,58 @@ static float *run_alone(struct dk_model *m, int threads, const dk_token *ids, in
 	dk_batch_free(b);
 	dk_ctx_free(c);
 	return out;
+}
+
+static float *run_alone(struct dk_model *m, int threads, const dk_token *ids, int n)
+{
+	return run_prompt(m, threads, true, ids, n);
+}
+
+/* Deterministic mode off: a prompt of 64+ tokens may take OpenBLAS, which
+ * sums in another order (close, not equal); with the integer path forced
+ * it is the deterministic result bit for bit. */
+static void check_nondeterministic(const char *model, bool differs)
+{
+	struct dk_model *m;
+	assert_int_equal(dk_model_load(&m, dk_test_shared(model), NULL), DK_OK);
+	const char *text = "Once upon a time there was a little girl named Lily. She loved to play "
+			   "outside in the sun with her dog. One day she saw a big red ball in the "
+			   "park and ran to get it, but the ball rolled into the pond and she was sad. "
+			   "Her mom came and helped her get the ball out of the water, and they went "
+			   "home together, happy again.";
+	dk_token ids[512];
+	int n = dk_tokenize(dk_model_tokenizer(m), text, strlen(text), true, false, ids, 512);
+	assert_true(n >= 64);
+	if (n > 100)
+		n = 100; /* the context holds 128 */
+	int32_t nv = dk_model_info(m)->n_vocab;
+	float *on = run_prompt(m, 2, true, ids, n);
+	setenv("DOCKET_PREFILL", "blas", 1);
+	float *blas = run_prompt(m, 2, false, ids, n);
+	setenv("DOCKET_PREFILL", "int", 1);
+	float *intp = run_prompt(m, 2, false, ids, n);
+	unsetenv("DOCKET_PREFILL");
+	assert_memory_equal(on, intp, (size_t)nv * sizeof *on);
+	double maxd = 0, maxa = 0;
+	for (int32_t i = 0; i < nv; i++) {
+		maxd = fmax(maxd, fabs((double)on[i] - blas[i]));
+		maxa = fmax(maxa, fabs((double)on[i]));
+	}
+	/* OpenBLAS did take the products (the tiny model's 8-element sums come
+	 * out the same in either order) */
+	if (differs)
+		assert_true(maxd > 0);
+	assert_true(maxd <= 1e-3 * (1 + maxa));
+	assert_int_equal(dk_argmax(on, nv), dk_argmax(blas, nv));
+	free(on), free(blas), free(intp);
+	dk_model_free(m);
+}
+
+static void test_nondeterministic(void **s)
+{
+	(void)s;
+	check_nondeterministic("models/stories260K.gguf", true);
+	check_nondeterministic("models/llama-2-tiny-random-F16.gguf", false);
 }
 
 static void test_invariance(void **s)
@@ -387,6 +440,7 @@ int main(void)
 		cmocka_unit_test(test_ppl_stories),
 		cmocka_unit_test(test_ppl_tiny),
 		cmocka_unit_test(test_invariance),
+		cmocka_unit_test(test_nondeterministic),
 		cmocka_unit_test(test_many_sequences_stories),
 		cmocka_unit_test(test_many_sequences_tiny),
 		cmocka_unit_test(test_load_errors),

@@ -99,7 +99,15 @@ struct dk_ctx_params {
 	int32_t n_threads;    /* default: physical cores */
 	enum dk_ttype kv_type;/* DK_TYPE_F16 (default, as llama.cpp) or DK_TYPE_F32 */
 	bool prefix_cache;    /* reuse KV of identical prompt prefixes; default true */
-	bool deterministic;   /* logits independent of batch mates; default true */
+	bool deterministic;   /* default true: a sequence's logits do not depend on its
+			       * batch mates, the thread count, or how its prompt is
+			       * split into calls (bit for bit).  false: products of
+			       * 64 or more tokens may take dequantise + OpenBLAS
+			       * SGEMM for the weight types where that measured faster
+			       * at creation (F16/F32 weights; CPUs without AVX-512
+			       * VNNI), whose sums depend on those; results stay within
+			       * float rounding.  DOCKET_PREFILL=blas|int forces the
+			       * choice. */
 	int32_t kv_blocks;    /* KV pages of DK_KV_BLOCK tokens; 0 = n_seq_max*n_ctx worth */
 };
 struct dk_ctx_params dk_ctx_default_params(void);
@@ -133,6 +141,11 @@ enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b);
 /* Logits (n_vocab floats) of batch token i, which must have asked for them.
  * Borrowed until the next dk_decode. NULL if i did not ask. */
 const float *dk_logits(const struct dk_ctx *c, int32_t i);
+/* Whether products with weights of type t over DK_BLAS_MIN_TOKENS or more
+ * tokens take dequantise + OpenBLAS in c: only with deterministic off, for
+ * the types where that measured faster when c was created. */
+#define DK_BLAS_MIN_TOKENS 64
+bool dk_ctx_uses_blas(const struct dk_ctx *c, enum dk_ttype t);
 
 /* ---- sequences in the KV cache ---- */
 int32_t dk_kv_seq_len(const struct dk_ctx *c, int32_t seq);

@@ -65,6 +65,8 @@ struct dk_runner_params {
 	int n_ctx;                 /* per sequence (default min(2048, n_ctx_train)) */
 	int n_batch;               /* tokens per decode (default 512) */
 	bool prefix_cache;         /* default true */
+	bool deterministic;        /* default true: a record does not depend on batching or
+				    * threads (dk_ctx_params.deterministic) */
 	const char *prefix_dir;    /* keep the pipeline's instruction KV here between runs
 				    * (runner/prefixes.h); NULL = off; ignored for batch
 				    * files and without prefix_cache */

@@ -36,6 +36,9 @@ static void usage(FILE *f)
 		"      --grammar FILE     constrain the output with a GBNF grammar\n"
 		"      --json-schema FILE constrain the output to JSON valid against a JSON Schema\n"
 		"      --kv f16|f32       KV cache type (default f32, exact; f16 halves KV memory)\n"
+		"      --no-deterministic let a long prompt take OpenBLAS where it is faster (F16/F32\n"
+		"                         weights, CPUs without AVX-512 VNNI): logits then depend on\n"
+		"                         batching and threads, within float rounding (default: on)\n"
 		"  -c, --ctx N            context size (default: prompt + n, at most the model's)\n"
 		"  -t, --threads N        threads (default: physical cores)\n");
 }
@@ -108,7 +111,7 @@ static json_t *piece_json(const struct dk_tokenizer *tok, dk_token id)
 int dk_cmd_generate(int argc, char **argv)
 {
 	enum { O_CHAT = 256, O_SYSTEM, O_TMPL, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REP, O_SEED,
-	       O_TOPPROBS, O_JSON, O_IGNEOS, O_KV, O_GRAMMAR, O_SCHEMA, O_TSYS, O_HELP };
+	       O_TOPPROBS, O_JSON, O_IGNEOS, O_KV, O_GRAMMAR, O_SCHEMA, O_TSYS, O_DET, O_NODET, O_HELP };
 	static const struct option opts[] = {
 		{"model", required_argument, 0, 'm'}, {"prompt", required_argument, 0, 'p'},
 		{"file", required_argument, 0, 'f'}, {"chat", no_argument, 0, O_CHAT},
@@ -120,10 +123,11 @@ int dk_cmd_generate(int argc, char **argv)
 		{"json", no_argument, 0, O_JSON}, {"ignore-eos", no_argument, 0, O_IGNEOS},
 		{"kv", required_argument, 0, O_KV}, {"ctx", required_argument, 0, 'c'},
 		{"template-system", no_argument, 0, O_TSYS}, {"grammar", required_argument, 0, O_GRAMMAR}, {"json-schema", required_argument, 0, O_SCHEMA},
+		{"deterministic", no_argument, 0, O_DET}, {"no-deterministic", no_argument, 0, O_NODET},
 		{"threads", required_argument, 0, 't'}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
 	const char *model = NULL, *prompt = NULL, *file = NULL, *system = NULL, *tmpl = NULL;
 	const char *grammar_path = NULL, *schema_path = NULL;
-	bool chat = false, as_json = false, ignore_eos = false, tsys = false;
+	bool chat = false, as_json = false, ignore_eos = false, tsys = false, det = true;
 	int n_predict = 128, top_probs = 0, n_ctx = 0, threads = 0;
 	enum dk_ttype kvt = DK_TYPE_F32; /* fidelity first: see README */
 	struct dk_sampler_params sp = dk_sampler_default_params();
@@ -153,6 +157,8 @@ int dk_cmd_generate(int argc, char **argv)
 		case O_GRAMMAR: grammar_path = optarg; break;
 		case O_TSYS: tsys = true; chat = true; break;
 		case O_SCHEMA: schema_path = optarg; break;
+		case O_DET: det = true; break;
+		case O_NODET: det = false; break;
 		case O_KV:
 			if (!strcmp(optarg, "f16")) kvt = DK_TYPE_F16;
 			else if (!strcmp(optarg, "f32")) kvt = DK_TYPE_F32;
@@ -270,6 +276,7 @@ int dk_cmd_generate(int argc, char **argv)
 	cp.n_batch = n_prompt < 512 ? (n_prompt < 1 ? 1 : n_prompt) : 512;
 	cp.n_threads = threads;
 	cp.kv_type = kvt;
+	cp.deterministic = det;
 	if (dk_ctx_new(&ctx, m, &cp) != DK_OK) {
 		dk_cli_error("%s", dk_ctx_error(ctx));
 		goto out;

@@ -53,7 +53,10 @@ static void usage(FILE *f, bool batch)
 	      "      --seqs N           sequences in flight (default 8)\n"
 	      "      --ctx N            tokens per sequence (default 2048)\n"
 	      "      --batch N          tokens per decode step (default 512)\n"
-	      "      --no-prefix-cache  do not reuse shared prompt prefixes\n",
+	      "      --no-prefix-cache  do not reuse shared prompt prefixes\n"
+	      "      --no-deterministic let long prompts take OpenBLAS where it is faster (F16/F32\n"
+	      "                         weights, CPUs without AVX-512 VNNI): records then depend on\n"
+	      "                         batching and threads, within float rounding (default: on)\n",
 	      f);
 	if (!batch)
 		fputs("      --prefix-dir DIR   keep the pipeline's instructions, computed, in DIR between\n"
@@ -87,7 +90,7 @@ enum {
 	O_RESUME = 256, O_FORCE, O_OVERWRITE, O_INCREMENTAL, O_SHARD, O_FORMAT, O_INCLUDE, O_EXCLUDE,
 	O_HIDDEN, O_NO_ARCHIVES, O_FAIL_ON, O_SEQS, O_CTX, O_BATCH, O_NO_PREFIX, O_ONE, O_NO_CONSTRAIN, O_MAX_TOKENS,
 	O_TEMP, O_SEED, O_PROGRESS, O_REPORT, O_MAX_FAIL, O_SYNC, O_FB_URL, O_FB_MODEL, O_FB_KEY,
-	O_FB_WHEN, O_ALLOW_SENS, O_REDACT, O_NO_FB, O_AUDIT, O_PREFIX_DIR,
+	O_FB_WHEN, O_ALLOW_SENS, O_REDACT, O_NO_FB, O_AUDIT, O_PREFIX_DIR, O_DET, O_NODET,
 };
 
 static bool parse_int(const char *s, long lo, long hi, long *out)
@@ -132,6 +135,8 @@ int dk_cli_run_main(int argc, char **argv, bool batch)
 		{"batch", required_argument, 0, O_BATCH},
 		{"no-prefix-cache", no_argument, 0, O_NO_PREFIX},
 		{"prefix-dir", required_argument, 0, O_PREFIX_DIR},
+		{"deterministic", no_argument, 0, O_DET},
+		{"no-deterministic", no_argument, 0, O_NODET},
 		{"one-at-a-time", no_argument, 0, O_ONE},
 		{"no-constrain", no_argument, 0, O_NO_CONSTRAIN},
 		{"max-tokens", required_argument, 0, O_MAX_TOKENS},
@@ -226,6 +231,8 @@ int dk_cli_run_main(int argc, char **argv, bool batch)
 			break;
 		case O_NO_PREFIX: p.prefix_cache = false; break;
 		case O_PREFIX_DIR: p.prefix_dir = optarg; break;
+		case O_DET: p.deterministic = true; break;
+		case O_NODET: p.deterministic = false; break;
 		case O_ONE: p.n_seq = 1; break;
 		case O_NO_CONSTRAIN: p.constrained = 0; break;
 		case O_MAX_TOKENS:

@@ -18,6 +18,7 @@
 
 #include "docket/chat.h"
 
+#include <cblas.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -26,9 +27,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "attn.h"
+#include "gemm.h"
 #include "pack.h"
 #include "kv.h"
 #include "quant.h"
@@ -502,8 +505,13 @@ struct dk_ctx {
 	/* attention and SwiGLU passes: convert what they write, in whole blocks,
 	 * to the next matrix's activation format too (NULL = none) */
 	const struct dk_qtraits *out_dt;
+	/* deterministic off: weight types whose products over BLAS_MIN_T or
+	 * more tokens take dequantise + OpenBLAS (blas_calibrate) */
+	bool blas[DK_TYPE_COUNT];
 	char err[DK_ERRMSG_MAX];
 };
+
+static void blas_calibrate(struct dk_ctx *c);
 
 struct dk_ctx_params dk_ctx_default_params(void)
 {
@@ -627,6 +635,11 @@ enum dk_status dk_ctx_new(struct dk_ctx **out, struct dk_model *m, const struct 
 	c->rope_fn = dk_vec_rope_kernel();
 	c->rmsnorm = dk_vec_rmsnorm_kernel();
 	c->pool = dk_pool_new(p->n_threads);
+	if (!p->deterministic) {
+		/* products are split over the pool's threads: one OpenBLAS thread each */
+		openblas_set_num_threads(1);
+		blas_calibrate(c);
+	}
 	if ((c->kv_esize == 2 && !c->att_wide) || !c->att_runs || !c->kv || !c->x || !c->xb || !c->xb2 || !c->q || !c->k || !c->v || !c->att || !c->hb ||
 	    !c->hb2 || !c->qx || !c->rope || !c->logits || !c->out_row || !c->out_idx ||
 	    !c->seq_new || !c->att_scratch || !c->att_blocks || !c->pool)
@@ -714,6 +727,15 @@ static void run_pass(struct dk_ctx *c, dk_pool_fn fn, void *ctx, int64_t n)
 		dk_pool_run(c->pool, fn, ctx);
 }
 
+/* Deterministic mode off lets a prompt's products take dequantise +
+ * OpenBLAS SGEMM where that is faster: on CPUs without the packed int8
+ * kernels, and for F16/F32 weights (bench_gemm: F16 at 512 tokens, 89-99
+ * against 58-70 GFLOP/s per core here).  Its sums are ordered by OpenBLAS's
+ * blocking, which depends on the number of tokens and rows in the call, so
+ * a token's logits then depend on its batch and the thread count, and a
+ * prompt's differ slightly from its tokens decoded one at a time. */
+#define BLAS_MIN_T DK_BLAS_MIN_TOKENS
+
 struct mm {
 	const struct dk_qtraits *tr, *dt;
 	const uint8_t *w;
@@ -727,6 +749,8 @@ struct mm {
 	float *y;               /* y[t*ldy + r] */
 	int64_t ldy;
 	const struct dk_pack *pk; /* packed weights (pack.h), or NULL */
+	enum dk_ttype type;
+	bool blas;              /* dequantise + OpenBLAS on the float rows x */
 };
 
 static void mm_convert(void *arg, int ith, int nth)
@@ -745,6 +769,14 @@ static void mm_range(const struct mm *j, int64_t r0, int64_t r1)
 	const struct dk_qtraits *tr = j->tr;
 	if (r1 <= r0)
 		return;
+	if (j->blas) {
+		size_t nf = dk_gemm_blas_scratch(j->ncols);
+		float *sc = dk_gemm_scratch(nf * sizeof(float));
+		if (sc && dk_gemm_blas(j->type, j->ncols, j->w + (size_t)r0 * j->wrow, j->wrow, r1 - r0,
+				       j->x, j->ldx, j->T, j->y + r0, j->ldy, sc, nf) == DK_OK)
+			return;
+		/* out of memory: the integer kernels need no scratch of this size */
+	}
 	if (j->pk) {
 		/* r0 is a multiple of the group size (mm_split) */
 		dk_pack_gemm(j->pk, r0 / DK_PACK_ROWS, (r1 + DK_PACK_ROWS - 1) / DK_PACK_ROWS, j->xq,
@@ -833,6 +865,88 @@ static void mm_setup(const struct dk_ctx *c, struct mm *j, const struct dk_gguf_
 	j->ldy = ldy;
 	int64_t idx = c->m->packs ? dk_gguf_tensor_index(c->m->g, W) : -1;
 	j->pk = idx >= 0 ? c->m->packs[idx] : NULL;
+	j->type = W->type;
+	j->blas = T >= BLAS_MIN_T && W->type < DK_TYPE_COUNT && c->blas[W->type];
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Times both ways of a T = BLAS_MIN_T product for each weight type of the
+ * model, one thread, on up to 256 rows of a real matrix of that type, and
+ * marks the types where OpenBLAS is at least 5% faster.  Runs once, at
+ * context creation, only with deterministic mode off.  DOCKET_PREFILL=blas
+ * or =int skips the timing and takes that path for every type (tests). */
+static void blas_calibrate(struct dk_ctx *c)
+{
+	const struct dk_model *m = c->m;
+	const char *env = getenv("DOCKET_PREFILL");
+	if (env && !strcmp(env, "int"))
+		return;
+	const bool force = env && !strcmp(env, "blas");
+	const struct dk_gguf_tensor *cand[8];
+	int nc = 0;
+	if (m->info.n_layer > 0) {
+		const struct layer *L = &m->layers[0];
+		const struct dk_gguf_tensor *w[] = {L->wq, L->wk, L->wv, L->wo, L->wg, L->wu, L->wd};
+		for (size_t i = 0; i < sizeof w / sizeof *w; i++)
+			cand[nc++] = w[i];
+	}
+	cand[nc++] = m->output;
+	bool seen[DK_TYPE_COUNT] = {0};
+	for (int i = 0; i < nc; i++) {
+		const struct dk_gguf_tensor *W = cand[i];
+		if (!W || W->type >= DK_TYPE_COUNT || seen[W->type] || !dk_quant_traits(W->type)->to_float)
+			continue;
+		seen[W->type] = true;
+		if (force) {
+			c->blas[W->type] = true;
+			continue;
+		}
+		const int32_t T = BLAS_MIN_T;
+		struct mm j;
+		int64_t ncols = W->ne[0], rows = W->ne[1] < 256 ? W->ne[1] : 256;
+		const struct dk_qtraits *dt = dk_quant_traits(dk_quant_traits(W->type)->dot_type);
+		size_t xrow = dk_ttype_row_bytes(dt->type, ncols);
+		float *x = malloc((size_t)T * (size_t)ncols * sizeof *x);
+		float *y = malloc((size_t)T * (size_t)rows * sizeof *y);
+		uint8_t *xq = malloc((size_t)T * xrow);
+		if (!x || !y || !xq) {
+			free(x), free(y), free(xq);
+			return;
+		}
+		for (int64_t k = 0; k < (int64_t)T * ncols; k++)
+			x[k] = (float)((k * 7919) % 2001 - 1000) / 1000.0f;
+		mm_setup(c, &j, W, x, ncols, T, y, rows);
+		j.nrows = rows;
+		j.xq = xq;
+		j.xrow = xrow;
+		double best_int = 1e30, best_blas = 1e30;
+		for (int rep = 0; rep < 3; rep++) {
+			double t0 = now_s();
+			if (dt->type != DK_TYPE_F32)
+				for (int32_t t = 0; t < T; t++)
+					dt->from_float(x + t * ncols, xq + (size_t)t * xrow, ncols);
+			else
+				j.xq = (const uint8_t *)x, j.xrow = (size_t)ncols * 4;
+			j.blas = false;
+			mm_range(&j, 0, rows);
+			double t1 = now_s();
+			j.blas = true;
+			mm_range(&j, 0, rows);
+			double t2 = now_s();
+			if (t1 - t0 < best_int)
+				best_int = t1 - t0;
+			if (t2 - t1 < best_blas)
+				best_blas = t2 - t1;
+		}
+		c->blas[W->type] = best_blas < 0.95 * best_int;
+		free(x), free(y), free(xq);
+	}
 }
 
 /* Points j at activations in its dot format, converting x unless c->qx
@@ -1340,6 +1454,11 @@ enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
 			dk_kv_commit(c->kv, s, dk_kv_len(c->kv, s) + c->seq_new[s]);
 	c->b = NULL;
 	return DK_OK;
+}
+
+bool dk_ctx_uses_blas(const struct dk_ctx *c, enum dk_ttype t)
+{
+	return t < DK_TYPE_COUNT && c->blas[t];
 }
 
 const float *dk_logits(const struct dk_ctx *c, int32_t i)

@@ -182,6 +182,7 @@ void dk_runner_default_params(struct dk_runner_params *p)
 	p->n_seq = 8;
 	p->n_batch = 512;
 	p->prefix_cache = true;
+	p->deterministic = true;
 	p->max_failures = -1;
 	p->max_tokens = -1;
 	p->temperature = -1;
@@ -2655,6 +2656,9 @@ static enum dk_status open_output(struct runner *R, char *err, size_t n)
 				p->format == DK_FORMAT_OPENAI_BATCH ? "openai-batch" : "docket");
 	if (R->schema)
 		json_object_set_new(cfg, "constrained", json_boolean(R->constrained));
+	/* only when off, so that checkpoints of earlier runs still match */
+	if (!p->deterministic)
+		json_object_set_new(cfg, "deterministic", json_false());
 	/* where records may be answered, and how much of them is sent: a
 	 * resumed run must not mix local-only and routed records silently */
 	if (R->pl && R->fbp.when)
@@ -2835,7 +2839,7 @@ static enum dk_status start_engine(struct runner *R, char *err, size_t n)
 	if (p->n_threads > 0)
 		cp.n_threads = p->n_threads;
 	cp.prefix_cache = p->prefix_cache;
-	cp.deterministic = true;
+	cp.deterministic = p->deterministic;
 	if (dk_ctx_new(&R->ctx, R->model, &cp) != DK_OK)
 		return dk_err(err, n, DK_FATAL, "cannot create the context: %s",
 			      R->ctx ? dk_ctx_error(R->ctx) : "out of memory");
