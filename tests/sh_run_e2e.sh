@@ -31,6 +31,11 @@ import json
 r = json.load(open("rep.json"))
 assert r["ok"] >= 6 and r["error"] == 0 and r["wall_s"] > 0, r
 assert 0 <= r["cache_hit_rate"] <= 1 and r["tokens"]["prompt"] > 0, r
+kv = r["kv_cache"]
+# the engine counts what the records count: prompt tokens served and computed
+assert kv["hit_tokens"] == r["tokens"]["cached"] and kv["hit_tokens"] > 0, r
+assert kv["hit_tokens"] + kv["miss_tokens"] == r["tokens"]["prompt"], r
+assert kv["evictions"] >= 0 and kv["blocks"] > 0, r
 PY
 R extract-fields in -o ext.jsonl 2>/dev/null
 $REC check ext.jsonl --min 6 --task extract

@@ -2585,6 +2585,16 @@ static void write_report(struct runner *R)
 							     R->pl->hash));
 	json_object_set_new(r, "model", json_pack("{s:s, s:s}", "name", R->model_name, "sha256",
 						  R->model_sha ? R->model_sha : ""));
+	if (R->ctx) {
+		/* the engine's view: a low hit rate with evictions means the cache
+		 * (--seqs x --ctx) is too small to keep the shared instructions */
+		struct dk_kv_stats ks;
+		dk_kv_stats(R->ctx, &ks);
+		json_object_set_new(r, "kv_cache",
+				    json_pack("{s:I, s:I, s:I, s:i}", "hit_tokens", (json_int_t)ks.hit_tokens,
+					      "miss_tokens", (json_int_t)ks.miss_tokens, "evictions",
+					      (json_int_t)ks.evictions, "blocks", (int)ks.blocks_total));
+	}
 	if (R->p->prefix_dir && R->pl)
 		json_object_set_new(r, "prefix_files",
 				    json_pack("{s:s, s:i, s:i, s:I}", "dir", R->p->prefix_dir, "loaded",
