@@ -241,6 +241,23 @@ static void test_prefix_files(void **s)
 	assert_int_equal(n, 0);
 	dk_ctx_free(c);
 	free(bytes);
+	/* a process whose prompts may take OpenBLAS (deterministic off) marks
+	 * its files, and a deterministic one refuses them */
+	struct dk_ctx_params pn = dk_ctx_default_params();
+	pn.n_ctx = 256;
+	pn.n_threads = 1;
+	pn.deterministic = false;
+	setenv("DOCKET_PREFILL", "blas", 1);
+	assert_int_equal(dk_ctx_new(&c, model, &pn), DK_OK);
+	unsetenv("DOCKET_PREFILL");
+	free(feed(c, 0, a, 0, 40));
+	assert_int_equal(dk_kv_prefix_save(c, 0, -1, path, &n), DK_OK);
+	assert_int_equal(n, 32);
+	dk_ctx_free(c);
+	c = ctx(true, 2, 0);
+	assert_int_equal(dk_kv_prefix_load(c, path, &n), DK_SKIP);
+	assert_non_null(strstr(dk_ctx_error(c), "+openblas kernels"));
+	dk_ctx_free(c);
 	unlink(path);
 	rmdir(dir);
 	free(dir);

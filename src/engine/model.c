@@ -635,17 +635,17 @@ enum dk_status dk_ctx_new(struct dk_ctx **out, struct dk_model *m, const struct 
 	c->rope_fn = dk_vec_rope_kernel();
 	c->rmsnorm = dk_vec_rmsnorm_kernel();
 	c->pool = dk_pool_new(p->n_threads);
-	if (!p->deterministic) {
-		/* products are split over the pool's threads: one OpenBLAS thread each */
-		openblas_set_num_threads(1);
-		blas_calibrate(c);
-	}
 	if ((c->kv_esize == 2 && !c->att_wide) || !c->att_runs || !c->kv || !c->x || !c->xb || !c->xb2 || !c->q || !c->k || !c->v || !c->att || !c->hb ||
 	    !c->hb2 || !c->qx || !c->rope || !c->logits || !c->out_row || !c->out_idx ||
 	    !c->seq_new || !c->att_scratch || !c->att_blocks || !c->pool)
 		return dk_err(c->err, sizeof c->err, DK_FATAL,
 			      "cannot allocate the context (%zu MiB kv cache, %zu MiB scratch): %s",
 			      kv_bytes >> 20, scratch >> 20, strerror(ENOMEM));
+	if (!p->deterministic) {
+		/* products are split over the pool's threads: one OpenBLAS thread each */
+		openblas_set_num_threads(1);
+		blas_calibrate(c);
+	}
 	return DK_OK;
 }
 
@@ -1517,9 +1517,21 @@ _Static_assert(DK_KV_BLOCK == DK_KV_BLOCK_TOKENS, "the public block size is the 
  * message that says why. */
 #define PREFIX_MAGIC "DKKVPFX3"
 
-/* kernels: dk_quant_level() of the process that computed the blocks.
- * Another level rounds differently, and a sequence's logits would then
+/* kernels: dk_quant_level() of the process that computed the blocks, plus
+ * PREFIX_BLAS when some of its products took OpenBLAS (deterministic off).
+ * Other kernels round differently, and a sequence's logits would then
  * depend on whether its prefix came from a file (attn.h, quant.h). */
+#define PREFIX_BLAS 16u
+
+static uint32_t prefix_kernels(const struct dk_ctx *c)
+{
+	uint32_t k = (uint32_t)dk_quant_level();
+	for (int t = 0; t < DK_TYPE_COUNT; t++)
+		if (c->blas[t])
+			return k | PREFIX_BLAS;
+	return k;
+}
+
 struct prefix_header {
 	char magic[8];
 	char model_sha256[64];
@@ -1544,7 +1556,7 @@ enum dk_status dk_kv_prefix_save(struct dk_ctx *c, int32_t seq, int32_t n_max, c
 	struct prefix_header h = {.n_layer = (uint32_t)c->m->info.n_layer,
 				  .kv_dim = (uint32_t)c->kv_dim, .esize = (uint32_t)c->kv_esize,
 				  .block = DK_KV_BLOCK, .n_blocks = (uint32_t)nb,
-				  .kernels = (uint32_t)dk_quant_level()};
+				  .kernels = prefix_kernels(c)};
 	memcpy(h.magic, PREFIX_MAGIC, 8);
 	memcpy(h.model_sha256, sha, 64);
 	char tmp[4096];
@@ -1608,10 +1620,13 @@ enum dk_status dk_kv_prefix_load(struct dk_ctx *c, const char *path, int32_t *n_
 			    h.esize == 2 ? "f16" : "f32", h.block);
 		goto out;
 	}
-	if (h.kernels != (uint32_t)dk_quant_level()) {
+	if (h.kernels != prefix_kernels(c)) {
+		uint32_t k = prefix_kernels(c);
 		st = dk_err(c->err, sizeof c->err, DK_SKIP,
-			    "'%s' was computed by the %s kernels, this process runs %s; recompute it",
-			    path, dk_quant_level_name((int)h.kernels), dk_quant_level_name(dk_quant_level()));
+			    "'%s' was computed by the %s%s kernels, this process runs %s%s; recompute it",
+			    path, dk_quant_level_name((int)(h.kernels & ~PREFIX_BLAS)),
+			    h.kernels & PREFIX_BLAS ? "+openblas" : "",
+			    dk_quant_level_name((int)(k & ~PREFIX_BLAS)), k & PREFIX_BLAS ? "+openblas" : "");
 		goto out;
 	}
 	if (h.n_blocks == 0 || h.n_blocks > (uint32_t)c->p.kv_blocks ||
