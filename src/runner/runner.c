@@ -2586,8 +2586,8 @@ static void write_report(struct runner *R)
 	json_object_set_new(r, "model", json_pack("{s:s, s:s}", "name", R->model_name, "sha256",
 						  R->model_sha ? R->model_sha : ""));
 	if (R->ctx) {
-		/* the engine's view: a low hit rate with evictions means the cache
-		 * (--seqs x --ctx) is too small to keep the shared instructions */
+		/* the engine's counters: what the prefix cache served and computed,
+		 * and the cached blocks it reclaimed (finished documents', mostly) */
 		struct dk_kv_stats ks;
 		dk_kv_stats(R->ctx, &ks);
 		json_object_set_new(r, "kv_cache",
