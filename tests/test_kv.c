@@ -78,7 +78,7 @@ static void test_prefix_reuse(void **s)
 	struct dk_ctx *c = ctx(true, 4, 0);
 	float *l0 = feed(c, 0, a, 0, 40);
 	dk_kv_seq_clear(c, 0);
-	int32_t k = dk_kv_seq_reuse_prefix(c, 1, a, 40);
+	int32_t k = dk_kv_seq_reuse_prefix(c, 1, a, 40, 39);
 	assert_int_equal(k, 32); /* two full blocks; the rest is decoded */
 	assert_int_equal(dk_kv_seq_len(c, 1), 32);
 	float *l1 = feed(c, 1, a, k, 40);
@@ -91,13 +91,22 @@ static void test_prefix_reuse(void **s)
 	dk_token b[40];
 	memcpy(b, a, sizeof b);
 	b[20] = a[20] == 5 ? 6 : 5;
-	assert_int_equal(dk_kv_seq_reuse_prefix(c, 2, b, 40), 16);
+	assert_int_equal(dk_kv_seq_reuse_prefix(c, 2, b, 40, 39), 16);
 	/* a non-empty sequence never attaches */
-	assert_int_equal(dk_kv_seq_reuse_prefix(c, 1, a, 40), 0);
+	assert_int_equal(dk_kv_seq_reuse_prefix(c, 1, a, 40, 39), 0);
+	/* scoring a continuation after a 32-token prompt reads the logits of
+	 * position 31: the second cached block ends past it, so only the first
+	 * attaches (attaching both left the continuation's first token unscored) */
+	assert_int_equal(dk_kv_seq_reuse_prefix(c, 3, a, 33, 31), 16);
+	dk_kv_seq_clear(c, 3);
+	assert_int_equal(dk_kv_seq_reuse_prefix(c, 3, a, 33, 32), 32);
+	dk_kv_seq_clear(c, 3);
+	/* out of range means the last token */
+	assert_int_equal(dk_kv_seq_reuse_prefix(c, 3, a, 33, -1), 32);
 	dk_ctx_free(c);
 	/* cache off: nothing is reused, logits the same */
 	c = ctx(false, 2, 0);
-	assert_int_equal(dk_kv_seq_reuse_prefix(c, 0, a, 40), 0);
+	assert_int_equal(dk_kv_seq_reuse_prefix(c, 0, a, 40, 39), 0);
 	float *l2 = feed(c, 0, a, 0, 40);
 	assert_memory_equal(l0, l2, (size_t)nv * sizeof *l0);
 	dk_ctx_free(c);
@@ -192,7 +201,7 @@ static void test_prefix_files(void **s)
 	c = ctx(true, 2, 0);
 	assert_int_equal(dk_kv_prefix_load(c, path, &n), DK_OK);
 	assert_int_equal(n, 32);
-	assert_int_equal(dk_kv_seq_reuse_prefix(c, 1, a, 40), 32);
+	assert_int_equal(dk_kv_seq_reuse_prefix(c, 1, a, 40, 39), 32);
 	float *l1 = feed(c, 1, a, 32, 40);
 	assert_memory_equal(l0, l1, (size_t)nv * sizeof *l0);
 	dk_ctx_free(c);
@@ -284,9 +293,9 @@ static void test_duplicate_blocks(void **s)
 	dk_batch_free(b);
 	dk_kv_seq_clear(c, 0);
 	dk_kv_seq_clear(c, 1);
-	assert_int_equal(dk_kv_seq_reuse_prefix(c, 2, y, 65), 64);
+	assert_int_equal(dk_kv_seq_reuse_prefix(c, 2, y, 65, 64), 64);
 	dk_kv_seq_clear(c, 2);
-	assert_int_equal(dk_kv_seq_reuse_prefix(c, 2, x, 65), 64);
+	assert_int_equal(dk_kv_seq_reuse_prefix(c, 2, x, 65, 64), 64);
 	dk_ctx_free(c);
 }
 

@@ -154,11 +154,15 @@ void dk_kv_seq_clear(struct dk_ctx *c, int32_t seq);
 /* dst becomes a copy of src (shared blocks, copy-on-write). dst is cleared first. */
 enum dk_status dk_kv_seq_fork(struct dk_ctx *c, int32_t src, int32_t dst);
 /* For an empty sequence about to be fed toks[0..n): attaches the longest
- * run of cached KV for a prefix of toks and returns its length k (the
- * caller then decodes toks[k..n) from position k).  0 when the prefix
- * cache is off or nothing matches.  Never returns n: the last token is
- * always left to decode so that its logits exist. */
-int32_t dk_kv_seq_reuse_prefix(struct dk_ctx *c, int32_t seq, const dk_token *toks, int32_t n);
+ * run of cached KV for a prefix of toks that ends at or before position
+ * first_logits, and returns its length k (the caller then decodes toks[k..n)
+ * from position k).  first_logits is the first position whose logits the
+ * caller will read: n - 1 for generation, the last prompt token for scoring
+ * a continuation (a value outside [0, n) means n - 1).  Positions from
+ * there on are always decoded, since a cached position has K and V but no
+ * logits.  0 when the prefix cache is off or nothing matches. */
+int32_t dk_kv_seq_reuse_prefix(struct dk_ctx *c, int32_t seq, const dk_token *toks, int32_t n,
+			       int32_t first_logits);
 
 /* Positions per KV block: the prefix cache and prefix files hold whole
  * blocks only. */

@@ -314,7 +314,7 @@ static struct sp_result bench_shared(struct dk_model *m, const struct opts *o,
 				break;
 			const dk_token *toks = prompts + (size_t)next_doc * plen;
 			sl[s] = (struct slot){.st = SLOT_PROMPT, .doc = next_doc, .logit_idx = -1};
-			sl[s].ppos = dk_kv_seq_reuse_prefix(c, s, toks, plen);
+			sl[s].ppos = dk_kv_seq_reuse_prefix(c, s, toks, plen, plen - 1);
 			next_doc++;
 		}
 		dk_batch_clear(b);

@@ -326,7 +326,8 @@ void dk_kv_fork(struct dk_kv *kv, int32_t src, int32_t dst)
 	d->reserved = nb * DK_KV_BLOCK;
 }
 
-int32_t dk_kv_reuse_prefix(struct dk_kv *kv, int32_t seq, const dk_token *toks, int32_t n)
+int32_t dk_kv_reuse_prefix(struct dk_kv *kv, int32_t seq, const dk_token *toks, int32_t n,
+			   int32_t keep)
 {
 	struct seq *q = &kv->seqs[seq];
 	if (q->len || q->nb)
@@ -334,8 +335,8 @@ int32_t dk_kv_reuse_prefix(struct dk_kv *kv, int32_t seq, const dk_token *toks, 
 	int32_t k = 0;
 	if (kv->prefix_cache) {
 		uint64_t parent = 0;
-		/* leave at least one token to decode so its logits exist */
-		while ((k + DK_KV_BLOCK) <= n - 1 && q->nb < kv->max_blocks) {
+		/* a cached position has no logits: stop before the first one wanted */
+		while (k + DK_KV_BLOCK <= keep && q->nb < kv->max_blocks) {
 			uint64_t h = chain_hash(parent, toks + k);
 			int32_t b = htab_find(kv, h, parent, toks + k);
 			if (b < 0)

@@ -52,7 +52,10 @@ void dk_kv_commit(struct dk_kv *kv, int32_t seq, int32_t new_len);
 
 void dk_kv_clear(struct dk_kv *kv, int32_t seq);
 void dk_kv_fork(struct dk_kv *kv, int32_t src, int32_t dst);
-int32_t dk_kv_reuse_prefix(struct dk_kv *kv, int32_t seq, const dk_token *toks, int32_t n);
+/* Attaches cached full blocks for a prefix of toks[0..n) that ends at or
+ * before position keep (which is left to decode: its logits are wanted). */
+int32_t dk_kv_reuse_prefix(struct dk_kv *kv, int32_t seq, const dk_token *toks, int32_t n,
+			   int32_t keep);
 
 struct dk_kv_counters {
 	uint64_t hit_tokens, miss_tokens, evictions;

@@ -1488,13 +1488,16 @@ enum dk_status dk_kv_seq_fork(struct dk_ctx *c, int32_t src, int32_t dst)
 	return DK_OK;
 }
 
-int32_t dk_kv_seq_reuse_prefix(struct dk_ctx *c, int32_t seq, const dk_token *toks, int32_t n)
+int32_t dk_kv_seq_reuse_prefix(struct dk_ctx *c, int32_t seq, const dk_token *toks, int32_t n,
+			       int32_t first_logits)
 {
 	if (seq < 0 || seq >= c->p.n_seq_max || n <= 0)
 		return 0;
 	if (n > c->p.n_ctx)
 		n = c->p.n_ctx;
-	return dk_kv_reuse_prefix(c->kv, seq, toks, n);
+	if (first_logits < 0 || first_logits > n - 1)
+		first_logits = n - 1;
+	return dk_kv_reuse_prefix(c->kv, seq, toks, n, first_logits);
 }
 
 void dk_kv_stats(const struct dk_ctx *c, struct dk_kv_stats *out)

@@ -1963,7 +1963,11 @@ static int admit(struct runner *R, int slot, struct job *j)
 	if (R->pfx && dk_prefixes_load(R->pfx, R->ctx, j->toks, j->n_static) != DK_OK)
 		fprintf(stderr, "docket: %s; computing the instructions instead\n",
 			dk_prefixes_error(R->pfx));
-	j->n_past = R->p->prefix_cache ? dk_kv_seq_reuse_prefix(R->ctx, slot, j->toks, j->n_toks) : 0;
+	/* a score job reads logits from its last prompt token on */
+	int first_logits = j->kind == JOB_SCORE ? j->score_from - 1 : j->n_toks - 1;
+	j->n_past = R->p->prefix_cache
+			    ? dk_kv_seq_reuse_prefix(R->ctx, slot, j->toks, j->n_toks, first_logits)
+			    : 0;
 	if (j->n_past < 0)
 		j->n_past = 0;
 	j->n_cached = j->n_past;
