@@ -252,10 +252,21 @@ static void test_order_globs_depth_hidden(void **state)
 	prm.n_include = 1;
 	prm.exclude = exc;
 	prm.n_exclude = 1;
+	/* the .md is an "excluded" record, unread; build/ is pruned, unseen */
+	r = walk1(&prm, dir);
+	assert_int_equal(r.n, 6);
+	const struct rec *md = find(&r, "/a/one.md");
+	assert_false(md->extract);
+	assert_string_equal(md->reason, "excluded");
+	assert_string_equal(md->sha, "");
+	assert_non_null(strstr(md->detail, "excluded by the input globs"));
+	assert_false(has(&r, "out.txt"));
+	recs_free(&r);
+	/* without report_excluded the filtered file gives no record */
+	prm.report_excluded = false;
 	r = walk1(&prm, dir);
 	assert_int_equal(r.n, 5);
 	assert_false(has(&r, "one.md"));
-	assert_false(has(&r, "out.txt"));
 	recs_free(&r);
 
 	/* depth 1: the input's entries and one level below */
@@ -529,10 +540,26 @@ static void test_archive_formats(void **state)
 	const char *pat[] = {"**/note.txt"};
 	inc.include = pat;
 	inc.n_include = 1;
+	inc.report_excluded = false;
 	r = walk1(&inc, dir);
 	assert_int_equal(r.n, nk + 1);
 	for (size_t i = 0; i < r.n; i++)
 		assert_non_null(strstr(r.v[i].path, "note.txt"));
+	recs_free(&r);
+	/* with it (the default), every other file and member is an excluded
+	 * record: the same count as the unfiltered walk, plus fake.zip */
+	inc.report_excluded = true;
+	r = walk1(&inc, dir);
+	assert_int_equal(r.n, nk + 1 + 4 + 1);
+	size_t n_ex = 0;
+	for (size_t i = 0; i < r.n; i++) {
+		bool is_note = strstr(r.v[i].path, "note.txt") != NULL;
+		n_ex += !is_note;
+		if (!is_note)
+			assert_string_equal(r.v[i].reason, "excluded");
+	}
+	assert_int_equal(n_ex, 4 + 1);
+	assert_non_null(find(&r, "/fake.zip"));
 	recs_free(&r);
 	char *fake = path_in(dir, "fake.zip");
 	unlink(fake);

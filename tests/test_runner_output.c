@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "runner/output.h"
@@ -51,7 +52,7 @@ static void test_new_and_lock(void **state)
 	snprintf(path, sizeof path, "%s/a.jsonl", tmp);
 	struct dk_out *o = open_mode(DK_OUT_NEW, "h1", false, DK_OK, NULL);
 	/* a second writer is refused while the first holds the lock */
-	struct dk_out *o2 = open_mode(DK_OUT_RESUME, "h1", false, DK_SKIP, "locked");
+	struct dk_out *o2 = open_mode(DK_OUT_RESUME, "h1", false, DK_FATAL, "locked");
 	assert_null(o2);
 	const char *r = rec("a", "ok", "S1");
 	assert_int_equal(dk_out_write(o, r, strlen(r), "a"), DK_OK);
@@ -122,7 +123,7 @@ static void test_resume_repair(void **state)
 	assert_int_equal(sc->duplicates, 1);
 	assert_true(sc->rewritten);
 	/* the lock moved to the rewritten file */
-	assert_null(open_mode(DK_OUT_RESUME, "h1", false, DK_SKIP, "locked"));
+	assert_null(open_mode(DK_OUT_RESUME, "h1", false, DK_FATAL, "locked"));
 	dk_out_free(o);
 	all = dk_test_read_file(path, &n);
 	lines = 0;
@@ -170,6 +171,89 @@ static void test_incremental(void **state)
 	free(all);
 }
 
+static const char *src_rec(const char *id, const char *file, const char *sha)
+{
+	static char b[512];
+	snprintf(b, sizeof b,
+		 "{\"id\":\"%s\",\"source\":{\"path\":\"%s\",\"member\":null,\"sha256\":\"%s\"},"
+		 "\"pipeline\":{\"name\":\"pl\",\"hash\":\"P\"},\"model\":{\"sha256\":\"M\"},"
+		 "\"status\":\"ok\"}",
+		 id, file, sha);
+	return b;
+}
+
+/* --incremental on a changed document: the old version's records are named
+ * for the new one to supersede; an unchanged one supersedes nothing */
+static void test_superseded(void **state)
+{
+	(void)state;
+	snprintf(path, sizeof path, "%s/d.jsonl", tmp);
+	struct dk_out *o = open_mode(DK_OUT_NEW, "h1", false, DK_OK, NULL);
+	const char *r = src_rec("a1", "a.txt", "SHA-1");
+	dk_out_write(o, r, strlen(r), "a1");
+	r = src_rec("b1", "b.txt", "SHA-2");
+	dk_out_write(o, r, strlen(r), "b1");
+	r = src_rec("a2", "a.txt", "SHA-3"); /* a.txt changed once already */
+	dk_out_write(o, r, strlen(r), "a2");
+	dk_out_free(o);
+	o = open_mode(DK_OUT_INCREMENTAL, "h1", false, DK_OK, NULL);
+	json_t *a = dk_out_superseded(o, "a.txt", NULL, "pl", "SHA-4");
+	assert_int_equal(json_array_size(a), 2);
+	char *s = json_dumps(a, JSON_COMPACT);
+	assert_true(!strcmp(s, "[\"a1\",\"a2\"]") || !strcmp(s, "[\"a2\",\"a1\"]"));
+	free(s);
+	json_decref(a);
+	a = dk_out_superseded(o, "a.txt", NULL, "pl", "SHA-3"); /* a2's content: only a1 */
+	assert_int_equal(json_array_size(a), 1);
+	assert_string_equal(json_string_value(json_array_get(a, 0)), "a1");
+	json_decref(a);
+	assert_null(dk_out_superseded(o, "b.txt", NULL, "pl", "SHA-2"));
+	assert_null(dk_out_superseded(o, "b.txt", NULL, "other-pipeline", "SHA-9"));
+	assert_null(dk_out_superseded(o, "c.txt", NULL, "pl", "SHA-9"));
+	dk_out_free(o);
+}
+
+/* a sensitive pipeline's records and checkpoint are 0600 whatever the umask */
+static void test_private_files(void **state)
+{
+	(void)state;
+	mode_t old = umask(022);
+	for (int priv = 0; priv < 2; priv++) {
+		snprintf(path, sizeof path, "%s/p%d.jsonl", tmp, priv);
+		struct dk_out_params p = dk_out_default_params();
+		p.path = path;
+		p.config_hash = "h";
+		p.private_files = priv;
+		struct dk_out *o = NULL;
+		char err[DK_ERRMSG_MAX];
+		assert_int_equal(dk_out_open(&o, &p, err, sizeof err), DK_OK);
+		dk_out_free(o);
+		struct stat st;
+		assert_int_equal(stat(path, &st), 0);
+		assert_int_equal(st.st_mode & 0777, priv ? 0600 : 0644);
+		char *j = dk_out_journal_path(path);
+		assert_int_equal(stat(j, &st), 0);
+		assert_int_equal(st.st_mode & 0777, priv ? 0600 : 0644);
+		free(j);
+	}
+	umask(old);
+}
+
+/* a configuration mismatch says which settings differ */
+static void test_config_diff(void **state)
+{
+	(void)state;
+	json_t *a = json_pack("{s:i, s:s, s:b}", "max_tokens", 8, "model", "m", "x", 1);
+	json_t *b = json_pack("{s:i, s:s, s:b}", "max_tokens", 3, "model", "m", "prefix_cache", 0);
+	char d[256];
+	dk_out_config_diff(a, b, d, sizeof d);
+	assert_string_equal(d, "max_tokens 8 -> 3, x true -> (unset), prefix_cache (unset) -> false");
+	dk_out_config_diff(a, a, d, sizeof d);
+	assert_string_equal(d, "");
+	json_decref(a);
+	json_decref(b);
+}
+
 static void test_idset(void **state)
 {
 	(void)state;
@@ -196,6 +280,9 @@ int main(void)
 		cmocka_unit_test(test_new_and_lock),
 		cmocka_unit_test(test_resume_repair),
 		cmocka_unit_test(test_incremental),
+		cmocka_unit_test(test_superseded),
+		cmocka_unit_test(test_private_files),
+		cmocka_unit_test(test_config_diff),
 		cmocka_unit_test(test_idset),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,8 +4,11 @@
  *
  * Every file or archive member the walk reaches becomes exactly one dk_doc:
  * either DK_DOC_EXTRACT with its text, or DK_DOC_SKIP with a reason.  Nothing
- * is silently dropped (files filtered out by include/exclude globs, hidden
- * files and depth limits are not "reached" and produce no record).
+ * is silently dropped: a file or member that the include/exclude globs
+ * filter out is a DK_DOC_SKIP "excluded" record (unless report_excluded is
+ * turned off).  Not reached, and so without a record: hidden files (without
+ * hidden), directories an exclude glob prunes, and what lies below the
+ * depth limit.
  *
  * Order is deterministic: inputs in the order they were added; inside a
  * directory, entries sorted bytewise by name (sorting is per directory level,
@@ -56,6 +59,8 @@ struct dk_ingest_params {
 	uint64_t max_text_bytes;    /* extracted text is truncated (at a UTF-8 boundary) beyond this (default 64 MiB) */
 	bool no_extract;            /* detect and classify only: text stays NULL (for "docket ls") */
 	const char *pdftotext;      /* path of pdftotext; NULL = look it up in $PATH */
+	bool report_excluded;       /* default true: files and members the globs filter out are
+	                               "excluded" records (their bytes unread); false = no record */
 };
 
 /* Defaults as documented above. */
@@ -91,13 +96,15 @@ struct dk_doc {
 	const char *skip_reason; /* NULL when extracted; else "binary", "too-large", "unsupported-type",
 	                            "encrypted", "decode-error", "limit-exceeded", "unreadable",
 	                            "unsafe-path", "symlink", "symlink-loop", "special-file",
-	                            "other-filesystem", "tool-missing", "empty", "archive-error" */
+	                            "other-filesystem", "tool-missing", "empty", "archive-error",
+	                            "excluded" */
 	const char *detail;   /* lowercase message naming the file and the reason, or NULL */
 	const char *format;   /* extractor used: "text", "markdown", "csv", "json", "html", "xml", "docx", ... or NULL */
 	const char *text;     /* extracted UTF-8 (NUL-terminated, CRLF normalised) when action == DK_DOC_EXTRACT */
 	size_t text_len;
 	bool truncated;       /* text was cut at max_text_bytes */
 	int depth;            /* archive nesting: 0 = plain file, 1 = member of an archive on disk, ... */
+	int input;            /* the input it came from: its index in dk_ingest_add order */
 };
 
 struct dk_ingest;

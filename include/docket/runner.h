@@ -96,6 +96,7 @@ void dk_runner_default_params(struct dk_runner_params *p);
 struct dk_runner_stats {
 	uint64_t docs, chunks;          /* documents seen (in this shard), chunks processed */
 	uint64_t ok, skipped, errors;   /* records written */
+	uint64_t excluded;              /* documents the input globs filtered out (skipped records) */
 	uint64_t resumed;               /* records already in the output (not redone) */
 	uint64_t unchanged;             /* --incremental: documents skipped as unchanged */
 	uint64_t other_shards;          /* documents left to other shards */

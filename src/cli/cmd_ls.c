@@ -7,16 +7,19 @@
 
 #include "cli.h"
 #include "docket/ingest.h"
+#include "docket/pipeline.h"
 #include "ingest/docjson.h"
 
 static void ls_usage(FILE *f)
 {
-	fprintf(f, "usage: docket ls [--json] [--fast] [OPTIONS] INPUT...\n\n"
+	fprintf(f, "usage: docket ls [--json] [--fast] [--pipeline P] [OPTIONS] INPUT...\n\n"
 		   "Lists every file and archive member the walk reaches: path, MIME type,\n"
 		   "bytes, and whether it would be extracted or why it is skipped.\n"
 		   "INPUT is a file, a directory, an archive, or '-' for paths on stdin.\n\n"
 		   "  --json                  one JSON object per line instead of a table\n"
 		   "  --fast                  detect types only, do not try extraction\n"
+		   "  --pipeline P            apply pipeline P's input globs, as `docket run P` does\n"
+		   "                          (files they filter out are listed as excluded)\n"
 		   "%s",
 		dk_ingest_options_help());
 }
@@ -26,6 +29,8 @@ int dk_cmd_ls(int argc, char **argv)
 	struct dk_ingest_params p = dk_ingest_default_params();
 	int json = 0;
 	bool fast = false;
+	struct dk_pipeline *pl = NULL;
+	const char **inc = NULL, **exc = NULL;
 	const char **inputs = calloc((size_t)argc + 1, sizeof *inputs);
 	size_t n_inputs = 0;
 	char err[512];
@@ -46,6 +51,18 @@ int dk_cmd_ls(int argc, char **argv)
 			json = 1;
 		} else if (!strcmp(a, "--fast")) {
 			fast = true;
+		} else if (!strcmp(a, "--pipeline") || !strncmp(a, "--pipeline=", 11)) {
+			const char *name = a[10] == '=' ? a + 11 : i + 1 < argc ? argv[++i] : NULL;
+			if (!name || pl) {
+				dk_cli_error(name ? "--pipeline given twice" : "--pipeline needs a value");
+				rc = DK_EXIT_USAGE;
+				goto out;
+			}
+			if (!(pl = dk_pipeline_load(name, err, sizeof err))) {
+				dk_cli_error("%s", err);
+				rc = DK_EXIT_USAGE;
+				goto out;
+			}
 		} else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			ls_usage(stdout);
 			goto out;
@@ -66,8 +83,31 @@ int dk_cmd_ls(int argc, char **argv)
 		goto out;
 	}
 	p.no_extract = fast;
+	if (pl) { /* the pipeline's globs first, then the command line's, as run does */
+		inc = calloc(pl->n_include + p.n_include + 1, sizeof *inc);
+		exc = calloc(pl->n_exclude + p.n_exclude + 1, sizeof *exc);
+		if (!inc || !exc) {
+			rc = DK_EXIT_FATAL;
+			goto out;
+		}
+		for (size_t k = 0; k < pl->n_include; k++)
+			inc[k] = pl->include[k];
+		for (size_t k = 0; k < p.n_include; k++)
+			inc[pl->n_include + k] = p.include[k];
+		for (size_t k = 0; k < pl->n_exclude; k++)
+			exc[k] = pl->exclude[k];
+		for (size_t k = 0; k < p.n_exclude; k++)
+			exc[pl->n_exclude + k] = p.exclude[k];
+	}
+	struct dk_ingest_params ip = p;
+	if (pl) {
+		ip.include = inc;
+		ip.n_include = pl->n_include + p.n_include;
+		ip.exclude = exc;
+		ip.n_exclude = pl->n_exclude + p.n_exclude;
+	}
 	struct dk_ingest *ing;
-	if (dk_ingest_new(&ing, &p) != DK_OK) {
+	if (dk_ingest_new(&ing, &ip) != DK_OK) {
 		dk_cli_error("%s", dk_ingest_error(ing));
 		dk_ingest_free(ing);
 		rc = DK_EXIT_FATAL;
@@ -108,6 +148,9 @@ int dk_cmd_ls(int argc, char **argv)
 		rc = DK_EXIT_FATAL;
 out:
 	dk_ingest_params_release(&p);
+	dk_pipeline_free(pl);
+	free(inc);
+	free(exc);
 	free(inputs);
 	return rc;
 }

@@ -103,6 +103,37 @@ static bool parse_int(const char *s, long lo, long hi, long *out)
 	return true;
 }
 
+/* The option's name as the user would type it ("--seqs", "-t"). */
+static void opt_name(const struct option *opts, int c, char *out, size_t n)
+{
+	for (const struct option *o = opts; o->name; o++)
+		if (o->val == c) {
+			snprintf(out, n, "--%s", o->name);
+			return;
+		}
+	snprintf(out, n, "-%c", c);
+}
+
+/* Appends s to b quoted for a POSIX shell when it needs it ('*.c', 'a b'). */
+static void shell_quote(struct dk_buf *b, const char *s)
+{
+	bool plain = *s != 0;
+	for (const char *p = s; *p; p++)
+		plain &= strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+				"@%+=:,./-_", *p) != NULL;
+	if (plain) {
+		dk_buf_puts(b, s);
+		return;
+	}
+	dk_buf_putc(b, '\'');
+	for (const char *p = s; *p; p++)
+		if (*p == '\'')
+			dk_buf_puts(b, "'\\''");
+		else
+			dk_buf_putc(b, *p);
+	dk_buf_putc(b, '\'');
+}
+
 static void push(const char ***v, size_t *n, const char *s)
 {
 	const char **p = realloc(*v, (*n + 1) * sizeof *p);
@@ -291,9 +322,12 @@ int dk_cli_run_main(int argc, char **argv, bool batch)
 			goto out;
 		}
 		continue;
-bad_num:
-		dk_cli_error("bad value '%s' for an option (see --help)", optarg);
+bad_num: {
+		char name[64];
+		opt_name(opts, c, name, sizeof name);
+		dk_cli_error("%s: bad value '%s' (see --help)", name, optarg);
 		goto out;
+	}
 	}
 	int npos = argc - optind;
 	if (batch ? npos != 1 : npos < 2) {
@@ -321,8 +355,10 @@ bad_num:
 	p.fail_on = fail_on;
 	p.n_fail_on = n_fail_on;
 	p.model_path = dk_cli_model_path(model_opt);
-	if (!p.model_path)
+	if (!p.model_path) { /* no model on this machine: the run cannot be done */
+		rc = DK_EXIT_FATAL;
 		goto out;
+	}
 
 	struct dk_pipeline *pl = NULL;
 	if (!batch) {
@@ -352,7 +388,8 @@ bad_num:
 	for (int i = 0; i < argc; i++) {
 		if (!strcmp(argv[i], "--overwrite"))
 			continue;
-		dk_buf_printf(&hint, " %s", argv[i]);
+		dk_buf_putc(&hint, ' ');
+		shell_quote(&hint, argv[i]);
 	}
 	if (!resume)
 		dk_buf_puts(&hint, " --resume");

@@ -201,7 +201,8 @@ static enum dk_status check_finite(struct dk_model *m)
 			continue;
 		float *row = malloc((size_t)t->ne[0] * sizeof *row);
 		if (!row)
-			return dk_err(m->err, sizeof m->err, DK_FATAL, "out of memory");
+			return dk_err(m->err, sizeof m->err, DK_FATAL, "cannot load '%s': out of memory",
+				      m->path);
 		int64_t rows = t->ne[1] * t->ne[2] * t->ne[3];
 		size_t rb = dk_ttype_row_bytes(t->type, t->ne[0]);
 		for (int64_t r = 0; r < rows; r++) {
@@ -275,7 +276,7 @@ enum dk_status dk_model_load(struct dk_model **out, const char *path, const stru
 		return DK_FATAL;
 	m->path = strdup(path);
 	if (!m->path)
-		return dk_err(m->err, sizeof m->err, DK_FATAL, "out of memory");
+		return dk_err(m->err, sizeof m->err, DK_FATAL, "cannot load '%s': out of memory", path);
 	if (dk_gguf_open(&m->g, path) != DK_OK)
 		return dk_err(m->err, sizeof m->err, DK_FATAL, "%s", dk_gguf_error(m->g));
 
@@ -360,7 +361,8 @@ enum dk_status dk_model_load(struct dk_model **out, const char *path, const stru
 	if (dk_gguf_get_str(m->g, "tokenizer.chat_template", &s, &n)) {
 		m->chat_template = strndup(s, n);
 		if (!m->chat_template)
-			return dk_err(m->err, sizeof m->err, DK_FATAL, "out of memory");
+			return dk_err(m->err, sizeof m->err, DK_FATAL, "cannot load '%s': out of memory",
+				      path);
 	}
 	return DK_OK;
 }

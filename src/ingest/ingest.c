@@ -96,6 +96,7 @@ struct dk_ingest_params dk_ingest_default_params(void)
 		.max_entries = 100000,
 		.max_nesting = 4,
 		.max_text_bytes = 64ull << 20,
+		.report_excluded = true,
 	};
 }
 
@@ -259,8 +260,22 @@ static void rec_skip(struct dk_ingest *ing, const char *reason, const char *fmt,
 	ing->doc.text_len = 0;
 }
 
+/* A file or member the globs filter out: a record that says so (1) when
+ * report_excluded, else nothing (0).  Its bytes are not read. */
+static int rec_excluded(struct dk_ingest *ing, const char *disp, const char *fs, const char *member,
+			int depth, uint64_t bytes)
+{
+	if (!ing->p.report_excluded)
+		return 0;
+	rec_begin(ing, disp, fs, member, depth);
+	ing->doc.bytes = bytes;
+	rec_skip(ing, "excluded", "not processing '%s': excluded by the input globs", disp);
+	return 1;
+}
+
 static void rec_done(struct dk_ingest *ing)
 {
+	ing->doc.input = ing->next_input ? (int)ing->next_input - 1 : 0;
 	ing->st.docs++;
 	ing->st.bytes_read += ing->doc.bytes;
 	if (ing->doc.action == DK_DOC_EXTRACT) {
@@ -666,7 +681,8 @@ static int arc_step(struct dk_ingest *ing)
 	}
 	bool want = included(ing, name) || included(ing, rel);
 	if (!unsafe && (excluded(ing, name) || excluded(ing, rel) || (!want && !archive_ext(name)))) {
-		ret = 0;
+		ret = rec_excluded(ing, disp, ing->arc_fs, member, f->nest,
+				   archive_entry_size_is_set(e) ? (uint64_t)archive_entry_size(e) : 0);
 		goto out;
 	}
 	rec_begin(ing, disp, ing->arc_fs, member, f->nest);
@@ -744,8 +760,10 @@ static int arc_step(struct dk_ingest *ing)
 	}
 	ing->doc.bytes = ing->raw.len;
 	int c = classify_member(ing, f, disp, member, rel, !want);
-	if (c <= 0)
-		ret = 0; /* a nested archive was pushed (its members are the records), or filtered out */
+	if (c == 0)
+		ret = 0; /* a nested archive was pushed: its members are the records */
+	else if (c < 0) /* named like an archive but not one, and filtered out */
+		ret = rec_excluded(ing, disp, ing->arc_fs, member, f->nest, ing->raw.len);
 out:
 	free(disp);
 	free(member);
@@ -854,7 +872,7 @@ static int do_file(struct dk_ingest *ing, const char *fs, const char *disp, cons
 	}
 	if (only_archive) { /* named like an archive, but filtered out by include */
 		close(fd);
-		return 0;
+		return rec_excluded(ing, disp, fs, NULL, 0, (uint64_t)st.st_size);
 	}
 	if ((uint64_t)st.st_size > ing->p.max_file_bytes) {
 		close(fd);
@@ -948,7 +966,7 @@ static int do_path(struct dk_ingest *ing, const char *fs, const char *disp, cons
 	}
 	if (S_ISLNK(st.st_mode)) {
 		if (excluded(ing, rel))
-			return 0;
+			return rec_excluded(ing, disp, fs, NULL, 0, 0);
 		if (!ing->p.follow_symlinks) {
 			rec_begin(ing, disp, fs, NULL, 0);
 			rec_mime(ing, "inode/symlink", "binary");
@@ -986,12 +1004,12 @@ static int do_path(struct dk_ingest *ing, const char *fs, const char *disp, cons
 		return dir_push(ing, fs, disp, rel, explicit ? 0 : depth + 1, &st);
 	}
 	bool only_archive = false;
-	if (!explicit) {
+	if (!explicit && !S_ISDIR(st.st_mode)) {
 		if (excluded(ing, rel))
-			return 0;
+			return rec_excluded(ing, disp, fs, NULL, 0, (uint64_t)st.st_size);
 		if (!included(ing, rel)) {
 			if (!(ing->p.archives && archive_ext(rel)))
-				return 0;
+				return rec_excluded(ing, disp, fs, NULL, 0, (uint64_t)st.st_size);
 			only_archive = true;
 		}
 	}

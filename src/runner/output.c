@@ -16,12 +16,21 @@
 #include "util/err.h"
 #include "util/sha256.h"
 
+/* A record found in the output, by the document it is of. */
+struct srcrec {
+	uint64_t key; /* source_key(path, member, pipeline name) */
+	uint64_t content; /* of source.sha256 */
+	char id[33];
+};
+
 struct dk_out {
 	char *path, *jpath;
 	int fd, jfd;
 	bool is_stdout;
 	struct dk_out_params p;
 	struct dk_idset done, ok, bad;
+	struct srcrec *src;   /* (source key, record id) of every record found, sorted by key */
+	size_t n_src, cap_src;
 	struct dk_out_scan scan;
 	int since_sync;
 	double last_sync_ms;
@@ -116,6 +125,8 @@ static uint64_t triple_key(const char *a, const char *b, const char *c)
 	return k;
 }
 
+static mode_t file_mode(const struct dk_out *o) { return o->p.private_files ? 0600 : 0644; }
+
 /* ---- journal ---- */
 
 char *dk_out_journal_path(const char *path)
@@ -179,7 +190,108 @@ static int journal_read_hash(const char *jpath, char hash[65])
 	return rc;
 }
 
+json_t *dk_out_journal_config(const char *path)
+{
+	char *jpath = dk_out_journal_path(path);
+	FILE *f = jpath ? fopen(jpath, "r") : NULL;
+	free(jpath);
+	if (!f)
+		return NULL;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t k = getline(&line, &cap, f);
+	fclose(f);
+	json_t *j = k > 0 ? json_loads(line, 0, NULL) : NULL;
+	free(line);
+	json_t *c = json_incref(json_object_get(j, "config"));
+	json_decref(j);
+	return c;
+}
+
+void dk_out_config_diff(const json_t *a, const json_t *b, char *out, size_t n)
+{
+	struct dk_buf d = {0};
+	const char *k;
+	json_t *v;
+	/* keys of a that b lacks or holds otherwise, then keys only b has */
+	for (int pass = 0; pass < 2; pass++) {
+		const json_t *x = pass ? b : a, *y = pass ? a : b;
+		json_object_foreach((json_t *)x, k, v) {
+			json_t *w = json_object_get(y, k);
+			if (pass && w)
+				continue;
+			if (w && json_equal(v, w))
+				continue;
+			char *sv = json_dumps(pass ? w : v, JSON_ENCODE_ANY | JSON_COMPACT);
+			char *sw = json_dumps(pass ? v : w, JSON_ENCODE_ANY | JSON_COMPACT);
+			dk_buf_printf(&d, "%s%s %s -> %s", d.len ? ", " : "", k, sv ? sv : "(unset)",
+				      sw ? sw : "(unset)");
+			free(sv);
+			free(sw);
+		}
+	}
+	snprintf(out, n, "%s", d.data ? d.data : "");
+	dk_buf_free(&d);
+}
+
 /* ---- scanning and repair ---- */
+
+static uint64_t source_key(const char *path, const char *member, const char *pipeline)
+{
+	return triple_key(path, member ? member : "", pipeline);
+}
+
+static int cmp_src(const void *a, const void *b)
+{
+	uint64_t x = ((const struct srcrec *)a)->key, y = ((const struct srcrec *)b)->key;
+	return x < y ? -1 : x > y;
+}
+
+static void note_source(struct dk_out *o, json_t *j, const char *id)
+{
+	json_t *s = json_object_get(j, "source");
+	const char *path = json_string_value(json_object_get(s, "path"));
+	const char *member = json_string_value(json_object_get(s, "member"));
+	const char *pl = json_string_value(json_object_get(json_object_get(j, "pipeline"), "name"));
+	const char *sha = json_string_value(json_object_get(s, "sha256"));
+	if (!path || !pl || strlen(id) > 32)
+		return;
+	if (o->n_src == o->cap_src) {
+		size_t nc = o->cap_src ? 2 * o->cap_src : 256;
+		struct srcrec *v = realloc(o->src, nc * sizeof *v);
+		if (!v)
+			return; /* supersedes lists are best effort; records are not lost */
+		o->src = v;
+		o->cap_src = nc;
+	}
+	struct srcrec *r = &o->src[o->n_src++];
+	r->key = source_key(path, member, pl);
+	r->content = dk_idset_key(sha ? sha : "", sha ? strlen(sha) : 0);
+	snprintf(r->id, sizeof r->id, "%s", id);
+}
+
+json_t *dk_out_superseded(const struct dk_out *o, const char *path, const char *member,
+			  const char *pipeline, const char *sha256)
+{
+	uint64_t content = dk_idset_key(sha256, strlen(sha256));
+	if (!o->n_src)
+		return NULL;
+	struct srcrec k = {.key = source_key(path, member, pipeline)};
+	const struct srcrec *hit = bsearch(&k, o->src, o->n_src, sizeof k, cmp_src);
+	if (!hit)
+		return NULL;
+	while (hit > o->src && hit[-1].key == k.key)
+		hit--;
+	json_t *a = json_array();
+	for (; hit < o->src + o->n_src && hit->key == k.key; hit++)
+		if (hit->content != content)
+			json_array_append_new(a, json_string(hit->id));
+	if (!json_array_size(a)) {
+		json_decref(a);
+		return NULL;
+	}
+	return a;
+}
 
 static void note_record(struct dk_out *o, json_t *j)
 {
@@ -232,12 +344,16 @@ static enum dk_status scan_output(struct dk_out *o)
 		} else {
 			o->scan.records++;
 			note_record(o, j);
+			if (o->p.mode == DK_OUT_INCREMENTAL)
+				note_source(o, j, id);
 		}
 		json_decref(j);
 		good_end = pos;
 	}
 	fclose(f);
 	free(line);
+	if (o->n_src)
+		qsort(o->src, o->n_src, sizeof *o->src, cmp_src);
 	if (o->scan.torn_bytes && ftruncate(o->fd, good_end))
 		return dk_err(o->err, sizeof o->err, DK_FATAL, "cannot repair '%s': %s", o->path,
 			      strerror(errno));
@@ -248,7 +364,7 @@ static enum dk_status scan_output(struct dk_out *o)
 	 * it over the output and move the lock to the new file. */
 	struct dk_buf tmp = {0};
 	dk_buf_printf(&tmp, "%s.repair.%d", o->path, (int)getpid());
-	int tfd = open(tmp.data, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int tfd = open(tmp.data, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, file_mode(o));
 	fd2 = dup(o->fd);
 	f = fd2 >= 0 && lseek(fd2, 0, SEEK_SET) == 0 ? fdopen(fd2, "r") : NULL;
 	if (tfd < 0 || !f) {
@@ -326,13 +442,15 @@ enum dk_status dk_out_open(struct dk_out **out, const struct dk_out_params *p, c
 	o->path = strdup(p->path);
 	o->jpath = dk_out_journal_path(p->path);
 	enum dk_status st = DK_OK;
-	o->fd = open(o->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	o->fd = open(o->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, file_mode(o));
+	/* the output cannot be had (read-only, locked): the run cannot be done
+	 * now, though the command is right (DK_FATAL, exit 3) */
 	if (o->fd < 0) {
-		st = dk_err(err, n, DK_SKIP, "cannot open '%s': %s", o->path, strerror(errno));
+		st = dk_err(err, n, DK_FATAL, "cannot open '%s': %s", o->path, dk_errno_str(errno));
 		goto fail;
 	}
 	if (flock(o->fd, LOCK_EX | LOCK_NB)) {
-		st = dk_err(err, n, DK_SKIP,
+		st = dk_err(err, n, DK_FATAL,
 			    "'%s' is locked: another docket run is writing it", o->path);
 		goto fail;
 	}
@@ -371,11 +489,19 @@ enum dk_status dk_out_open(struct dk_out **out, const struct dk_out_params *p, c
 			goto fail;
 		}
 		if (have_journal && strcmp(old, p->config_hash) && !p->force) {
+			char diff[384] = "";
+			json_t *was = dk_out_journal_config(o->path);
+			json_t *now = json_loads(p->config_json ? p->config_json : "{}", 0, NULL);
+			if (was && now)
+				dk_out_config_diff(was, now, diff, sizeof diff);
+			json_decref(was);
+			json_decref(now);
 			st = dk_err(err, n, DK_SKIP,
 				    "cannot resume '%s': it was written with a different configuration "
-				    "(pipeline, prompts, model or settings changed: checkpoint %.12s, now "
-				    "%.12s); use --force to resume anyway, or write to a new output",
-				    o->path, old, p->config_hash);
+				    "(%s; checkpoint %.12s, now %.12s); use --force to resume anyway, or "
+				    "write to a new output",
+				    o->path, *diff ? diff : "pipeline, prompts, model or settings changed",
+				    old, p->config_hash);
 			goto fail;
 		}
 		break;
@@ -390,7 +516,7 @@ enum dk_status dk_out_open(struct dk_out **out, const struct dk_out_params *p, c
 			goto fail;
 		}
 	}
-	o->jfd = open(o->jpath, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	o->jfd = open(o->jpath, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, file_mode(o));
 	if (o->jfd < 0) {
 		st = dk_err(err, n, DK_FATAL, "cannot open checkpoint '%s': %s", o->jpath, strerror(errno));
 		goto fail;
@@ -420,6 +546,7 @@ void dk_out_free(struct dk_out *o)
 	dk_idset_free(&o->done);
 	dk_idset_free(&o->ok);
 	dk_idset_free(&o->bad);
+	free(o->src);
 	free(o->path);
 	free(o->jpath);
 	free(o);

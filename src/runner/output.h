@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "docket/docket.h"
 
 enum dk_out_mode {
@@ -38,14 +40,17 @@ struct dk_out_params {
 	bool force;              /* resume despite a configuration mismatch */
 	int sync_every;          /* records between fdatasync (default 64) */
 	int sync_ms;             /* or milliseconds (default 1000) */
+	bool private_files;      /* create the output and checkpoint 0600 (the umask may
+				  * only tighten it): a sensitive pipeline's records */
 };
 struct dk_out_params dk_out_default_params(void);
 
 struct dk_out;
 
 /* Opens (and on resume repairs) the output.  DK_OK, or DK_SKIP for a
- * refusal the user can act on (exists, locked, mismatch: message in err),
- * DK_FATAL for I/O failures. */
+ * refusal of the command as given (exists, configuration mismatch: message
+ * in err), DK_FATAL when the output cannot be had (cannot be created,
+ * locked by another run) or on I/O failures. */
 enum dk_status dk_out_open(struct dk_out **out, const struct dk_out_params *p, char *err, size_t n);
 void dk_out_free(struct dk_out *o);
 const char *dk_out_error(const struct dk_out *o);
@@ -67,6 +72,14 @@ bool dk_out_done(const struct dk_out *o, const char *id);
 bool dk_out_have_ok(const struct dk_out *o, const char *sha256, const char *pipeline_hash,
 		    const char *model_sha256);
 
+/* --incremental: the ids of the records already in the output for the same
+ * document (path, archive member or NULL, pipeline name) with other content
+ * than sha256, as a new JSON array (caller owns), or NULL when there are
+ * none.  They are the records of an earlier version of the document, which
+ * the new version's records supersede. */
+json_t *dk_out_superseded(const struct dk_out *o, const char *path, const char *member,
+			  const char *pipeline, const char *sha256);
+
 /* Appends line (no newline; one JSON object) and journals id. */
 enum dk_status dk_out_write(struct dk_out *o, const char *line, size_t len, const char *id);
 /* Makes everything written durable now. */
@@ -76,6 +89,12 @@ enum dk_status dk_out_close(struct dk_out *o, bool complete);
 
 /* The journal's path for an output path (malloc'd). */
 char *dk_out_journal_path(const char *path);
+/* The configuration recorded in the journal beside output path (a new
+ * reference), or NULL when there is none or it cannot be read. */
+json_t *dk_out_journal_config(const char *path);
+/* Which keys of two configurations differ, as "key old -> new, ..." in out
+ * (size n; "" when none). */
+void dk_out_config_diff(const json_t *a, const json_t *b, char *out, size_t n);
 
 /* A set of 64-bit keys (open addressing), for ids seen. */
 struct dk_idset {

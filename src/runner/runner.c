@@ -3,12 +3,14 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "docket/chat.h"
@@ -18,6 +20,7 @@
 #include "docket/model.h"
 #include "docket/route.h"
 #include "docket/sampler.h"
+#include "ingest/docjson.h"
 #include "runner/output.h"
 #include "runner/prefixes.h"
 #include "util/buf.h"
@@ -100,6 +103,7 @@ struct doc {
 	uint64_t prompt_tokens, cached_tokens, completion_tokens;
 	double t0;
 	bool is_calib;
+	json_t *supersedes;   /* --incremental: ids of an earlier version's records */
 	/* batch requests */
 	char *custom_id;
 	char *req_model;
@@ -127,6 +131,8 @@ struct runner {
 	const char *model_sha, *model_name;
 	struct dk_out *out;
 	struct dk_ingest *ing;
+	uint64_t *input_docs; /* records per input operand, to warn of one that held none */
+	size_t n_inputs;
 	FILE *batch_in;
 	uint64_t batch_line;
 	struct dk_batch *batch;
@@ -151,6 +157,9 @@ struct runner {
 	uint64_t warm[512];
 	int n_warm, warm_pos;
 	struct dk_runner_stats *st;
+	json_t *settings;     /* what determines a record's bits (the checkpoint's configuration
+			       * less shard and format), and its sha256: in every record */
+	char settings_hash[65];
 	struct dk_prefixes *pfx; /* --prefix-dir; NULL when off */
 	/* fallback routing: fb is NULL when nothing may or will be sent */
 	struct dk_fallback *fb;
@@ -432,6 +441,16 @@ out:
 	return rc;
 }
 
+/* Memory ran out on a document's way: the run stops as could-not-finish
+ * (exit 3) with what is written kept, and --resume redoes that document. */
+static void oom(struct runner *R, const char *where)
+{
+	if (!R->io_failed)
+		dk_err(R->err, sizeof R->err, DK_FATAL, "out of memory (%s)", where);
+	R->io_failed = true;
+	R->stopping = true;
+}
+
 /* ---- jobs ---- */
 
 static struct job *job_new(struct doc *d, int chunk, int sub, enum job_kind kind, enum job_role role)
@@ -493,8 +512,9 @@ static struct dk_sampler_params gen_params(struct runner *R, uint64_t salt)
 static json_t *source_json(const struct doc *d)
 {
 	json_t *s = json_object();
-	json_object_set_new(s, "path", json_string(d->path));
-	json_object_set_new(s, "member", d->member ? json_string(d->member) : json_null());
+	/* a file name need not be UTF-8: escaped as ls --json does, never dropped */
+	json_object_set_new(s, "path", dk_json_str(d->path));
+	json_object_set_new(s, "member", dk_json_str(d->member));
 	json_object_set_new(s, "mime", json_string(d->mime ? d->mime : ""));
 	json_object_set_new(s, "bytes", json_integer((json_int_t)d->bytes));
 	json_object_set_new(s, "sha256", json_string(d->sha256));
@@ -505,6 +525,10 @@ static json_t *source_json(const struct doc *d)
 static void put_line(struct runner *R, const char *out_id, json_t *line, const char *status)
 {
 	struct dk_runner_stats *st = R->st;
+	if (R->io_failed) { /* nothing after a failure: a half-built record is no record */
+		json_decref(line);
+		return;
+	}
 	char *s = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
 	json_decref(line);
 	if (!s) {
@@ -596,6 +620,10 @@ static json_t *record_base(struct runner *R, const char *id, const struct doc *d
 					      dk_task_name(R->pl->task), "hash", R->pl->hash));
 	json_object_set_new(r, "model", json_pack("{s:s, s:s}", "name", R->model_name, "sha256",
 						  R->model_sha ? R->model_sha : ""));
+	json_object_set_new(r, "docket", json_pack("{s:s, s:s}", "version", DK_VERSION_STRING,
+						   "settings", R->settings_hash));
+	if (d && d->supersedes)
+		json_object_set(r, "supersedes", d->supersedes);
 	return r;
 }
 
@@ -614,6 +642,11 @@ static void record_finish(struct runner *R, json_t *r, const char *status, json_
 						  "completion_tokens", (json_int_t)gt));
 	json_object_set_new(r, "timing_ms", json_real(round(ms * 10) / 10));
 	json_object_set_new(r, "route", json_string("local"));
+	char when[32];
+	time_t now = time(NULL);
+	struct tm tm;
+	strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
+	json_object_set_new(r, "created", json_string(when));
 }
 
 static char *trim_dup(const char *s)
@@ -861,16 +894,21 @@ static bool fail_on_label(struct runner *R, const char *label)
 	return false;
 }
 
+/* --fail-on hits named on stderr, so a CI log says which files to look at */
+#define FAIL_ON_NAMED 50
+
 /* A classify output: the label distribution probs goes into rec, the
- * chosen label is returned (and counted when --fail-on names it). */
-static json_t *label_output(struct runner *R, const double *probs, json_t *rec)
+ * chosen label is returned (and counted, and named, when --fail-on names it). */
+static json_t *label_output(struct runner *R, const struct doc *d, const double *probs, json_t *rec)
 {
 	json_t *labels;
 	const char *best;
 	labels_json(R, probs, &labels, &best);
 	json_object_set_new(rec, "labels", labels);
-	if (fail_on_label(R, best))
-		R->st->fail_on_hits++;
+	if (fail_on_label(R, best) && ++R->st->fail_on_hits <= FAIL_ON_NAMED)
+		fprintf(stderr, "docket: --fail-on: '%s' is %s%s\n", d->path, best,
+			R->st->fail_on_hits == FAIL_ON_NAMED ? " (further hits are counted, not named)"
+							      : "");
 	return json_string(best);
 }
 
@@ -912,11 +950,17 @@ static json_t *chunk_output(struct runner *R, struct doc *d, int ci, json_t *rec
 	switch (pl->task) {
 	case DK_TASK_SUMMARIZE:
 	case DK_TASK_GENERATE:
+		/* a text cut off at max_tokens is flagged, not passed off as done */
+		json_object_set_new(rec, "finish_reason", json_string(c->hit_length ? "length" : "stop"));
 		return json_string(c->gen ? c->gen : "");
 	case DK_TASK_CLASSIFY: {
 		double *pr = calloc(pl->n_labels, sizeof *pr);
+		if (!pr) {
+			oom(R, d->path);
+			return json_null();
+		}
 		chunk_probs(R, c->logp, pr);
-		json_t *out = label_output(R, pr, rec);
+		json_t *out = label_output(R, d, pr, rec);
 		free(pr);
 		return out;
 	}
@@ -934,10 +978,17 @@ static json_t *doc_output(struct runner *R, struct doc *d, json_t *rec)
 	switch (pl->task) {
 	case DK_TASK_SUMMARIZE:
 		/* without a reduce prompt the parts are joined, as for generate */
-		if (d->reduce_out)
+		if (d->reduce_out) {
+			json_object_set_new(rec, "finish_reason",
+					    json_string(d->finish ? d->finish : "stop"));
 			return json_string(d->reduce_out);
+		}
 		/* fall through */
 	case DK_TASK_GENERATE: {
+		bool cut = false;
+		for (size_t i = 0; i < d->n_chunks; i++)
+			cut |= d->cr[i].hit_length;
+		json_object_set_new(rec, "finish_reason", json_string(cut ? "length" : "stop"));
 		struct dk_buf b = {0};
 		for (size_t i = 0; i < d->n_chunks; i++) {
 			if (i)
@@ -952,12 +1003,18 @@ static json_t *doc_output(struct runner *R, struct doc *d, json_t *rec)
 		/* mean of the chunks' label distributions */
 		size_t n = pl->n_labels;
 		double *acc = calloc(n, sizeof *acc), *pr = calloc(n, sizeof *pr);
+		if (!acc || !pr) {
+			free(acc);
+			free(pr);
+			oom(R, d->path);
+			return json_null();
+		}
 		for (size_t c = 0; c < d->n_chunks; c++) {
 			chunk_probs(R, d->cr[c].logp, pr);
 			for (size_t i = 0; i < n; i++)
 				acc[i] += pr[i] / (double)d->n_chunks;
 		}
-		json_t *out = label_output(R, acc, rec);
+		json_t *out = label_output(R, d, acc, rec);
 		free(acc);
 		free(pr);
 		return out;
@@ -972,6 +1029,7 @@ static void doc_free(struct doc *d)
 {
 	if (!d)
 		return;
+	json_decref(d->supersedes);
 	for (size_t i = 0; d->cr && i < d->n_chunks; i++) {
 		free(d->cr[i].gen);
 		free(d->cr[i].logp);
@@ -1476,6 +1534,8 @@ static int submit(struct runner *R, struct job *j, struct tokv *t, int n_prefix,
 static struct job *gen_job(struct runner *R, struct doc *d, size_t ci, int sub, enum job_role role)
 {
 	struct job *j = job_new(d, (int)ci, sub, JOB_GEN, role);
+	if (!j)
+		return NULL;
 	j->max_tokens = R->max_tokens;
 	j->sp = gen_params(R, hash64(d->chunks[ci].id, 64) + (uint64_t)sub);
 	j->stop = R->pl->stop;
@@ -1493,6 +1553,10 @@ static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
 		return;
 	}
 	char *text = strndup(d->text + c->start, c->end - c->start);
+	if (!text) {
+		oom(R, d->path);
+		return;
+	}
 	struct chunk_vars cv;
 	chunk_vars_init(R, d, ci, text, &cv);
 	struct dk_tmpl_var *vars = cv.v;
@@ -1502,6 +1566,10 @@ static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
 	case DK_TASK_SUMMARIZE:
 	case DK_TASK_GENERATE: {
 		struct job *j = gen_job(R, d, ci, 0, ROLE_MAP);
+		if (!j) {
+			oom(R, d->path);
+			break;
+		}
 		if (build_prompt(R, pl->system, pl->user, vars, 10, "text", &t, &n_prefix, &n_static)) {
 			cr->error = strdup("cannot render the prompt");
 			job_free(j);
@@ -1512,6 +1580,10 @@ static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
 	}
 	case DK_TASK_CLASSIFY: {
 		cr->logp = calloc(pl->n_labels, sizeof *cr->logp);
+		if (!cr->logp) {
+			oom(R, d->path);
+			break;
+		}
 		bool word_next;
 		if (build_prompt(R, pl->system, pl->user, vars, 10, NULL, &t, &n_prefix, &n_static) ||
 		    answer_prefix(R, vars, 10, &t, &word_next)) {
@@ -1537,6 +1609,11 @@ static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
 				break;
 			}
 			struct job *j = job_new(d, (int)ci, (int)i, JOB_SCORE, ROLE_LABEL);
+			if (!j) {
+				free(full.v);
+				oom(R, d->path);
+				break;
+			}
 			j->score_from = n_prompt;
 			submit(R, j, &full, n_prompt, n_static, &cr->error);
 		}
@@ -1545,6 +1622,10 @@ static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
 	}
 	case DK_TASK_EXTRACT:
 		cr->fields = calloc(pl->n_fields, sizeof *cr->fields);
+		if (!cr->fields) {
+			oom(R, d->path);
+			break;
+		}
 		if (pl->extract_mode == DK_EXTRACT_OBJECT) {
 			if (build_prompt(R, pl->system, pl->user, vars, 10, "text", &t, &n_prefix, &n_static) ||
 			    answer_prefix(R, vars, 10, &t, NULL)) {
@@ -1552,6 +1633,10 @@ static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
 				break;
 			}
 			struct job *j = gen_job(R, d, ci, 0, ROLE_OBJECT);
+			if (!j) {
+				oom(R, d->path);
+				break;
+			}
 			j->gi = R->constrained ? 0 : -1;
 			submit(R, j, &t, n_prefix, n_static, &cr->error);
 			break;
@@ -1566,6 +1651,10 @@ static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
 				break;
 			}
 			struct job *j = gen_job(R, d, ci, (int)i, ROLE_FIELD);
+			if (!j) {
+				oom(R, d->path);
+				break;
+			}
 			if (R->constrained) {
 				j->gi = (int)i;
 				/* a free-text field's answer opens its JSON string here, so
@@ -1606,11 +1695,18 @@ static void open_doc(struct runner *R, const struct dk_doc *dd)
 		return;
 	}
 	st->docs++;
+	if (R->input_docs && dd->input >= 0 && (size_t)dd->input < R->n_inputs)
+		R->input_docs[dd->input]++;
+	if (dd->action == DK_DOC_SKIP && dd->skip_reason && !strcmp(dd->skip_reason, "excluded"))
+		st->excluded++;
 	struct doc *d = calloc(1, sizeof *d);
+	if (!d || !(d->path = strdup(dd->path)) || (dd->member && !(d->member = strdup(dd->member))) ||
+	    !(d->mime = strdup(dd->mime ? dd->mime : ""))) {
+		doc_free(d);
+		oom(R, dd->path);
+		return;
+	}
 	d->t0 = now_ms();
-	d->path = strdup(dd->path);
-	d->member = dd->member ? strdup(dd->member) : NULL;
-	d->mime = strdup(dd->mime ? dd->mime : "");
 	snprintf(d->sha256, sizeof d->sha256, "%s", dd->sha256);
 	d->bytes = dd->bytes;
 	d->n_fields = pl->n_fields;
@@ -1620,6 +1716,14 @@ static void open_doc(struct runner *R, const struct dk_doc *dd)
 		st->unchanged++;
 		doc_free(d);
 		return;
+	}
+	if (R->p->mode == DK_OUT_INCREMENTAL) {
+		/* looked up as the records spell the path (escaped when not UTF-8) */
+		json_t *src = source_json(d);
+		d->supersedes = dk_out_superseded(
+			R->out, json_string_value(json_object_get(src, "path")),
+			json_string_value(json_object_get(src, "member")), pl->name, d->sha256);
+		json_decref(src);
 	}
 	if (dd->action == DK_DOC_SKIP || !dd->text) {
 		if (dk_out_done(R->out, d->id))
@@ -1657,6 +1761,11 @@ static void open_doc(struct runner *R, const struct dk_doc *dd)
 	}
 	d->text = strndup(dd->text, dd->text_len);
 	d->cr = calloc(d->n_chunks, sizeof *d->cr);
+	if (!d->text || !d->cr) {
+		doc_free(d);
+		oom(R, dd->path);
+		return;
+	}
 	size_t want = 0;
 	for (size_t i = 0; i < d->n_chunks; i++) {
 		char id[33];
@@ -1831,7 +1940,8 @@ static void job_done(struct runner *R, struct job *j)
 			c->gen = trim_dup(text);
 			break;
 		case ROLE_FIELD:
-			c->fields[j->sub] = strdup(text);
+			if (!(c->fields[j->sub] = strdup(text)))
+				oom(R, d->path);
 			if (j->gi >= 0)
 				c->fields_json = true;
 			break;
@@ -1844,8 +1954,7 @@ static void job_done(struct runner *R, struct job *j)
 		default:
 			break;
 		}
-		if ((j->role == ROLE_FIELD || j->role == ROLE_OBJECT) && j->finish &&
-		    !strcmp(j->finish, "length")) {
+		if (j->finish && !strcmp(j->finish, "length")) {
 			c->hit_length = true;
 			c->truncated |= j->gi >= 0; /* a cut-off JSON value is no value */
 		}
@@ -2566,7 +2675,50 @@ static void loop(struct runner *R)
 	abandon_all(R);
 }
 
+/* A run that checked nothing must not pass for one that checked everything
+ * (a CI gate over a tree the globs filter out): say so on stderr. */
+static void warn_empty(struct runner *R, const char *const *inputs)
+{
+	const struct dk_runner_stats *st = R->st;
+	for (size_t i = 0; i < R->n_inputs; i++)
+		if (!R->input_docs[i] && strcmp(inputs[i], "-") && !st->other_shards)
+			fprintf(stderr, "docket: warning: '%s' holds no documents\n", inputs[i]);
+	uint64_t processed = st->ok + st->errors + st->resumed + st->unchanged;
+	if (st->docs && !processed)
+		fprintf(stderr,
+			"docket: warning: no document was processed: all %llu were skipped (%llu "
+			"excluded by the input globs; see 'docket ls --pipeline %s')\n",
+			(unsigned long long)st->docs, (unsigned long long)st->excluded, R->pl->name);
+}
+
 /* ---- setup ---- */
+
+/* A sensitive pipeline's records, checkpoint and report are summaries of
+ * private documents: created 0600, not world-readable. */
+static bool private_files(const struct runner *R) { return R->pl && R->pl->sensitive; }
+
+/* Writes j to path atomically (temp file + rename), mode 0600 or 0644. */
+static int write_json_file(const char *path, const json_t *j, bool priv)
+{
+	struct dk_buf tmp = {0};
+	dk_buf_printf(&tmp, "%s.tmp.%d", path, (int)getpid());
+	if (!tmp.data)
+		return -1;
+	int fd = open(tmp.data, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, priv ? 0600 : 0644);
+	int rc = fd < 0 || json_dumpfd(j, fd, JSON_INDENT(2)) || write(fd, "\n", 1) != 1 || fsync(fd)
+			 ? -1
+			 : 0;
+	int e = errno;
+	if (fd >= 0)
+		close(fd);
+	if (!rc && rename(tmp.data, path))
+		rc = -1, e = errno;
+	if (rc)
+		unlink(tmp.data);
+	dk_buf_free(&tmp);
+	errno = e;
+	return rc;
+}
 
 static void write_report(struct runner *R)
 {
@@ -2589,6 +2741,10 @@ static void write_report(struct runner *R)
 							     R->pl->hash));
 	json_object_set_new(r, "model", json_pack("{s:s, s:s}", "name", R->model_name, "sha256",
 						  R->model_sha ? R->model_sha : ""));
+	json_object_set_new(r, "docket", json_pack("{s:s}", "version", DK_VERSION_STRING));
+	if (R->settings)
+		json_object_set_new(r, "settings", json_pack("{s:s, s:O}", "hash", R->settings_hash,
+							     "values", R->settings));
 	if (R->ctx) {
 		/* the engine's counters: what the prefix cache served and computed,
 		 * and the cached blocks it reclaimed (finished documents', mostly) */
@@ -2605,22 +2761,25 @@ static void write_report(struct runner *R)
 					      (int)st->prefix_files_loaded, "saved",
 					      (int)st->prefix_files_saved, "loaded_tokens",
 					      (json_int_t)st->prefix_tokens_loaded));
-	if (R->p->report_path && json_dump_file(r, R->p->report_path, JSON_INDENT(2)))
-		fprintf(stderr, "docket: cannot write report '%s'\n", R->p->report_path);
+	if (R->p->report_path && write_json_file(R->p->report_path, r, private_files(R)))
+		fprintf(stderr, "docket: cannot write report '%s': %s\n", R->p->report_path,
+			dk_errno_str(errno));
 	json_decref(r);
 }
 
 static enum dk_status setup(struct runner *R, char *err, size_t n)
 {
 	const struct dk_runner_params *p = R->p;
+	/* a model that is not there is a run that cannot be done (3), like a
+	 * damaged one: the command line may be right on another machine */
 	if (!p->model_path || access(p->model_path, R_OK))
-		return dk_err(err, n, DK_SKIP, "cannot read model '%s': %s",
-			      p->model_path ? p->model_path : "", strerror(errno));
+		return dk_err(err, n, DK_FATAL, "cannot open model '%s': %s",
+			      p->model_path ? p->model_path : "", dk_errno_str(errno));
 	struct dk_model_params mp = dk_model_default_params();
 	enum dk_status st = dk_model_load(&R->model, p->model_path, &mp);
-	if (st != DK_OK)
-		return dk_err(err, n, DK_FATAL, "cannot load model '%s': %s", p->model_path,
-			      R->model ? dk_model_error(R->model) : "out of memory");
+	if (st != DK_OK) /* the model's message names the file */
+		return dk_err(err, n, DK_FATAL, "%s",
+			      R->model ? dk_model_error(R->model) : "cannot load model: out of memory");
 	const struct dk_model_info *mi = dk_model_info(R->model);
 	R->tok = dk_model_tokenizer(R->model);
 	R->n_vocab = mi->n_vocab;
@@ -2661,18 +2820,21 @@ static enum dk_status open_output(struct runner *R, char *err, size_t n)
 {
 	const struct dk_runner_params *p = R->p;
 	/* the configuration that determines the records */
-	json_t *cfg = json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:I, s:s, s:i, s:s}",
+	json_t *cfg = json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:I, s:s, s:i}",
 				"pipeline", R->pl ? R->pl->name : "batch", "pipeline_hash",
 				R->pl ? R->pl->hash : "", "model", R->model_name, "model_sha256",
 				R->model_sha, "max_tokens", R->max_tokens, "temperature",
 				(double)R->temperature, "seed", (json_int_t)R->seed, "chat",
-				dk_chat_family_name(R->chat), "n_ctx", R->n_ctx, "format",
-				p->format == DK_FORMAT_OPENAI_BATCH ? "openai-batch" : "docket");
+				dk_chat_family_name(R->chat), "n_ctx", R->n_ctx);
 	if (R->schema)
 		json_object_set_new(cfg, "constrained", json_boolean(R->constrained));
-	/* only when off, so that checkpoints of earlier runs still match */
+	/* only when off, so that checkpoints of earlier runs still match; the
+	 * cache does not change a record (sh_run_invariance), but a resume
+	 * that mixes the two is refused rather than trusted on that alone */
 	if (!p->deterministic)
 		json_object_set_new(cfg, "deterministic", json_false());
+	if (!p->prefix_cache)
+		json_object_set_new(cfg, "prefix_cache", json_false());
 	/* where records may be answered, and how much of them is sent: a
 	 * resumed run must not mix local-only and routed records silently */
 	if (R->pl && R->fbp.when)
@@ -2682,6 +2844,21 @@ static enum dk_status open_output(struct runner *R, char *err, size_t n)
 					      R->fbp.model ? R->fbp.model : "", "when",
 					      (json_int_t)R->fbp.when, "allow_sensitive",
 					      R->fbp.allow_sensitive, "redact", R->fbp.redact));
+	/* the settings records carry are the same for every shard of a run, so
+	 * that merge can tell shards of one run from shards of two */
+	char *sj = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS);
+	if (!sj) {
+		json_decref(cfg);
+		return dk_err(err, n, DK_FATAL, "out of memory");
+	}
+	uint8_t sd[32];
+	dk_sha256(sj, strlen(sj), sd);
+	dk_sha256_hex(sd, R->settings_hash);
+	free(sj);
+	R->settings = json_deep_copy(cfg);
+	json_object_set_new(cfg, "format", json_string(p->format == DK_FORMAT_OPENAI_BATCH
+							       ? "openai-batch"
+							       : "docket"));
 	if (p->shard_n > 1) {
 		char sh[32];
 		snprintf(sh, sizeof sh, "%d/%d", p->shard_k, p->shard_n);
@@ -2689,7 +2866,7 @@ static enum dk_status open_output(struct runner *R, char *err, size_t n)
 	}
 	char *cj = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(cfg);
-	if (!cj)
+	if (!cj || !R->settings)
 		return dk_err(err, n, DK_FATAL, "out of memory");
 	uint8_t d[32];
 	char hex[65];
@@ -2701,6 +2878,7 @@ static enum dk_status open_output(struct runner *R, char *err, size_t n)
 	op.config_json = cj;
 	op.mode = (enum dk_out_mode)p->mode;
 	op.force = p->force;
+	op.private_files = private_files(R);
 	if (p->sync_every > 0)
 		op.sync_every = p->sync_every;
 	if (p->sync_ms > 0)
@@ -2902,6 +3080,7 @@ static enum dk_status finish(struct runner *R, enum dk_status st, char *err, siz
 	free(R->gram);
 	dk_grammar_vocab_free(R->gvocab);
 	json_decref(R->schema);
+	json_decref(R->settings);
 	free(R->slots);
 	free(R->scratch);
 	free(R->calib);
@@ -2932,6 +3111,17 @@ enum dk_status dk_runner_run(const struct dk_runner_params *p, const char *const
 	if (p->shard_n > 1 && (p->shard_k < 0 || p->shard_k >= p->shard_n))
 		return dk_err(err, n, DK_SKIP, "bad shard %d/%d (K counts from 0 to N-1)", p->shard_k,
 			      p->shard_n);
+	/* an operand that is not there is a mistyped command, like cp's: refused
+	 * before anything is written (inside a tree, an unreadable file is a record) */
+	struct stat sb;
+	for (size_t i = 0; i < n_inputs; i++)
+		if (strcmp(inputs[i], "-") && stat(inputs[i], &sb))
+			return dk_err(err, n, DK_SKIP, "cannot open '%s': %s", inputs[i],
+				      dk_errno_str(errno));
+	R->n_inputs = n_inputs;
+	R->input_docs = calloc(n_inputs + 1, sizeof *R->input_docs);
+	if (!R->input_docs)
+		return dk_err(err, n, DK_FATAL, "out of memory");
 	enum dk_status st = setup(R, err, n);
 	if (st == DK_OK)
 		st = structured_setup(R, err, n);
@@ -2968,13 +3158,18 @@ enum dk_status dk_runner_run(const struct dk_runner_params *p, const char *const
 			if (R->pl->task == DK_TASK_CLASSIFY)
 				start_calibration(R);
 			loop(R);
+			if (!R->stopping)
+				warn_empty(R, inputs);
 		}
 		st = finish(R, st, err, n);
 		free(inc);
 		free(exc);
+		free(R->input_docs);
 		return st;
 	}
-	return finish(R, st, err, n);
+	st = finish(R, st, err, n);
+	free(R->input_docs);
+	return st;
 }
 
 enum dk_status dk_runner_batch(const struct dk_runner_params *p, const char *in_path,

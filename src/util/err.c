@@ -1,6 +1,18 @@
 #include "err.h"
 
+#include <ctype.h>
 #include <stdio.h>
+#include <string.h>
+
+const char *dk_errno_str(int e)
+{
+	static _Thread_local char buf[128];
+	snprintf(buf, sizeof buf, "%s", strerror(e));
+	/* "No such file" but not "EOF" or "I/O error": only a capital followed by lowercase */
+	if (isupper((unsigned char)buf[0]) && islower((unsigned char)buf[1]))
+		buf[0] = (char)tolower((unsigned char)buf[0]);
+	return buf;
+}
 
 const char *dk_status_str(enum dk_status st)
 {

@@ -13,4 +13,9 @@ enum dk_status dk_err(char *buf, size_t n, enum dk_status st, const char *fmt, .
 	__attribute__((format(printf, 4, 5)));
 enum dk_status dk_verr(char *buf, size_t n, enum dk_status st, const char *fmt, va_list ap);
 
+/* strerror(e) with its first letter lowercased, as every docket message
+ * reads ("cannot open 'x': no such file or directory").  Thread-local
+ * storage, valid until the thread's next call. */
+const char *dk_errno_str(int e);
+
 #endif

@@ -2,7 +2,7 @@
 """Checks and compares docket output files (JSONL records).
 
   records.py compare A.jsonl B.jsonl   same records as sets keyed by id, ignoring
-                                       timing_ms and usage.cached_tokens (which
+                                       timing_ms, created and usage.cached_tokens (which
                                        depend on what the prefix cache held)
   records.py check OUT.jsonl [--task T] [--min N] [--status S] [--per-chunk]
                                        every line is a well-formed record
@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-VOLATILE = ("timing_ms",)
+VOLATILE = ("timing_ms", "created")
 
 
 def load(path):
