@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "docket/ingest.h"
 #include "ingest/extract.h"
@@ -433,6 +434,105 @@ static void test_pdf(void **state)
 	free(dir);
 }
 
+/* pdftotext is bounded: a tool that hangs (itself, or a child it started,
+ * or after closing its output) is killed at --tool-timeout, one that floods
+ * is stopped at --max-text-bytes; either way the PDF is a skipped record
+ * with the reason, and the walk goes on to the next file.  Fake tools stand
+ * in for pdftotext through params.pdftotext. */
+static const char *fake_tool(const char *dir, const char *name, const char *body)
+{
+	static char path[4][4200];
+	static int k;
+	char *p = path[k++ % 4];
+	snprintf(p, sizeof path[0], "%s/%s", dir, name);
+	char script[512];
+	snprintf(script, sizeof script, "#!/bin/sh\n%s\n", body);
+	assert_int_equal(dk_test_write_file(p, script, strlen(script)), 0);
+	assert_int_equal(chmod(p, 0755), 0);
+	return p;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Walks dir/a.pdf and dir/b.txt with tool as pdftotext; checks b.txt still
+ * comes after; returns the PDF's record fields (static). */
+static const struct dk_doc *walk_pdf(const char *dir, const char *tool, struct dk_ingest **ing, double *secs)
+{
+	struct dk_ingest_params p = dk_ingest_default_params();
+	assert_int_equal(p.tool_timeout_s, 30);
+	assert_int_equal(p.max_text_bytes, 64ull << 20);
+	p.pdftotext = tool;
+	p.tool_timeout_s = 1;
+	p.max_text_bytes = 1 << 20;
+	assert_int_equal(dk_ingest_new(ing, &p), DK_OK);
+	dk_ingest_add(*ing, dir);
+	const struct dk_doc *d;
+	double t0 = now_s();
+	assert_int_equal(dk_ingest_next(*ing, &d), DK_OK);
+	*secs = now_s() - t0;
+	assert_non_null(strstr(d->path, "a.pdf"));
+	assert_string_equal(d->mime, "application/pdf");
+	return d;
+}
+
+static void expect_pdf_skip(const char *dir, const char *tool, const char *detail)
+{
+	struct dk_ingest *ing;
+	double secs;
+	const struct dk_doc *d = walk_pdf(dir, tool, &ing, &secs);
+	if (d->action != DK_DOC_SKIP)
+		fail_msg("%s: extracted %zu bytes instead of a skip", tool, d->text_len);
+	assert_string_equal(d->skip_reason, "limit-exceeded");
+	if (!strstr(d->detail, detail) || !strstr(d->detail, "a.pdf"))
+		fail_msg("detail '%s' lacks '%s'", d->detail, detail);
+	if (secs > 10)
+		fail_msg("%s: took %.1f s with a 1 s limit", tool, secs);
+	assert_int_equal(dk_ingest_next(ing, &d), DK_OK); /* the run goes on */
+	assert_non_null(strstr(d->path, "b.txt"));
+	assert_int_equal(d->action, DK_DOC_EXTRACT);
+	assert_int_equal(dk_ingest_next(ing, &d), DK_EOF);
+	dk_ingest_free(ing);
+}
+
+static void test_pdf_tool_limits(void **state)
+{
+	(void)state;
+	char *dir = dk_test_tmpdir(), *tools = dk_test_tmpdir();
+	char path[4200];
+	struct dk_buf pdf = make_pdf("Hello PDF world");
+	snprintf(path, sizeof path, "%s/a.pdf", dir);
+	assert_int_equal(dk_test_write_file(path, pdf.data, pdf.len), 0);
+	snprintf(path, sizeof path, "%s/b.txt", dir);
+	assert_int_equal(dk_test_write_file(path, "after the pdf\n", 14), 0);
+
+	/* a well-behaved tool still works, and reads no stdin */
+	struct dk_ingest *ing;
+	double secs;
+	const struct dk_doc *d = walk_pdf(dir, fake_tool(tools, "ok", "cat; echo \"text of $6\""), &ing, &secs);
+	assert_int_equal(d->action, DK_DOC_EXTRACT);
+	assert_non_null(strstr(d->text, "text of "));
+	assert_non_null(strstr(d->text, "a.pdf"));
+	dk_ingest_free(ing);
+
+	expect_pdf_skip(dir, fake_tool(tools, "hang", "sleep 20"), "pdftotext timed out after 1 s");
+	expect_pdf_skip(dir, fake_tool(tools, "linger", "echo partial; exec >&-; sleep 20"),
+			"pdftotext timed out after 1 s");
+	expect_pdf_skip(dir, fake_tool(tools, "flood", "head -c 3000000 /dev/zero | tr '\\0' x"),
+			"extracted text exceeds 1048576 bytes");
+	expect_pdf_skip(dir, fake_tool(tools, "endless", "yes"), "extracted text exceeds 1048576 bytes");
+
+	dk_buf_free(&pdf);
+	snprintf(path, sizeof path, "rm -rf '%s' '%s'", dir, tools);
+	assert_int_equal(system(path), 0);
+	free(dir);
+	free(tools);
+}
+
 static void test_glob(void **state)
 {
 	(void)state;
@@ -457,7 +557,7 @@ int main(void)
 		cmocka_unit_test(test_text_encodings), cmocka_unit_test(test_html_xml),
 		cmocka_unit_test(test_csv_json),       cmocka_unit_test(test_rtf_eml),
 		cmocka_unit_test(test_office_epub),    cmocka_unit_test(test_pdf),
-		cmocka_unit_test(test_glob),
+		cmocka_unit_test(test_pdf_tool_limits), cmocka_unit_test(test_glob),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -96,6 +96,7 @@ struct dk_ingest_params dk_ingest_default_params(void)
 		.max_entries = 100000,
 		.max_nesting = 4,
 		.max_text_bytes = 64ull << 20,
+		.tool_timeout_s = 30,
 	};
 }
 
@@ -379,6 +380,8 @@ static void extract_raw(struct dk_ingest *ing, const char *fs_for_tools)
 		.fs_path = fs_for_tools,
 		.pdftotext = ing->p.pdftotext,
 		.max_zip_bytes = ing->p.max_member_bytes * 4,
+		.max_text_bytes = ing->p.max_text_bytes,
+		.tool_timeout_s = ing->p.tool_timeout_s,
 	};
 	const char *reason = NULL;
 	char err[DK_ERRMSG_MAX];
@@ -1098,8 +1101,10 @@ enum dk_status dk_extract_buffer(const void *data, size_t len, const char *name,
 		magic_close(m);
 		mime = mbuf;
 	}
+	struct dk_ingest_params dp = dk_ingest_default_params();
 	struct dk_xin in = {.data = data, .len = len, .name = name ? name : "buffer", .mime = mime, .charset = cs,
-			    .max_zip_bytes = 64u << 20};
+			    .max_zip_bytes = 64u << 20, .max_text_bytes = dp.max_text_bytes,
+			    .tool_timeout_s = dp.tool_timeout_s};
 	struct dk_buf out = {0};
 	const char *fmt;
 	enum dk_status st = dk_extract(&in, &out, &fmt, reason, err, n);
