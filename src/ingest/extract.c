@@ -1240,6 +1240,50 @@ static void opf_start(void *ud, const char *name, const char *attrs, size_t n)
 	}
 }
 
+/* Sorted views for the spine walk: positions ordered by name, ties by
+ * position, so a lookup finds the first of equal names as a scan would. */
+struct by_name {
+	const char *const *names; /* NULL: use members */
+	const struct zmember *m;
+};
+
+static const char *bn_name(const struct by_name *b, size_t i)
+{
+	return b->names ? b->names[i] : b->m[i].name;
+}
+
+static int cmp_by_name(const void *x, const void *y, void *ud)
+{
+	size_t a = *(const size_t *)x, b = *(const size_t *)y;
+	int c = strcmp(bn_name(ud, a), bn_name(ud, b));
+	return c ? c : a < b ? -1 : a > b;
+}
+
+static size_t *sort_by_name(struct by_name *b, size_t n)
+{
+	size_t *ix = malloc((n ? n : 1) * sizeof *ix);
+	if (!ix)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		ix[i] = i;
+	qsort_r(ix, n, sizeof *ix, cmp_by_name, b);
+	return ix;
+}
+
+/* First k in ix[0..n) whose name is key; n when none. */
+static size_t lower_bound(const struct by_name *b, const size_t *ix, size_t n, const char *key)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(bn_name(b, ix[mid]), key) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && !strcmp(bn_name(b, ix[lo]), key) ? lo : n;
+}
+
 static void epub_extract(struct zdoc *z, struct dk_buf *out)
 {
 	struct opf o = {0};
@@ -1255,13 +1299,19 @@ static void epub_extract(struct zdoc *z, struct dk_buf *out)
 	if (sl)
 		snprintf(dir, sizeof dir, "%.*s/", (int)(sl - o.rootfile), o.rootfile);
 	bool any = false;
-	for (size_t s = 0; s < o.ns; s++) {
-		for (size_t k = 0; k < o.n; k++) {
+	/* a hostile OPF may list 10^5 items and spine entries: look both up
+	 * through sorted indexes, not by scanning */
+	struct by_name items = {(const char *const *)o.ids, NULL}, members = {NULL, z->m};
+	size_t *iix = sort_by_name(&items, o.n), *mix = sort_by_name(&members, z->n);
+	for (size_t s = 0; iix && mix && s < o.ns; s++) {
+		for (size_t i = lower_bound(&items, iix, o.n, o.spine[s]); i < o.n; i++) {
+			size_t k = iix[i];
 			if (strcmp(o.ids[k], o.spine[s]))
-				continue;
+				break;
 			char path[1100];
 			snprintf(path, sizeof path, "%s%s", dir, o.hrefs[k]);
-			struct dk_buf *x = zget(z, path);
+			size_t j = lower_bound(&members, mix, z->n, path);
+			struct dk_buf *x = j < z->n ? &z->m[mix[j]].data : NULL;
 			if (x && x->data) {
 				dk_x_html(x->data, x->len, true, out);
 				dk_buf_puts(out, "\n\n");
@@ -1269,6 +1319,8 @@ static void epub_extract(struct zdoc *z, struct dk_buf *out)
 			}
 		}
 	}
+	free(iix);
+	free(mix);
 	if (!any) { /* no usable spine: every XHTML member in stored order */
 		for (size_t k = 0; k < z->n; k++) {
 			const char *e = ext_of(z->m[k].name);
