@@ -51,6 +51,14 @@ EOF
 printf '%s\n%s\n' "$T/in/sub/people.csv" "$T/in/a.txt" | "$DOCKET" ls --json - > "$T/stdin.jsonl"
 [ "$(wc -l < "$T/stdin.jsonl")" -eq 2 ] || fail "stdin list"
 head -1 "$T/stdin.jsonl" | grep -q 'people.csv' || fail "stdin order"
+# a list line longer than any path (here 8 MB, no newline in sight for
+# getline) is one skipped record, read in bounded memory; the list goes on
+{ head -c 8000000 /dev/zero | tr '\0' x; printf '\n%s\n' "$T/in/a.txt"; } | "$DOCKET" ls --json - > "$T/long.jsonl"
+[ "$(wc -l < "$T/long.jsonl")" -eq 2 ] || fail "long stdin line: $(wc -l < "$T/long.jsonl") records"
+head -1 "$T/long.jsonl" | grep -q '"skip_reason":"unreadable".*name longer than 4096 bytes in the input list' ||
+	fail "long stdin line record: $(head -c 400 "$T/long.jsonl")"
+[ "$(head -1 "$T/long.jsonl" | wc -c)" -lt 2000 ] || fail "long stdin line record is not short"
+tail -1 "$T/long.jsonl" | grep -q '"action":"extract"' || fail "the list did not go on after a long line"
 
 # a missing input is a record, not a failure
 "$DOCKET" ls --json "$T/nope.txt" > "$T/missing.jsonl" || fail "ls on a missing file exited $?"
@@ -92,6 +100,30 @@ lat = [c for c in chunks if c["path"].endswith("latin1.txt")]
 assert lat[0]["text"] == "caf\u00e9 au lait", lat
 assert sum(1 for d in docs if d["action"] == "skip") == 1
 EOF
+
+# --tool-timeout / --max-text-bytes reach pdftotext: a hanging and a
+# flooding stand-in each give a limit-exceeded record, and the walk goes on
+mkdir -p "$T/pdf"
+printf '%%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%%%EOF\n' > "$T/pdf/a.pdf"
+printf 'after\n' > "$T/pdf/b.txt"
+printf '#!/bin/sh\nsleep 20\n' > "$T/hang.sh"
+printf '#!/bin/sh\nexec yes\n' > "$T/flood.sh"
+chmod +x "$T/hang.sh" "$T/flood.sh"
+"$DOCKET" ls --json --pdftotext "$T/hang.sh" --tool-timeout 1 "$T/pdf" > "$T/pt1.jsonl" || fail "ls with a hanging pdftotext exited $?"
+"$DOCKET" chunk -q --pdftotext "$T/flood.sh" --max-text-bytes 64K "$T/pdf" -o "$T/pt2.jsonl" || fail "chunk with a flooding pdftotext exited $?"
+python3 - "$T" <<'EOF'
+import json, sys
+T = sys.argv[1]
+for f, why in (("pt1", "pdftotext timed out after 1 s"), ("pt2", "extracted text exceeds 65536 bytes")):
+    recs = [json.loads(l) for l in open("%s/%s.jsonl" % (T, f))]
+    recs = [r for r in recs if r.get("type", "document") == "document"]
+    a = [r for r in recs if r["path"].endswith("a.pdf")]
+    b = [r for r in recs if r["path"].endswith("b.txt")]
+    assert len(a) == 1 and len(b) == 1, recs
+    assert a[0]["action"] == "skip" and a[0]["skip_reason"] == "limit-exceeded" and why in a[0]["detail"], a
+EOF
+"$DOCKET" ls --tool-timeout soon "$T/pdf" > /dev/null 2> "$T/err.txt" && fail "a bad --tool-timeout was accepted"
+grep -q "bad value 'soon' for --tool-timeout" "$T/err.txt" || fail "bad --tool-timeout message: $(cat "$T/err.txt")"
 
 # the same run twice gives the same bytes (ids, order, offsets)
 "$DOCKET" chunk -q "$T/in" --max-tokens 40 --overlap 5 -o "$T/chunks2.jsonl"

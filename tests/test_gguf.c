@@ -10,6 +10,7 @@
 
 #include "docket/gguf.h"
 #include "testutil.h"
+#include "util/buf.h"
 
 static void test_stories(void **state)
 {
@@ -199,6 +200,112 @@ static void test_hostile(void **state)
 	dk_gguf_free(NULL);
 }
 
+/* ---- many keys and tensors: names are indexed, duplicates still refused ---- */
+
+static void put_u32(struct dk_buf *b, uint32_t v) { assert_int_equal(dk_buf_append(b, &v, 4), 0); }
+static void put_u64(struct dk_buf *b, uint64_t v) { assert_int_equal(dk_buf_append(b, &v, 8), 0); }
+static void put_name(struct dk_buf *b, const char *fmt, long i)
+{
+	char name[64];
+	snprintf(name, sizeof name, fmt, i);
+	put_u64(b, strlen(name));
+	assert_int_equal(dk_buf_append(b, name, strlen(name)), 0);
+}
+
+/* nk keys "k.<i>" (u32 value i; key dup_of is written again as the last
+ * one when >= 0) and nt one-row f32 tensors "t.<i>" of i % 7 + 1 elements. */
+static struct dk_buf many(long nk, long nt, long dup_key, long dup_tensor)
+{
+	struct dk_buf b = {0};
+	put_u32(&b, 0x46554747u);
+	put_u32(&b, 3);
+	put_u64(&b, (uint64_t)(nt + (dup_tensor >= 0)));
+	put_u64(&b, (uint64_t)(nk + (dup_key >= 0)));
+	for (long i = 0; i < nk + (dup_key >= 0); i++) {
+		put_name(&b, "k.%ld", i < nk ? i : dup_key);
+		put_u32(&b, DK_GGUF_UINT32);
+		put_u32(&b, (uint32_t)i);
+	}
+	for (long i = 0; i < nt + (dup_tensor >= 0); i++) {
+		put_name(&b, "t.%ld", i < nt ? i : dup_tensor);
+		put_u32(&b, 1);
+		put_u64(&b, (uint64_t)(i % 7 + 1));
+		put_u32(&b, DK_TYPE_F32);
+		put_u64(&b, (uint64_t)i * 32);
+	}
+	while (b.len % 32)
+		dk_buf_putc(&b, 0);
+	for (long i = 0; i < (nt + (dup_tensor >= 0)) * 32; i++)
+		dk_buf_putc(&b, 0);
+	return b;
+}
+
+static void test_many_keys(void **state)
+{
+	(void)state;
+	enum { NK = 100000 };
+	struct dk_buf b = many(NK, 0, -1, -1);
+	struct dk_gguf *g;
+	if (dk_gguf_open_memory(&g, b.data, b.len, "keys.gguf") != DK_OK)
+		fail_msg("%s", dk_gguf_error(g));
+	assert_int_equal(dk_gguf_n_kv(g), NK);
+	char key[32];
+	for (long i = 0; i < NK; i += 997) {
+		uint32_t v;
+		snprintf(key, sizeof key, "k.%ld", i);
+		assert_int_equal(dk_gguf_find(g, key), i);
+		assert_true(dk_gguf_get_u32(g, key, &v));
+		assert_int_equal(v, i);
+	}
+	assert_int_equal(dk_gguf_find(g, "k.99999"), 99999);
+	assert_int_equal(dk_gguf_find(g, "k.100000"), -1);
+	assert_int_equal(dk_gguf_find(g, "k."), -1);
+	assert_int_equal(dk_gguf_find(g, "k.1234 "), -1);
+	assert_string_equal(dk_gguf_kv_key(g, 4321), "k.4321");
+	dk_gguf_free(g);
+	dk_buf_free(&b);
+
+	/* the last of 100001 keys repeats one from the middle */
+	b = many(NK, 0, 54321, -1);
+	assert_int_equal(dk_gguf_open_memory(&g, b.data, b.len, "dup.gguf"), DK_FATAL);
+	assert_string_equal(dk_gguf_error(g), "cannot load 'dup.gguf': duplicate key 'k.54321'");
+	dk_gguf_free(g);
+	dk_buf_free(&b);
+}
+
+static void test_many_tensors(void **state)
+{
+	(void)state;
+	enum { NT = 50000 };
+	struct dk_buf b = many(3, NT, -1, -1);
+	struct dk_gguf *g;
+	if (dk_gguf_open_memory(&g, b.data, b.len, "tensors.gguf") != DK_OK)
+		fail_msg("%s", dk_gguf_error(g));
+	assert_int_equal(dk_gguf_n_tensors(g), NT);
+	char name[32];
+	for (long i = 0; i < NT; i += 499) {
+		snprintf(name, sizeof name, "t.%ld", i);
+		const struct dk_gguf_tensor *t = dk_gguf_tensor_by_name(g, name);
+		assert_non_null(t);
+		assert_ptr_equal(t, dk_gguf_tensor(g, i));
+		assert_string_equal(t->name, name);
+		assert_int_equal(t->ne[0], i % 7 + 1);
+		assert_int_equal(t->offset, (uint64_t)i * 32);
+	}
+	assert_null(dk_gguf_tensor_by_name(g, "t.50000"));
+	assert_null(dk_gguf_tensor_by_name(g, "k.1"));
+	assert_int_equal(dk_gguf_find(g, "t.1"), -1);
+	assert_int_equal(dk_gguf_find(g, "k.2"), 2);
+	dk_gguf_free(g);
+	dk_buf_free(&b);
+
+	b = many(3, NT, -1, 0);
+	assert_int_equal(dk_gguf_open_memory(&g, b.data, b.len, "dup.gguf"), DK_FATAL);
+	assert_string_equal(dk_gguf_error(g), "cannot load 'dup.gguf': duplicate tensor 't.0'");
+	dk_gguf_free(g);
+	dk_buf_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -207,6 +314,8 @@ int main(void)
 		cmocka_unit_test(test_all_value_types),
 		cmocka_unit_test(test_truncations),
 		cmocka_unit_test(test_hostile),
+		cmocka_unit_test(test_many_keys),
+		cmocka_unit_test(test_many_tensors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -496,6 +496,59 @@ static void test_labels(void **state)
 	assert_float_equal(dk_log_softmax_at(lg, 3, 2), log(0.5), 1e-6);
 }
 
+/* A 300 KB piece (what a hostile GGUF vocabulary can hold) builds a trie
+ * 307200 levels deep, and ("a" "b")* makes every level a new parse state, so
+ * a per-byte recursion in the trie build or the mask walk would overflow
+ * the stack; both are iterative, and the piece is masked like any other. */
+static void test_huge_piece(void **state)
+{
+	(void)state;
+	enum { N = 307200 };
+	char *big = malloc(N + 1), *odd = malloc(N + 1);
+	assert_non_null(big);
+	assert_non_null(odd);
+	for (int i = 0; i < N; i++)
+		big[i] = odd[i] = "ab"[i & 1];
+	odd[N] = 'a'; /* N + 1 bytes: ends in the middle of a pair */
+	const char *p[5] = {"a", "b", "c", big, odd};
+	size_t l[5] = {1, 1, 1, N, N + 1};
+	dk_token eog = 2;
+	struct dk_grammar_vocab *v = dk_grammar_vocab_new(p, l, 5, &eog, 1);
+	assert_non_null(v);
+	size_t len;
+	assert_ptr_not_equal(dk_grammar_vocab_piece(v, 3, &len), big);
+	assert_int_equal(len, N);
+	struct dk_grammar *g = compile_ok("root ::= (\"a\" \"b\")*\n");
+	struct dk_grammar_state *st = dk_grammar_state_new(g, v);
+	assert_non_null(st);
+	float lg[5] = {0};
+	assert_int_equal(dk_grammar_apply(st, lg, -1), 4); /* a, big, odd, eog */
+	assert_true(lg[0] == 0 && lg[3] == 0 && lg[4] == 0 && lg[2] == 0);
+	assert_true(isinf(lg[1]));
+	assert_int_equal(dk_grammar_accept_token(st, 3), DK_OK);
+	assert_true(dk_grammar_is_complete(st));
+	/* after the long token the same mask again, now from the cache */
+	memset(lg, 0, sizeof lg);
+	assert_int_equal(dk_grammar_apply(st, lg, -1), 4);
+	assert_int_equal(dk_grammar_accept_token(st, 4), DK_OK);
+	assert_false(dk_grammar_is_complete(st));
+	memset(lg, 0, sizeof lg);
+	assert_int_equal(dk_grammar_apply(st, lg, -1), 1); /* only "b" */
+	assert_true(lg[1] == 0);
+	/* a budget of one token: only what leaves the output complete (a
+	 * second walk down the same depth) */
+	dk_grammar_state_reset(st);
+	memset(lg, 0, sizeof lg);
+	assert_int_equal(dk_grammar_apply(st, lg, 1), 2); /* big, eog */
+	assert_true(lg[3] == 0 && lg[2] == 0);
+	assert_true(isinf(lg[0]) && isinf(lg[4]));
+	dk_grammar_state_free(st);
+	dk_grammar_free(g);
+	dk_grammar_vocab_free(v);
+	free(big);
+	free(odd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -509,6 +562,7 @@ int main(void)
 		cmocka_unit_test(test_ambiguous),
 		cmocka_unit_test(test_expansion_limit),
 		cmocka_unit_test(test_labels),
+		cmocka_unit_test(test_huge_piece),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -813,6 +813,66 @@ static void test_tiny_spm(void **state)
 	free(w.p);
 }
 
+/* Token texts longer than DK_TOKEN_MAX_BYTES are refused, naming the file
+ * and the token; one at the limit loads.  The fuzz seeds hold the same two
+ * cases, so the fuzzer starts on both sides of the limit. */
+static void test_token_limit(void **state)
+{
+	(void)state;
+	char *big = malloc(307201);
+	assert_non_null(big);
+	memset(big, 'a', 307200);
+	big[307200] = 0;
+	const char *toks[] = {"<unk>", "<s>", "</s>", big, "b"};
+	struct gw w;
+	gw_begin(&w);
+	gw_kv_str(&w, "tokenizer.ggml.model", "llama");
+	gw_kv_strs(&w, "tokenizer.ggml.tokens", toks, 5);
+	gw_end(&w);
+	struct dk_gguf *g;
+	assert_int_equal(dk_gguf_open_memory(&g, w.p, w.n, "tiny.gguf"), DK_OK);
+	struct dk_tokenizer *t;
+	assert_int_equal(dk_tokenizer_new(&t, g), DK_FATAL);
+	assert_string_equal(dk_tokenizer_error(t),
+			    "cannot load tokenizer from 'tiny.gguf': token 3 is 307200 bytes (limit 4096)");
+	dk_tokenizer_free(t);
+	dk_gguf_free(g);
+	free(w.p);
+
+	big[DK_TOKEN_MAX_BYTES] = 0;
+	gw_begin(&w);
+	gw_kv_str(&w, "tokenizer.ggml.model", "llama");
+	gw_kv_strs(&w, "tokenizer.ggml.tokens", toks, 5);
+	gw_end(&w);
+	assert_int_equal(dk_gguf_open_memory(&g, w.p, w.n, "tiny.gguf"), DK_OK);
+	assert_int_equal(dk_tokenizer_new(&t, g), DK_OK);
+	size_t len;
+	dk_token_text(t, 3, &len);
+	assert_int_equal(len, DK_TOKEN_MAX_BYTES);
+	assert_int_equal(dk_tokenizer_find(t, big, DK_TOKEN_MAX_BYTES), 3);
+	dk_tokenizer_free(t);
+	dk_gguf_free(g);
+	free(w.p);
+	free(big);
+
+	static const char *const seeds[] = {"tests/fuzz/seeds/fuzz_gguf/vocab-token-4096.gguf",
+					    "tests/fuzz/seeds/fuzz_gguf/vocab-token-4097.gguf"};
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(dk_gguf_open(&g, dk_test_src(seeds[i])), DK_OK);
+		enum dk_status st = dk_tokenizer_new(&t, g);
+		if (i == 0) {
+			assert_int_equal(st, DK_OK);
+			dk_token_text(t, 6, &len);
+			assert_int_equal(len, 4096);
+		} else {
+			assert_int_equal(st, DK_FATAL);
+			assert_non_null(strstr(dk_tokenizer_error(t), "vocab-token-4097.gguf': token 6 is 4097 bytes (limit 4096)"));
+		}
+		dk_tokenizer_free(t);
+		dk_gguf_free(g);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -827,6 +887,7 @@ int main(void)
 		cmocka_unit_test(test_long_text),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_tiny_spm),
+		cmocka_unit_test(test_token_limit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -70,7 +70,10 @@ int32_t dk_grammar_min_bytes(const struct dk_grammar *g);
 
 /* A vocabulary from raw pieces: pieces[i] (lens[i] bytes, may hold NULs)
  * is what token i decodes to.  The strings are copied.  eog lists the
- * end-of-generation tokens (n_eog may be 0).  NULL when out of memory. */
+ * end-of-generation tokens (n_eog may be 0).  A piece of any length is
+ * fine: the trie is built and walked with heap stacks, one frame per byte
+ * of the longest piece (tokenizers cap pieces at DK_TOKEN_MAX_BYTES).
+ * NULL when out of memory or when all pieces together pass 2 GiB. */
 struct dk_grammar_vocab *dk_grammar_vocab_new(const char *const *pieces, const size_t *lens,
 					      int32_t n_vocab, const dk_token *eog,
 					      int32_t n_eog);

@@ -56,7 +56,11 @@ struct dk_ingest_params {
 	double max_ratio;           /* expanded / compressed bytes for one archive (default 100) */
 	uint64_t max_entries;       /* members per outermost archive, nested included (default 100000) */
 	int max_nesting;            /* archives inside archives: 0 = don't open nested ones (default 4) */
-	uint64_t max_text_bytes;    /* extracted text is truncated (at a UTF-8 boundary) beyond this (default 64 MiB) */
+	uint64_t max_text_bytes;    /* extracted text is truncated (at a UTF-8 boundary) beyond this (default 64 MiB);
+	                               for PDFs pdftotext is stopped there instead and the file is skipped
+	                               ("limit-exceeded"), so a PDF that expands without end costs no more */
+	unsigned tool_timeout_s;    /* pdftotext running longer than this is killed and the file skipped
+	                               ("limit-exceeded"); 0 = no limit (default 30) */
 	bool no_extract;            /* detect and classify only: text stays NULL (for "docket ls") */
 	const char *pdftotext;      /* path of pdftotext; NULL = look it up in $PATH */
 	bool report_excluded;       /* default true: files and members the globs filter out are
@@ -70,7 +74,8 @@ struct dk_ingest_params dk_ingest_default_params(void);
  * chunk, run): --include GLOB, --exclude GLOB, --max-depth N, --hidden,
  * --follow-symlinks, --cross-filesystems, --no-archives, --max-file-bytes N,
  * --max-member-bytes N, --max-archive-bytes N (N may end in K, M, G),
- * --max-ratio X, --max-entries N, --max-nesting N, --pdftotext PATH, and the
+ * --max-ratio X, --max-entries N, --max-nesting N, --max-text-bytes N,
+ * --tool-timeout SECONDS, --pdftotext PATH, and the
  * --opt=value spellings.  Looks at argv[*i]: returns 1 when it was one of
  * these (then *i is left on its last argument, include/exclude arrays grow by
  * realloc and point into argv), 0 when it is not, -1 on a bad or missing

@@ -32,6 +32,16 @@ enum dk_token_kind {
 
 struct dk_tokenizer;
 
+/* Longest token text a vocabulary may hold.  Real vocabularies stay far
+ * below it (the longest in llama.cpp's test vocabularies, command-r's and
+ * mpt's runs of 512 spaces, are 1024 bytes), and every consumer of pieces
+ * (grammar tries, detokenizer buffers, special-token matching) then has a
+ * known bound.  A longer token is taken for a damaged or hostile file: the
+ * tokenizer refuses to load, naming the file and the token ("cannot load
+ * tokenizer from 'x.gguf': token 5012 is 307200 bytes (limit 4096)"),
+ * rather than drop it silently and generate differently from llama.cpp. */
+#define DK_TOKEN_MAX_BYTES 4096
+
 /* Builds from a gguf's tokenizer.* metadata; *out set also on failure
  * (read dk_tokenizer_error, then free).  g is borrowed for the lifetime. */
 enum dk_status dk_tokenizer_new(struct dk_tokenizer **out, const struct dk_gguf *g);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util/err.h"
@@ -43,6 +44,11 @@ struct dk_gguf {
 	int64_t n_kv, n_tensors;
 	struct kv *kvs;
 	struct dk_gguf_tensor *tensors;
+	/* open-addressing indexes of kvs and tensors by name (-1 = empty), so
+	 * that duplicate checks and lookups stay linear in the counts */
+	int64_t *kslot, *tslot;
+	size_t kmask, tmask;
+	uint64_t seed;
 	char err[DK_ERRMSG_MAX];
 };
 
@@ -218,6 +224,56 @@ static bool skip_value(struct cursor *c, enum dk_gguf_vtype t, int depth, const 
 
 static bool has_nul(const char *s, uint64_t n) { return memchr(s, 0, n) != NULL; }
 
+/* ---- name indexes ---- */
+
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+/* Seeded per object, so a file cannot be crafted to collide every name. */
+static uint64_t name_hash(const struct dk_gguf *g, const char *s)
+{
+	size_t n = strlen(s);
+	uint64_t h = g->seed ^ (n * 0x9e3779b97f4a7c15ull);
+	for (; n >= 8; n -= 8, s += 8) {
+		uint64_t w;
+		memcpy(&w, s, 8);
+		h = mix64(h ^ w) + 0x9e3779b97f4a7c15ull;
+	}
+	uint64_t w = 0;
+	memcpy(&w, s, n);
+	return mix64(h ^ w ^ ((uint64_t)n << 56));
+}
+
+static int64_t *new_index(uint64_t count, size_t *mask)
+{
+	size_t cap = 16;
+	while (cap < 2 * count)
+		cap *= 2;
+	int64_t *t = malloc(cap * sizeof *t);
+	if (t)
+		memset(t, 0xff, cap * sizeof *t);
+	*mask = cap - 1;
+	return t;
+}
+
+/* Slot of name in an index whose entries are named by name_at(i): either
+ * the slot holding it or the empty slot where it belongs. */
+static size_t index_slot(const struct dk_gguf *g, const int64_t *slots, size_t mask, const char *name,
+			 bool tensors)
+{
+	size_t j = (size_t)name_hash(g, name) & mask;
+	for (int64_t i; (i = slots[j]) >= 0; j = (j + 1) & mask)
+		if (!strcmp(tensors ? g->tensors[i].name : g->kvs[i].key, name))
+			break;
+	return j;
+}
+
 static enum dk_status parse(struct dk_gguf *g)
 {
 	struct cursor c = {g->data, g->data + g->size, g};
@@ -249,7 +305,9 @@ static enum dk_status parse(struct dk_gguf *g)
 	g->n_tensors = (int64_t)n_tensors;
 	g->kvs = calloc(n_kv ? n_kv : 1, sizeof *g->kvs);
 	g->tensors = calloc(n_tensors ? n_tensors : 1, sizeof *g->tensors);
-	if (!g->kvs || !g->tensors)
+	g->kslot = new_index(n_kv, &g->kmask);
+	g->tslot = new_index(n_tensors, &g->tmask);
+	if (!g->kvs || !g->tensors || !g->kslot || !g->tslot)
 		return dk_err(e, en, DK_FATAL, "cannot load '%s': out of memory", g->path);
 
 	g->alignment = GGUF_DEFAULT_ALIGNMENT;
@@ -266,10 +324,11 @@ static enum dk_status parse(struct dk_gguf *g)
 		kv->key = strndup(k, klen);
 		if (!kv->key)
 			return dk_err(e, en, DK_FATAL, "cannot load '%s': out of memory", g->path);
-		for (uint64_t j = 0; j < i; j++)
-			if (!strcmp(g->kvs[j].key, kv->key))
-				return dk_err(e, en, DK_FATAL, "cannot load '%s': duplicate key '%s'",
-					      g->path, kv->key);
+		size_t slot = index_slot(g, g->kslot, g->kmask, kv->key, false);
+		if (g->kslot[slot] >= 0)
+			return dk_err(e, en, DK_FATAL, "cannot load '%s': duplicate key '%s'", g->path,
+				      kv->key);
+		g->kslot[slot] = (int64_t)i;
 		if (!rd_u32(&c, &t, kv->key))
 			return DK_FATAL;
 		if (t >= DK_GGUF_VTYPE_COUNT)
@@ -363,10 +422,11 @@ static enum dk_status parse(struct dk_gguf *g)
 				      g->path, t->name);
 		t->nbytes = rows * rowb;
 		t->offset = off;
-		for (uint64_t j = 0; j < i; j++)
-			if (!strcmp(g->tensors[j].name, t->name))
-				return dk_err(e, en, DK_FATAL, "cannot load '%s': duplicate tensor '%s'",
-					      g->path, t->name);
+		size_t slot = index_slot(g, g->tslot, g->tmask, t->name, true);
+		if (g->tslot[slot] >= 0)
+			return dk_err(e, en, DK_FATAL, "cannot load '%s': duplicate tensor '%s'",
+				      g->path, t->name);
+		g->tslot[slot] = (int64_t)i;
 	}
 
 	size_t pos = (size_t)(c.p - g->data);
@@ -402,6 +462,9 @@ static struct dk_gguf *alloc_gguf(const char *name)
 		free(g);
 		return NULL;
 	}
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	g->seed = mix64((uint64_t)(uintptr_t)g ^ mix64((uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 32));
 	return g;
 }
 
@@ -463,6 +526,8 @@ void dk_gguf_free(struct dk_gguf *g)
 			free((char *)g->tensors[i].name);
 	free(g->kvs);
 	free(g->tensors);
+	free(g->kslot);
+	free(g->tslot);
 	if (g->mapped)
 		munmap((void *)g->data, g->size);
 	free(g->path);
@@ -489,10 +554,9 @@ enum dk_gguf_vtype dk_gguf_kv_type(const struct dk_gguf *g, int64_t i)
 
 int64_t dk_gguf_find(const struct dk_gguf *g, const char *key)
 {
-	for (int64_t i = 0; i < g->n_kv; i++)
-		if (!strcmp(g->kvs[i].key, key))
-			return i;
-	return -1;
+	if (!g->kslot)
+		return -1;
+	return g->kslot[index_slot(g, g->kslot, g->kmask, key, false)];
 }
 
 static const struct kv *find_kv(const struct dk_gguf *g, const char *key)
@@ -693,8 +757,8 @@ int64_t dk_gguf_tensor_index(const struct dk_gguf *g, const struct dk_gguf_tenso
 
 const struct dk_gguf_tensor *dk_gguf_tensor_by_name(const struct dk_gguf *g, const char *name)
 {
-	for (int64_t i = 0; i < g->n_tensors; i++)
-		if (!strcmp(g->tensors[i].name, name))
-			return &g->tensors[i];
-	return NULL;
+	if (!g->tslot)
+		return NULL;
+	int64_t i = g->tslot[index_slot(g, g->tslot, g->tmask, name, true)];
+	return i < 0 ? NULL : &g->tensors[i];
 }

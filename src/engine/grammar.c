@@ -50,6 +50,7 @@ struct dk_grammar_vocab {
 	uint64_t (*sub)[4]; /* bytes that occur below the node */
 	uint8_t *byte;
 	dk_token *toks;   /* tokens in piece order; a node's own tokens at tok0 */
+	size_t max_len;   /* longest piece in the trie: the depth of a mask walk */
 };
 
 static int cmp_piece(const void *a, const void *b, void *ctx)
@@ -70,38 +71,54 @@ static size_t plen(const struct dk_grammar_vocab *v, dk_token t)
 	return v->off[t + 1] - v->off[t];
 }
 
-/* Fills node `node` from toks[lo..hi), which share `depth` leading bytes. */
-static void build_trie(struct dk_grammar_vocab *v, int32_t node, int32_t lo, int32_t hi, size_t depth)
+static uint8_t byte_at(const struct dk_grammar_vocab *v, int32_t i, size_t depth)
 {
-	int32_t i = lo;
-	while (i < hi && plen(v, v->toks[i]) == depth)
-		i++;
-	v->tok0[node] = lo;
-	v->ntok[node] = i - lo;
-	v->tok_end[node] = hi;
-	memset(v->sub[node], 0, sizeof v->sub[node]);
-	int32_t nc = 0;
-	for (int32_t j = i; j < hi;) {
-		uint8_t b = (uint8_t)v->bytes[v->off[v->toks[j]] + depth];
-		while (j < hi && (uint8_t)v->bytes[v->off[v->toks[j]] + depth] == b)
-			j++;
-		nc++;
+	return (uint8_t)v->bytes[v->off[v->toks[i]] + depth];
+}
+
+/* Builds the trie over toks[0..nt) breadth first, with node numbers as the
+ * work queue: a piece of any length costs heap, never stack.  A node's
+ * toks[tok0 .. tok_end) share depth[node] leading bytes. */
+static int build_trie(struct dk_grammar_vocab *v, int32_t nt, size_t nn)
+{
+	size_t *depth = malloc(nn * sizeof *depth);
+	if (!depth)
+		return -1;
+	v->nnodes = 1;
+	v->tok0[0] = 0;
+	v->tok_end[0] = nt;
+	depth[0] = 0;
+	for (int32_t node = 0; node < v->nnodes; node++) {
+		int32_t lo = v->tok0[node], hi = v->tok_end[node], i = lo;
+		size_t d = depth[node];
+		while (i < hi && plen(v, v->toks[i]) == d)
+			i++;
+		v->ntok[node] = i - lo;
+		v->child0[node] = v->nnodes;
+		int32_t nc = 0;
+		for (int32_t j = i; j < hi; nc++) {
+			int32_t c = v->nnodes++, s = j;
+			uint8_t b = byte_at(v, j, d);
+			while (j < hi && byte_at(v, j, d) == b)
+				j++;
+			v->byte[c] = b;
+			v->tok0[c] = s;
+			v->tok_end[c] = j;
+			depth[c] = d + 1;
+		}
+		v->nchild[node] = nc;
 	}
-	v->child0[node] = v->nnodes;
-	v->nchild[node] = nc;
-	int32_t c = v->nnodes;
-	v->nnodes += nc;
-	for (int32_t j = i; j < hi; c++) {
-		int32_t s = j;
-		uint8_t b = (uint8_t)v->bytes[v->off[v->toks[j]] + depth];
-		while (j < hi && (uint8_t)v->bytes[v->off[v->toks[j]] + depth] == b)
-			j++;
-		v->byte[c] = b;
-		build_trie(v, c, s, j, depth + 1);
-		v->sub[node][b >> 6] |= 1ull << (b & 63);
-		for (int k = 0; k < 4; k++)
-			v->sub[node][k] |= v->sub[c][k];
+	free(depth);
+	/* children are numbered after their parent: fold the byte sets upwards */
+	for (int32_t node = v->nnodes - 1; node >= 0; node--) {
+		memset(v->sub[node], 0, sizeof v->sub[node]);
+		for (int32_t c = v->child0[node]; c < v->child0[node] + v->nchild[node]; c++) {
+			v->sub[node][v->byte[c] >> 6] |= 1ull << (v->byte[c] & 63);
+			for (int k = 0; k < 4; k++)
+				v->sub[node][k] |= v->sub[c][k];
+		}
 	}
+	return 0;
 }
 
 struct dk_grammar_vocab *dk_grammar_vocab_new(const char *const *pieces, const size_t *lens,
@@ -116,6 +133,10 @@ struct dk_grammar_vocab *dk_grammar_vocab_new(const char *const *pieces, const s
 	size_t total = 0;
 	for (int32_t i = 0; i < n_vocab; i++)
 		total += lens[i];
+	if (total >= INT32_MAX) { /* trie nodes are numbered with int32_t */
+		free(v);
+		return NULL;
+	}
 	v->bytes = malloc(total + 1);
 	v->off = malloc(((size_t)n_vocab + 1) * sizeof *v->off);
 	v->is_eog = calloc((size_t)n_vocab + 1, 1);
@@ -153,8 +174,13 @@ struct dk_grammar_vocab *dk_grammar_vocab_new(const char *const *pieces, const s
 		if (!v->is_eog[i] && plen(v, i) > 0)
 			v->toks[nt++] = i;
 	qsort_r(v->toks, (size_t)nt, sizeof *v->toks, cmp_piece, v);
-	v->nnodes = 1;
-	build_trie(v, 0, 0, nt, 0);
+	for (int32_t i = 0; i < nt; i++)
+		if (plen(v, v->toks[i]) > v->max_len)
+			v->max_len = plen(v, v->toks[i]);
+	if (build_trie(v, nt, nn)) {
+		dk_grammar_vocab_free(v);
+		return NULL;
+	}
 	return v;
 }
 
@@ -262,6 +288,10 @@ struct gset {
 	uint64_t loop[4]; /* bytes that lead back to this very set (once loop_done) */
 };
 
+struct wframe {
+	int32_t tn, sid, next; /* trie node, its set, next child to try */
+};
+
 struct dk_grammar_state {
 	const struct dk_grammar *g;
 	const struct dk_grammar_vocab *v;
@@ -284,6 +314,7 @@ struct dk_grammar_state {
 	int32_t mask_words, mask_slots, mask_next;
 	uint64_t *bmask; /* budget walk result */
 	float *saved;    /* dk_grammar_sample's copy of the logits */
+	struct wframe *wstack; /* walk's stack: v->max_len + 1 frames */
 	int32_t cur;
 	int32_t init; /* the start set, or -1 after the tables were rebuilt */
 	bool finished;
@@ -720,7 +751,8 @@ static struct dk_grammar_state *state_alloc(const struct dk_grammar *g, const st
 	s->masks = calloc((size_t)s->mask_slots * (size_t)s->mask_words + 1, 8);
 	s->bmask = calloc((size_t)s->mask_words + 1, 8);
 	s->mask_owner = malloc((size_t)s->mask_slots * sizeof *s->mask_owner);
-	if (!s->masks || !s->bmask || !s->mask_owner) {
+	s->wstack = malloc((v->max_len + 1) * sizeof *s->wstack);
+	if (!s->masks || !s->bmask || !s->mask_owner || !s->wstack) {
 		dk_grammar_state_free(s);
 		return NULL;
 	}
@@ -793,6 +825,7 @@ void dk_grammar_state_free(struct dk_grammar_state *s)
 	free(s->mask_owner);
 	free(s->bmask);
 	free(s->saved);
+	free(s->wstack);
 	free(s->tmp);
 	free(s);
 }
@@ -859,22 +892,36 @@ static void mark_range(const struct dk_grammar_vocab *v, struct walk *w, int32_t
 	}
 }
 
-static int walk(struct dk_grammar_state *s, struct walk *w, int32_t tn, int32_t sid)
+/* Allows node tn's own tokens, reached in set sid. */
+static void allow_own(struct dk_grammar_state *s, struct walk *w, int32_t tn, int32_t sid)
 {
 	const struct dk_grammar_vocab *v = s->v;
-	if (tn) {
-		int32_t c = s->sets[sid].close;
-		if (w->budget < 0 || c <= w->budget - 1) {
-			for (int32_t i = 0; i < v->ntok[tn]; i++) {
-				dk_token t = v->toks[v->tok0[tn] + i];
-				w->mask[t >> 6] |= 1ull << (t & 63);
-			}
-			if (v->ntok[tn] && c > w->maxclose)
-				w->maxclose = c;
+	int32_t c = s->sets[sid].close;
+	if (w->budget < 0 || c <= w->budget - 1) {
+		for (int32_t i = 0; i < v->ntok[tn]; i++) {
+			dk_token t = v->toks[v->tok0[tn] + i];
+			w->mask[t >> 6] |= 1ull << (t & 63);
 		}
+		if (v->ntok[tn] && c > w->maxclose)
+			w->maxclose = c;
 	}
-	int32_t c0 = v->child0[tn], nc = v->nchild[tn];
-	for (int32_t c = c0; c < c0 + nc; c++) {
+}
+
+/* Depth-first over the trie from the root in the current set, with an
+ * explicit stack one frame per byte of the longest piece. */
+static int walk(struct dk_grammar_state *s, struct walk *w)
+{
+	const struct dk_grammar_vocab *v = s->v;
+	struct wframe *st = s->wstack;
+	int32_t top = 0;
+	st[0] = (struct wframe){0, s->cur, v->child0[0]};
+	while (top >= 0) {
+		struct wframe *f = &st[top];
+		if (f->next == v->child0[f->tn] + v->nchild[f->tn]) {
+			top--;
+			continue;
+		}
+		int32_t c = f->next++, sid = f->sid;
 		uint8_t b = v->byte[c];
 		if (!((s->sets[sid].first[b >> 6] >> (b & 63)) & 1))
 			continue;
@@ -898,8 +945,8 @@ static int walk(struct dk_grammar_state *s, struct walk *w, int32_t tn, int32_t 
 				continue;
 			}
 		}
-		if (walk(s, w, c, nid))
-			return -1;
+		allow_own(s, w, c, nid);
+		st[++top] = (struct wframe){c, nid, v->child0[c]};
 	}
 	return 0;
 }
@@ -922,7 +969,7 @@ static uint64_t *plain_mask(struct dk_grammar_state *s)
 	uint64_t *m = s->masks + (size_t)slot * (size_t)s->mask_words;
 	memset(m, 0, (size_t)s->mask_words * 8);
 	struct walk w = {m, -1, 0};
-	if (walk(s, &w, 0, s->cur))
+	if (walk(s, &w))
 		return NULL;
 	s->sets[s->cur].mask = slot;
 	s->sets[s->cur].maxclose = w.maxclose;
@@ -949,7 +996,7 @@ int32_t dk_grammar_apply(struct dk_grammar_state *s, float *logits, int32_t budg
 	if (budget >= 0 && s->sets[s->cur].maxclose > budget - 1) {
 		memset(s->bmask, 0, (size_t)s->mask_words * 8);
 		struct walk w = {s->bmask, budget, 0};
-		if (walk(s, &w, 0, s->cur))
+		if (walk(s, &w))
 			return -1;
 		bool any = eog;
 		for (int32_t i = 0; i < s->mask_words && !any; i++)

@@ -17,6 +17,7 @@
 #include "docket/tokenizer.h"
 
 #include <ctype.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -408,8 +409,12 @@ static enum dk_status load(struct dk_tokenizer *t)
 		const char *s;
 		size_t len;
 		dk_gguf_arr_str(g, "tokenizer.ggml.tokens", i, &s, &len);
-		if (len > UINT32_MAX)
-			return fail(t, "%s", "token text too long");
+		if (len > DK_TOKEN_MAX_BYTES) {
+			char msg[96];
+			snprintf(msg, sizeof msg, "token %" PRIu64 " is %zu bytes (limit %d)", i, len,
+				 DK_TOKEN_MAX_BYTES);
+			return fail(t, "%s", msg);
+		}
 		k->text = s;
 		k->len = (uint32_t)len;
 		if (scores)

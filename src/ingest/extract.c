@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +14,11 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #include "extract.h"
 #include "markup.h"
@@ -1235,6 +1240,50 @@ static void opf_start(void *ud, const char *name, const char *attrs, size_t n)
 	}
 }
 
+/* Sorted views for the spine walk: positions ordered by name, ties by
+ * position, so a lookup finds the first of equal names as a scan would. */
+struct by_name {
+	const char *const *names; /* NULL: use members */
+	const struct zmember *m;
+};
+
+static const char *bn_name(const struct by_name *b, size_t i)
+{
+	return b->names ? b->names[i] : b->m[i].name;
+}
+
+static int cmp_by_name(const void *x, const void *y, void *ud)
+{
+	size_t a = *(const size_t *)x, b = *(const size_t *)y;
+	int c = strcmp(bn_name(ud, a), bn_name(ud, b));
+	return c ? c : a < b ? -1 : a > b;
+}
+
+static size_t *sort_by_name(struct by_name *b, size_t n)
+{
+	size_t *ix = malloc((n ? n : 1) * sizeof *ix);
+	if (!ix)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		ix[i] = i;
+	qsort_r(ix, n, sizeof *ix, cmp_by_name, b);
+	return ix;
+}
+
+/* First k in ix[0..n) whose name is key; n when none. */
+static size_t lower_bound(const struct by_name *b, const size_t *ix, size_t n, const char *key)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(bn_name(b, ix[mid]), key) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && !strcmp(bn_name(b, ix[lo]), key) ? lo : n;
+}
+
 static void epub_extract(struct zdoc *z, struct dk_buf *out)
 {
 	struct opf o = {0};
@@ -1250,13 +1299,19 @@ static void epub_extract(struct zdoc *z, struct dk_buf *out)
 	if (sl)
 		snprintf(dir, sizeof dir, "%.*s/", (int)(sl - o.rootfile), o.rootfile);
 	bool any = false;
-	for (size_t s = 0; s < o.ns; s++) {
-		for (size_t k = 0; k < o.n; k++) {
+	/* a hostile OPF may list 10^5 items and spine entries: look both up
+	 * through sorted indexes, not by scanning */
+	struct by_name items = {(const char *const *)o.ids, NULL}, members = {NULL, z->m};
+	size_t *iix = sort_by_name(&items, o.n), *mix = sort_by_name(&members, z->n);
+	for (size_t s = 0; iix && mix && s < o.ns; s++) {
+		for (size_t i = lower_bound(&items, iix, o.n, o.spine[s]); i < o.n; i++) {
+			size_t k = iix[i];
 			if (strcmp(o.ids[k], o.spine[s]))
-				continue;
+				break;
 			char path[1100];
 			snprintf(path, sizeof path, "%s%s", dir, o.hrefs[k]);
-			struct dk_buf *x = zget(z, path);
+			size_t j = lower_bound(&members, mix, z->n, path);
+			struct dk_buf *x = j < z->n ? &z->m[mix[j]].data : NULL;
 			if (x && x->data) {
 				dk_x_html(x->data, x->len, true, out);
 				dk_buf_puts(out, "\n\n");
@@ -1264,6 +1319,8 @@ static void epub_extract(struct zdoc *z, struct dk_buf *out)
 			}
 		}
 	}
+	free(iix);
+	free(mix);
 	if (!any) { /* no usable spine: every XHTML member in stored order */
 		for (size_t k = 0; k < z->n; k++) {
 			const char *e = ext_of(z->m[k].name);
@@ -1359,6 +1416,116 @@ static bool find_in_path(const char *prog, char *out, size_t n)
 	return false;
 }
 
+static double mono_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+enum tool_end { TOOL_FAILED, TOOL_EXITED, TOOL_TIMEOUT, TOOL_TOO_BIG };
+
+/* Runs `pdftotext ... file -`, collecting its stdout in raw (at most
+ * in->max_text_bytes) for at most in->tool_timeout_s seconds (0: no
+ * limit); past either limit the tool and its process group are killed.
+ * Always reaps the child; *status is its wait status when TOOL_EXITED. */
+static enum tool_end run_tool(const char *tool, const char *file, const struct dk_xin *in, struct dk_buf *raw,
+			      int *status)
+{
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) != 0)
+		return TOOL_FAILED;
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(pfd[0]);
+		close(pfd[1]);
+		return TOOL_FAILED;
+	}
+	if (pid == 0) {
+		/* its own process group, so a kill reaches whatever it starts */
+		setpgid(0, 0);
+#ifdef __linux__
+		/* and it does not outlive a docket killed meanwhile */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+#endif
+		dup2(pfd[1], 1);
+		int dn = open("/dev/null", O_RDWR);
+		if (dn >= 0) {
+			dup2(dn, 0); /* never the path list docket may be reading */
+			dup2(dn, 2);
+		}
+		execl(tool, "pdftotext", "-q", "-enc", "UTF-8", "-layout", "-nopgbrk", file, "-", (char *)NULL);
+		_exit(127);
+	}
+	(void)parent;
+	setpgid(pid, pid); /* also here: whichever of the two runs first */
+	close(pfd[1]);
+	double deadline = in->tool_timeout_s ? mono_now() + in->tool_timeout_s : 0;
+	uint64_t cap = in->max_text_bytes ? in->max_text_bytes : UINT64_MAX;
+	enum tool_end how = TOOL_EXITED;
+	char buf[65536];
+	for (;;) {
+		int wait_ms = -1;
+		if (deadline) {
+			double left = deadline - mono_now();
+			if (left <= 0) {
+				how = TOOL_TIMEOUT;
+				break;
+			}
+			wait_ms = (int)(left * 1000) + 1;
+		}
+		struct pollfd pf = {pfd[0], POLLIN, 0};
+		int r = poll(&pf, 1, wait_ms);
+		if (r < 0 && errno != EINTR) {
+			how = TOOL_FAILED;
+			break;
+		}
+		if (r <= 0)
+			continue;
+		ssize_t k = read(pfd[0], buf, sizeof buf);
+		if (k < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (k < 0) {
+			how = TOOL_FAILED;
+			break;
+		}
+		if (k == 0)
+			break;
+		if ((uint64_t)k > cap - raw->len) {
+			how = TOOL_TOO_BIG;
+			break;
+		}
+		if (dk_buf_append(raw, buf, (size_t)k)) {
+			how = TOOL_FAILED;
+			break;
+		}
+	}
+	close(pfd[0]);
+	/* end of output is not the end of the process: the deadline holds for
+	 * its exit too */
+	for (long nap_us = 1000; how == TOOL_EXITED; nap_us = nap_us < 50000 ? nap_us * 2 : nap_us) {
+		pid_t w = waitpid(pid, status, WNOHANG);
+		if (w == pid)
+			return TOOL_EXITED;
+		if (w < 0 && errno != EINTR)
+			how = TOOL_FAILED;
+		else if (deadline && mono_now() >= deadline)
+			how = TOOL_TIMEOUT;
+		else
+			nanosleep(&(struct timespec){0, nap_us * 1000}, NULL);
+	}
+	int e = errno;
+	kill(-pid, SIGKILL);
+	kill(pid, SIGKILL);
+	while (waitpid(pid, status, 0) < 0 && errno == EINTR)
+		;
+	errno = e;
+	return how;
+}
+
 static int pdf(const struct dk_xin *in, struct dk_buf *out, const char **reason, char *err, size_t errn)
 {
 	char tool[1024];
@@ -1395,39 +1562,22 @@ static int pdf(const struct dk_xin *in, struct dk_buf *out, const char **reason,
 		close(tfd);
 		file = tmp;
 	}
-	int pfd[2];
-	int rc = -1;
-	if (pipe2(pfd, O_CLOEXEC) != 0)
-		goto done;
-	pid_t pid = fork();
-	if (pid < 0) {
-		close(pfd[0]);
-		close(pfd[1]);
-		goto done;
-	}
-	if (pid == 0) {
-		dup2(pfd[1], 1);
-		int dn = open("/dev/null", O_WRONLY);
-		if (dn >= 0)
-			dup2(dn, 2);
-		execl(tool, "pdftotext", "-q", "-enc", "UTF-8", "-layout", "-nopgbrk", file, "-", (char *)NULL);
-		_exit(127);
-	}
-	close(pfd[1]);
 	struct dk_buf raw = {0};
-	char buf[65536];
-	ssize_t k;
-	while ((k = read(pfd[0], buf, sizeof buf)) > 0 || (k < 0 && errno == EINTR))
-		if (k > 0)
-			dk_buf_append(&raw, buf, (size_t)k);
-	close(pfd[0]);
 	int st = 0;
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
-	if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+	enum tool_end how = run_tool(tool, file, in, &raw, &st);
+	int rc = -1;
+	if (how == TOOL_TIMEOUT) {
+		*reason = "limit-exceeded";
+		dk_err(err, errn, DK_SKIP, "cannot extract '%s': pdftotext timed out after %u s", in->name,
+		       in->tool_timeout_s);
+	} else if (how == TOOL_TOO_BIG) {
+		*reason = "limit-exceeded";
+		dk_err(err, errn, DK_SKIP, "cannot extract '%s': extracted text exceeds %llu bytes", in->name,
+		       (unsigned long long)in->max_text_bytes);
+	} else if (how == TOOL_EXITED && WIFEXITED(st) && WEXITSTATUS(st) == 0) {
 		dk_utf8_sanitize(raw.data ? raw.data : "", raw.len, out);
 		rc = 0;
-	} else {
+	} else if (how == TOOL_EXITED) {
 		int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 		/* pdftotext exits 1 on open errors, 3 on permission (encryption) errors */
 		*reason = code == 3 ? "encrypted" : "decode-error";
@@ -1435,7 +1585,6 @@ static int pdf(const struct dk_xin *in, struct dk_buf *out, const char **reason,
 		       code == 3 ? "encrypted" : code == 1 ? "damaged or unreadable pdf" : "exit status");
 	}
 	dk_buf_free(&raw);
-done:
 	if (rc != 0 && !*reason) {
 		*reason = "unreadable";
 		dk_err(err, errn, DK_SKIP, "cannot extract '%s': %s", in->name, strerror(errno));

@@ -21,6 +21,8 @@ struct dk_xin {
 	const char *fs_path;  /* file on disk holding exactly these bytes, or NULL */
 	const char *pdftotext; /* NULL = search $PATH */
 	uint64_t max_zip_bytes; /* cap on bytes expanded from a zip-based document */
+	uint64_t max_text_bytes; /* cap on a helper tool's output (0 = none) */
+	unsigned tool_timeout_s; /* a helper tool running longer is killed (0 = never) */
 };
 
 /* Outcome: DK_OK with text in out (UTF-8, LF newlines), or DK_SKIP with a

@@ -97,6 +97,7 @@ struct dk_ingest_params dk_ingest_default_params(void)
 		.max_nesting = 4,
 		.max_text_bytes = 64ull << 20,
 		.report_excluded = true,
+		.tool_timeout_s = 30,
 	};
 }
 
@@ -394,6 +395,8 @@ static void extract_raw(struct dk_ingest *ing, const char *fs_for_tools)
 		.fs_path = fs_for_tools,
 		.pdftotext = ing->p.pdftotext,
 		.max_zip_bytes = ing->p.max_member_bytes * 4,
+		.max_text_bytes = ing->p.max_text_bytes,
+		.tool_timeout_s = ing->p.tool_timeout_s,
 	};
 	const char *reason = NULL;
 	char err[DK_ERRMSG_MAX];
@@ -1052,6 +1055,36 @@ static int dir_step(struct dk_ingest *ing)
 	return r;
 }
 
+/* Lines of the stdin path list are paths: longer ones cannot name a file. */
+enum { LIST_LINE_MAX = 4096 };
+
+/* Next line of the stdin list into ing->line: its length, or -1 at the end.
+ * A longer line than LIST_LINE_MAX is read to its end but only its start
+ * is kept (*too_long), so one endless line cannot exhaust memory. */
+static ssize_t list_line(struct dk_ingest *ing, bool *too_long)
+{
+	*too_long = false;
+	if (ing->line_cap < LIST_LINE_MAX + 1) {
+		char *p = realloc(ing->line, LIST_LINE_MAX + 1);
+		if (!p)
+			return -1;
+		ing->line = p;
+		ing->line_cap = LIST_LINE_MAX + 1;
+	}
+	size_t n = 0;
+	int c = EOF;
+	while ((c = getc_unlocked(stdin)) != EOF && c != '\n') {
+		if (n < LIST_LINE_MAX)
+			ing->line[n++] = (char)c;
+		else
+			*too_long = true;
+	}
+	ing->line[n] = 0;
+	if (c == EOF && n == 0)
+		return -1;
+	return (ssize_t)n;
+}
+
 enum dk_status dk_ingest_next(struct dk_ingest *ing, const struct dk_doc **doc)
 {
 	*doc = NULL;
@@ -1064,16 +1097,28 @@ enum dk_status dk_ingest_next(struct dk_ingest *ing, const struct dk_doc **doc)
 		else if (ing->n_dirs)
 			r = dir_step(ing);
 		else if (ing->reading_stdin) {
-			ssize_t k = getline(&ing->line, &ing->line_cap, stdin);
+			bool too_long;
+			ssize_t k = list_line(ing, &too_long);
 			if (k < 0) {
 				ing->reading_stdin = false;
 				continue;
 			}
-			while (k > 0 && (ing->line[k - 1] == '\n' || ing->line[k - 1] == '\r'))
-				ing->line[--k] = 0;
-			if (!k)
-				continue;
-			r = start_input(ing, ing->line);
+			if (too_long) {
+				size_t cut = 256; /* the record shows the start of the line */
+				while (cut && ((unsigned char)ing->line[cut] & 0xC0) == 0x80)
+					cut--;
+				memcpy(ing->line + cut, "...", 4);
+				rec_begin(ing, ing->line, NULL, NULL, 0);
+				rec_skip(ing, "unreadable", "cannot open '%.60s...': name longer than %d bytes in the input list",
+					 ing->line, LIST_LINE_MAX);
+				r = 1;
+			} else {
+				while (k > 0 && (ing->line[k - 1] == '\n' || ing->line[k - 1] == '\r'))
+					ing->line[--k] = 0;
+				if (!k)
+					continue;
+				r = start_input(ing, ing->line);
+			}
 		} else if (ing->next_input < ing->n_inputs) {
 			const char *in = ing->inputs[ing->next_input++];
 			if (!strcmp(in, "-")) {
@@ -1116,8 +1161,10 @@ enum dk_status dk_extract_buffer(const void *data, size_t len, const char *name,
 		magic_close(m);
 		mime = mbuf;
 	}
+	struct dk_ingest_params dp = dk_ingest_default_params();
 	struct dk_xin in = {.data = data, .len = len, .name = name ? name : "buffer", .mime = mime, .charset = cs,
-			    .max_zip_bytes = 64u << 20};
+			    .max_zip_bytes = 64u << 20, .max_text_bytes = dp.max_text_bytes,
+			    .tool_timeout_s = dp.tool_timeout_s};
 	struct dk_buf out = {0};
 	const char *fmt;
 	enum dk_status st = dk_extract(&in, &out, &fmt, reason, err, n);

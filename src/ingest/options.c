@@ -74,7 +74,8 @@ int dk_ingest_parse_option(struct dk_ingest_params *p, int argc, char **argv, in
 	}
 	static const char *const valued[] = {"--include", "--exclude", "--max-depth", "--max-file-bytes",
 					     "--max-member-bytes", "--max-archive-bytes", "--max-ratio",
-					     "--max-entries", "--max-nesting", "--pdftotext", NULL};
+					     "--max-entries", "--max-nesting", "--pdftotext", "--max-text-bytes",
+					     "--tool-timeout", NULL};
 	int which = -1;
 	const char *val = NULL;
 	for (int k = 0; valued[k]; k++) {
@@ -138,6 +139,16 @@ int dk_ingest_parse_option(struct dk_ingest_params *p, int argc, char **argv, in
 	case 9:
 		p->pdftotext = val;
 		break;
+	case 10:
+		rc = parse_bytes(val, &b);
+		if (!rc)
+			p->max_text_bytes = b;
+		break;
+	case 11:
+		rc = parse_int(val, 0, 86400, &v);
+		if (!rc)
+			p->tool_timeout_s = (unsigned)v;
+		break;
 	}
 	if (rc) {
 		dk_err(err, errn, DK_FATAL, "bad value '%s' for %s", val, valued[which]);
@@ -169,5 +180,7 @@ const char *dk_ingest_options_help(void)
 	       "  --max-ratio X           stop an archive expanding more than X times its size (default 100)\n"
 	       "  --max-entries N         stop an archive after N members (default 100000)\n"
 	       "  --max-nesting N         open archives nested up to N deep (default 4)\n"
+	       "  --max-text-bytes N      cut extracted text at N bytes; a PDF beyond it is skipped (default 64M)\n"
+	       "  --tool-timeout SECONDS  kill pdftotext after this long and skip the file (default 30, 0 = never)\n"
 	       "  --pdftotext PATH        pdftotext binary (default: from $PATH)\n";
 }
