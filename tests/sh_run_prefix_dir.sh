@@ -45,11 +45,13 @@ python3 - "pfx/$F" "$HEAD_IDS" <<'PY'
 import struct, sys
 data = open(sys.argv[1], "rb").read()
 head = [int(x) for x in sys.argv[2].split()]
-assert data[:8] == b"DKKVPFX3", data[:8]
-n_layer, kv_dim, esize, block, n_blocks, kernels = struct.unpack_from("<6I", data, 72)
+assert data[:8] == b"DKKVPFX4", data[:8]
+n_layer, kv_dim, esize, block, n_blocks = struct.unpack_from("<5I", data, 72)
 assert block == 16 and esize == 2, (block, esize)
+# the numerics the blocks were computed with (dk_ctx_numerics)
+assert data[92:124].rstrip(b"\0") == b"portable", data[92:124]
 n = n_blocks * block
-toks = list(struct.unpack_from("<%di" % n, data, 96))
+toks = list(struct.unpack_from("<%di" % n, data, 124))
 # the head ends before {{name}}: at most the tokens of system + "\n\nFile "
 assert 32 <= n <= len(head), (n, len(head))
 assert len(head) - n < 16 + 2, (n, len(head))
@@ -69,6 +71,26 @@ cmp -s <(python3 -c "import json,sys; [print(json.loads(l)['id'], json.loads(l)[
        <(python3 -c "import json,sys; [print(json.loads(l)['id'], json.loads(l)['output']) for l in open(sys.argv[1])]" two.jsonl | sort) ||
 	fail "records differ with a loaded prefix"
 ! grep -q "instructions" two.err || { cat two.err; fail "warnings on a clean load"; }
+
+echo "== every kernel level loads it (portable numerics) and gives the same records"
+for lv in ref avx2 avx512; do
+	DOCKET_KERNELS=$lv R a -o lv-$lv.jsonl --prefix-dir pfx --report lv-$lv.json 2>lv.err
+	[ "$(report lv-$lv.json 'r["prefix_files"]["loaded"]')" = 1 ] || { cat lv.err; fail "not loaded at $lv"; }
+	cmp -s <(python3 -c "import json,sys; [print(json.loads(l)['id'], json.loads(l)['output']) for l in open(sys.argv[1])]" base.jsonl | sort) \
+	       <(python3 -c "import json,sys; [print(json.loads(l)['id'], json.loads(l)['output']) for l in open(sys.argv[1])]" lv-$lv.jsonl | sort) ||
+		fail "records differ at level $lv with a loaded prefix"
+done
+
+echo "== a file computed with OpenBLAS (other numerics) is refused by name and recomputed"
+mkdir pfxblas
+DOCKET_PREFILL=blas R a -o blas.jsonl --prefix-dir pfxblas --no-deterministic 2>/dev/null
+[ "$(ls pfxblas)" = "$F" ] || fail "the OpenBLAS run wrote '$(ls pfxblas)'"
+python3 -c "import sys; d=open(sys.argv[1],'rb').read(); assert d[92:124].startswith(b'kernels='), d[92:124]" "pfxblas/$F"
+cp "pfxblas/$F" pfx/
+R a -o five.jsonl --prefix-dir pfx --report five.json 2>five.err
+grep -q "computed with numerics 'kernels=" five.err || { cat five.err; fail "blas file not refused"; }
+[ "$(report five.json 'r["prefix_files"]["loaded"]')" = 0 ] || fail "blas file loaded"
+[ "$(report five.json 'r["prefix_files"]["saved"]')" = 1 ] || fail "blas file not replaced"
 
 echo "== other documents under other names make the same file, byte for byte"
 R b -o b.jsonl --prefix-dir pfxb 2>/dev/null

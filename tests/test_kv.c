@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "docket/model.h"
+#include "engine/quant.h"
 #include "testutil.h"
 
 static struct dk_model *model;
@@ -232,15 +233,21 @@ static void test_prefix_files(void **s)
 	assert_int_equal(dk_kv_prefix_load(c, path, &n), DK_SKIP);
 	assert_non_null(strstr(dk_ctx_error(c), "truncated"));
 	assert_int_equal(dk_kv_prefix_load(c, "/nonexistent/p.dkkv", &n), DK_FATAL);
-	/* blocks computed by other kernels would round differently */
+	/* the file records this context's numerics; blocks computed with
+	 * other numerics would round differently */
+	assert_string_equal(dk_ctx_numerics(c), "portable");
+	assert_memory_equal(bytes + 8 + 64 + 5 * sizeof(uint32_t), "portable", 9);
 	char *other = malloc(len);
 	assert_non_null(other);
 	memcpy(other, bytes, len);
-	uint32_t lvl = 7;
-	memcpy(other + 8 + 64 + 5 * sizeof(uint32_t), &lvl, sizeof lvl);
+	memcpy(other + 8 + 64 + 5 * sizeof(uint32_t), "kernels=avx2,blas", 18);
 	assert_int_equal(dk_test_write_file(path, other, len), 0);
 	assert_int_equal(dk_kv_prefix_load(c, path, &n), DK_SKIP);
-	assert_non_null(strstr(dk_ctx_error(c), "computed by the ? kernels"));
+	assert_non_null(strstr(dk_ctx_error(c), "computed with numerics 'kernels=avx2,blas'"));
+	/* an unterminated numerics field is refused, not read past */
+	memset(other + 8 + 64 + 5 * sizeof(uint32_t), 'x', 32);
+	assert_int_equal(dk_test_write_file(path, other, len), 0);
+	assert_int_equal(dk_kv_prefix_load(c, path, &n), DK_SKIP);
 	free(other);
 	/* a file of the row-wise key layout (format 1) is refused by name */
 	memcpy(bytes, "DKKVPFX1", 8);
@@ -259,13 +266,16 @@ static void test_prefix_files(void **s)
 	setenv("DOCKET_PREFILL", "blas", 1);
 	assert_int_equal(dk_ctx_new(&c, model, &pn), DK_OK);
 	unsetenv("DOCKET_PREFILL");
+	char want[40];
+	snprintf(want, sizeof want, "kernels=%s,blas", dk_quant_level_name(dk_quant_level()));
+	assert_string_equal(dk_ctx_numerics(c), want);
 	free(feed(c, 0, a, 0, 40));
 	assert_int_equal(dk_kv_prefix_save(c, 0, -1, path, &n), DK_OK);
 	assert_int_equal(n, 32);
 	dk_ctx_free(c);
 	c = ctx(true, 2, 0);
 	assert_int_equal(dk_kv_prefix_load(c, path, &n), DK_SKIP);
-	assert_non_null(strstr(dk_ctx_error(c), "+openblas kernels"));
+	assert_non_null(strstr(dk_ctx_error(c), "computed with numerics 'kernels="));
 	dk_ctx_free(c);
 	unlink(path);
 	rmdir(dir);

@@ -146,6 +146,15 @@ const float *dk_logits(const struct dk_ctx *c, int32_t i);
  * the types where that measured faster when c was created. */
 #define DK_BLAS_MIN_TOKENS 64
 bool dk_ctx_uses_blas(const struct dk_ctx *c, enum dk_ttype t);
+/* What, besides the model file and the generation settings, a sequence's
+ * bits depend on in c, as a short string: "portable" when they are the
+ * same at every kernel level and on every machine running this build (the
+ * deterministic default: DOCKET_KERNELS=ref, avx2 and avx512 give the
+ * same logits, bit for bit); "kernels=<level>,blas" when some products
+ * take OpenBLAS (deterministic off), whose sums follow its own kernels.
+ * Two contexts give bit-identical records when their strings (and model
+ * and settings) are equal.  Valid for c's lifetime. */
+const char *dk_ctx_numerics(const struct dk_ctx *c);
 
 /* ---- sequences in the KV cache ---- */
 int32_t dk_kv_seq_len(const struct dk_ctx *c, int32_t seq);
@@ -172,8 +181,9 @@ int32_t dk_kv_seq_reuse_prefix(struct dk_ctx *c, int32_t seq, const dk_token *to
  * Prefix files: the KV of a sequence's first full blocks saved to disk, so
  * that a later process (tomorrow's cron run) starts with its instruction
  * prefix already cached.  The file is keyed by the model's sha256, the
- * cache layout, the kernel level and the tokens themselves; loading checks
- * all four.
+ * cache layout, the numerics (dk_ctx_numerics) and the tokens themselves;
+ * loading checks all four, so a file saved at one kernel level loads at
+ * another when the numerics are "portable".
  */
 /* Saves the written full blocks of seq among its first n_max positions
  * (n_max < 0: all of them) to path, atomically (temp file + rename).  A

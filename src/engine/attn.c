@@ -6,6 +6,7 @@
 
 #include "kv.h"
 #include "quant.h"
+#include "vec.h"
 
 static inline const uint8_t *row(const struct dk_attn_args *a, size_t off, int32_t j)
 {
@@ -17,37 +18,50 @@ static inline float elem(const uint8_t *row, int32_t i, size_t esize)
 	return esize == 2 ? dk_fp16_to_fp32(((const uint16_t *)row)[i]) : ((const float *)row)[i];
 }
 
-/* One query head, either cache type: scores in float, softmax with its sum
- * in double, output = sum of p_j v_j in float, keys in order. */
+/* One query head, either cache type, in the order of the vector kernels
+ * (attn.h): score = (even chain + odd chain) * scale, each chain fused
+ * multiply-adds over the key's elements d = 0, 2, ... or 1, 3, ...;
+ * p = e^(score - max) (dk_vec_exp_ref) times 1/sum, the sum in double in
+ * 16 partial sums over keys j = k (mod 16), added as a tree; output =
+ * (even-key chain + odd-key chain) of fused p_j * v_j. */
 static void one_head(const struct dk_attn_args *a, size_t esize)
 {
 	int32_t hd = a->hd, n = a->n;
-	float *sc = a->scratch, mx = -INFINITY;
+	float *sc = a->scratch, *odd = a->scratch + n, mx = -INFINITY;
 	for (int32_t j = 0; j < n; j++) {
 		/* key j: element i at index i * DK_KV_BLOCK of its tile (attn.h) */
 		const uint8_t *k = a->blocks[j / DK_KV_BLOCK] + a->k_off +
 				   (size_t)(j % DK_KV_BLOCK) * esize;
-		float d = 0;
-		for (int32_t i = 0; i < hd; i++)
-			d += a->q[i] * elem(k, i * DK_KV_BLOCK, esize);
-		sc[j] = d * a->scale;
+		float e = 0, o = 0;
+		for (int32_t i = 0; i < hd; i++) {
+			if (i % 2 == 0)
+				e = fmaf(a->q[i], elem(k, i * DK_KV_BLOCK, esize), e);
+			else
+				o = fmaf(a->q[i], elem(k, i * DK_KV_BLOCK, esize), o);
+		}
+		sc[j] = (e + o) * a->scale;
 		if (sc[j] > mx)
 			mx = sc[j];
 	}
-	double sum = 0;
+	double ps[16] = {0};
 	for (int32_t j = 0; j < n; j++) {
-		sc[j] = expf(sc[j] - mx);
-		sum += (double)sc[j];
+		sc[j] = dk_vec_exp_ref(sc[j] - mx);
+		ps[j % 16] += (double)sc[j];
 	}
-	const float inv = (float)(1.0 / sum);
+	for (int w = 8; w >= 1; w /= 2)
+		for (int k = 0; k < w; k++)
+			ps[k] = ps[k] + ps[k + w];
+	const float inv = (float)(1.0 / ps[0]);
 	for (int32_t i = 0; i < hd; i++)
-		a->out[i] = 0;
+		a->out[i] = odd[i] = 0;
 	for (int32_t j = 0; j < n; j++) {
 		const uint8_t *v = row(a, a->v_off, j);
-		float p = sc[j] * inv;
+		float p = sc[j] * inv, *acc = j % 2 ? odd : a->out;
 		for (int32_t i = 0; i < hd; i++)
-			a->out[i] += p * elem(v, i, esize);
+			acc[i] = fmaf(p, elem(v, i, esize), acc[i]);
 	}
+	for (int32_t i = 0; i < hd; i++)
+		a->out[i] = a->out[i] + odd[i];
 }
 
 static void f32_one(const struct dk_attn_args *a) { one_head(a, 4); }

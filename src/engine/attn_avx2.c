@@ -1,9 +1,11 @@
 /* AVX2 + FMA + F16C attention kernels; specification in attn.c (_ref). */
 #include <immintrin.h>
 #include <math.h>
+#include <string.h>
 
 #include "attn.h"
 #include "kv.h"
+#include "vexp_avx2.h"
 
 #define KINLINE static inline __attribute__((always_inline))
 
@@ -21,30 +23,35 @@ KINLINE __m256 load8(const uint8_t *r, int32_t i, size_t esize)
 	return _mm256_loadu_ps((const float *)r + i);
 }
 
+/* The reference's order (attn.c one_head): per key two multiply-add
+ * chains over the even and odd elements, 16 keys (two vectors of 8) per
+ * tile; the exponentials 8 at a time summed in 16 double partials by key
+ * modulo 16; values in an even-key and an odd-key chain. */
 KINLINE void attn(const struct dk_attn_args *a, size_t esize)
 {
 	int32_t hd = a->hd, n = a->n, G = a->nq;
 	float *sc = a->scratch;                 /* [G][n] */
-	float *acc = a->scratch + (size_t)G * n; /* [G][hd] */
+	float *acc = a->scratch + (size_t)G * n; /* [G][2 hd]: even keys, odd keys */
 	float mx[DK_ATTN_MAX_GROUP];
 	for (int32_t g = 0; g < G; g++)
 		mx[g] = -INFINITY;
-	/* 16 keys at a time from their transposed tile (attn.h): per key and
-	 * head one multiply-add chain over d in order, in two vectors of 8 */
 	for (int32_t j0 = 0; j0 < n; j0 += DK_KV_BLOCK) {
 		const uint8_t *kt = a->blocks[j0 / DK_KV_BLOCK] + a->k_off;
 		int32_t nv = n - j0 < DK_KV_BLOCK ? n - j0 : DK_KV_BLOCK;
 		for (int32_t g = 0; g < G; g++) {
 			const float *q = a->q + (size_t)g * hd;
-			__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-			for (int32_t i = 0; i < hd; i++) {
-				__m256 qi = _mm256_broadcast_ss(q + i);
-				s0 = _mm256_fmadd_ps(qi, load8(kt, i * DK_KV_BLOCK, esize), s0);
-				s1 = _mm256_fmadd_ps(qi, load8(kt, i * DK_KV_BLOCK + 8, esize), s1);
+			__m256 e0 = _mm256_setzero_ps(), e1 = _mm256_setzero_ps();
+			__m256 o0 = _mm256_setzero_ps(), o1 = _mm256_setzero_ps();
+			for (int32_t i = 0; i < hd; i += 2) {
+				__m256 qe = _mm256_broadcast_ss(q + i), qo = _mm256_broadcast_ss(q + i + 1);
+				e0 = _mm256_fmadd_ps(qe, load8(kt, i * DK_KV_BLOCK, esize), e0);
+				e1 = _mm256_fmadd_ps(qe, load8(kt, i * DK_KV_BLOCK + 8, esize), e1);
+				o0 = _mm256_fmadd_ps(qo, load8(kt, (i + 1) * DK_KV_BLOCK, esize), o0);
+				o1 = _mm256_fmadd_ps(qo, load8(kt, (i + 1) * DK_KV_BLOCK + 8, esize), o1);
 			}
 			float v[DK_KV_BLOCK];
-			_mm256_storeu_ps(v, _mm256_mul_ps(s0, _mm256_set1_ps(a->scale)));
-			_mm256_storeu_ps(v + 8, _mm256_mul_ps(s1, _mm256_set1_ps(a->scale)));
+			_mm256_storeu_ps(v, _mm256_mul_ps(_mm256_add_ps(e0, o0), _mm256_set1_ps(a->scale)));
+			_mm256_storeu_ps(v + 8, _mm256_mul_ps(_mm256_add_ps(e1, o1), _mm256_set1_ps(a->scale)));
 			for (int32_t u = 0; u < nv; u++) {
 				sc[(size_t)g * n + j0 + u] = v[u];
 				if (v[u] > mx[g])
@@ -54,20 +61,37 @@ KINLINE void attn(const struct dk_attn_args *a, size_t esize)
 	}
 	float inv[DK_ATTN_MAX_GROUP];
 	for (int32_t g = 0; g < G; g++) {
-		double sum = 0;
 		float *s = sc + (size_t)g * n;
-		for (int32_t j = 0; j < n; j++) {
-			s[j] = expf(s[j] - mx[g]);
-			sum += (double)s[j];
+		const __m256 m = _mm256_set1_ps(mx[g]);
+		__m256d p[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(),
+				_mm256_setzero_pd()};
+		for (int32_t j = 0; j < n; j += 16) {
+			float t[16] = {0};
+			int32_t r = n - j < 16 ? n - j : 16;
+			memcpy(t, s + j, (size_t)r * sizeof *t);
+			for (int h = 0; h < 2; h++) {
+				__m256 e = dk_vexp256(_mm256_sub_ps(_mm256_loadu_ps(t + 8 * h), m));
+				/* keys past n add nothing */
+				__m256 ok = _mm256_castsi256_ps(_mm256_cmpgt_epi32(
+					_mm256_set1_epi32(r - 8 * h), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+				e = _mm256_and_ps(e, ok);
+				_mm256_storeu_ps(t + 8 * h, e);
+				p[2 * h] = _mm256_add_pd(p[2 * h], _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+				p[2 * h + 1] = _mm256_add_pd(p[2 * h + 1], _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+			}
+			memcpy(s + j, t, (size_t)r * sizeof *t);
 		}
-		inv[g] = (float)(1.0 / sum);
-		for (int32_t i = 0; i < hd; i++)
-			acc[(size_t)g * hd + i] = 0;
+		/* the tree: k + k+8, k + k+4, k + k+2, k + k+1 */
+		__m256d b = _mm256_add_pd(_mm256_add_pd(p[0], p[2]), _mm256_add_pd(p[1], p[3]));
+		__m128d c = _mm_add_pd(_mm256_castpd256_pd128(b), _mm256_extractf128_pd(b, 1));
+		inv[g] = (float)(1.0 / (_mm_cvtsd_f64(c) + _mm_cvtsd_f64(_mm_unpackhi_pd(c, c))));
+		for (int32_t i = 0; i < 2 * hd; i++)
+			acc[(size_t)g * 2 * hd + i] = 0;
 	}
 	for (int32_t j = 0; j < n; j++) {
 		const uint8_t *v = row(a, a->v_off, j);
 		for (int32_t g = 0; g < G; g++) {
-			float *ac = acc + (size_t)g * hd;
+			float *ac = acc + (size_t)g * 2 * hd + (j % 2 ? hd : 0);
 			__m256 p = _mm256_set1_ps(sc[(size_t)g * n + j] * inv[g]);
 			for (int32_t i = 0; i < hd; i += 8)
 				_mm256_storeu_ps(ac + i, _mm256_fmadd_ps(p, load8(v, i, esize),
@@ -75,8 +99,11 @@ KINLINE void attn(const struct dk_attn_args *a, size_t esize)
 		}
 	}
 	for (int32_t g = 0; g < G; g++)
-		for (int32_t i = 0; i < hd; i++)
-			a->out[(size_t)g * hd + i] = acc[(size_t)g * hd + i];
+		for (int32_t i = 0; i < hd; i += 8) {
+			const float *ac = acc + (size_t)g * 2 * hd;
+			_mm256_storeu_ps(a->out + (size_t)g * hd + i,
+					 _mm256_add_ps(_mm256_loadu_ps(ac + i), _mm256_loadu_ps(ac + hd + i)));
+		}
 }
 
 void dk_attn_f32_avx2(const struct dk_attn_args *a) { attn(a, 4); }

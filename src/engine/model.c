@@ -510,10 +510,25 @@ struct dk_ctx {
 	/* deterministic off: weight types whose products over BLAS_MIN_T or
 	 * more tokens take dequantise + OpenBLAS (blas_calibrate) */
 	bool blas[DK_TYPE_COUNT];
+	char numerics[32];      /* dk_ctx_numerics */
 	char err[DK_ERRMSG_MAX];
 };
 
 static void blas_calibrate(struct dk_ctx *c);
+
+/* Every kernel level gives the reference's bits (quant.h, vec.h, attn.h,
+ * pack.h), so only OpenBLAS, whose sums follow its own CPU-specific
+ * kernels, makes a context's numerics depend on the machine. */
+static void set_numerics(struct dk_ctx *c)
+{
+	snprintf(c->numerics, sizeof c->numerics, "portable");
+	for (int t = 0; t < DK_TYPE_COUNT; t++)
+		if (c->blas[t]) {
+			snprintf(c->numerics, sizeof c->numerics, "kernels=%s,blas",
+				 dk_quant_level_name(dk_quant_level()));
+			break;
+		}
+}
 
 struct dk_ctx_params dk_ctx_default_params(void)
 {
@@ -648,6 +663,7 @@ enum dk_status dk_ctx_new(struct dk_ctx **out, struct dk_model *m, const struct 
 		openblas_set_num_threads(1);
 		blas_calibrate(c);
 	}
+	set_numerics(c);
 	return DK_OK;
 }
 
@@ -670,6 +686,7 @@ void dk_ctx_free(struct dk_ctx *c)
 const char *dk_ctx_error(const struct dk_ctx *c) { return c ? c->err : "out of memory"; }
 const struct dk_ctx_params *dk_ctx_params(const struct dk_ctx *c) { return &c->p; }
 struct dk_model *dk_ctx_model(const struct dk_ctx *c) { return c->m; }
+const char *dk_ctx_numerics(const struct dk_ctx *c) { return c->numerics; }
 
 /* ---- batches ---- */
 
@@ -1518,30 +1535,23 @@ void dk_kv_stats(const struct dk_ctx *c, struct dk_kv_stats *out)
 _Static_assert(DK_KV_BLOCK == DK_KV_BLOCK_TOKENS, "the public block size is the cache's");
 
 /* version 2: keys stored transposed (kv_k); version 3: the kernel level
- * that computed the blocks.  Files of other versions are refused with a
- * message that says why. */
-#define PREFIX_MAGIC "DKKVPFX3"
+ * that computed the blocks; version 4: the numerics (dk_ctx_numerics)
+ * instead, so a file loads under any kernel level that gives the same
+ * bits.  Files of other versions are refused with a message that says
+ * why. */
+#define PREFIX_MAGIC "DKKVPFX4"
 
-/* kernels: dk_quant_level() of the process that computed the blocks, plus
- * PREFIX_BLAS when some of its products took OpenBLAS (deterministic off).
- * Other kernels round differently, and a sequence's logits would then
- * depend on whether its prefix came from a file (attn.h, quant.h). */
-#define PREFIX_BLAS 16u
-
-static uint32_t prefix_kernels(const struct dk_ctx *c)
-{
-	uint32_t k = (uint32_t)dk_quant_level();
-	for (int t = 0; t < DK_TYPE_COUNT; t++)
-		if (c->blas[t])
-			return k | PREFIX_BLAS;
-	return k;
-}
-
+/* numerics: dk_ctx_numerics() of the context that computed the blocks,
+ * NUL-padded.  Blocks computed with other numerics round differently, and
+ * a sequence's logits would then depend on whether its prefix came from a
+ * file. */
 struct prefix_header {
 	char magic[8];
 	char model_sha256[64];
-	uint32_t n_layer, kv_dim, esize, block, n_blocks, kernels;
+	uint32_t n_layer, kv_dim, esize, block, n_blocks;
+	char numerics[32];
 };
+_Static_assert(sizeof(struct prefix_header) == 124, "prefix file header");
 
 enum dk_status dk_kv_prefix_save(struct dk_ctx *c, int32_t seq, int32_t n_max, const char *path,
 				 int32_t *n_tokens)
@@ -1560,8 +1570,8 @@ enum dk_status dk_kv_prefix_save(struct dk_ctx *c, int32_t seq, int32_t n_max, c
 			      strerror(errno));
 	struct prefix_header h = {.n_layer = (uint32_t)c->m->info.n_layer,
 				  .kv_dim = (uint32_t)c->kv_dim, .esize = (uint32_t)c->kv_esize,
-				  .block = DK_KV_BLOCK, .n_blocks = (uint32_t)nb,
-				  .kernels = prefix_kernels(c)};
+				  .block = DK_KV_BLOCK, .n_blocks = (uint32_t)nb};
+	strncpy(h.numerics, c->numerics, sizeof h.numerics);
 	memcpy(h.magic, PREFIX_MAGIC, 8);
 	memcpy(h.model_sha256, sha, 64);
 	char tmp[4096];
@@ -1625,13 +1635,11 @@ enum dk_status dk_kv_prefix_load(struct dk_ctx *c, const char *path, int32_t *n_
 			    h.esize == 2 ? "f16" : "f32", h.block);
 		goto out;
 	}
-	if (h.kernels != prefix_kernels(c)) {
-		uint32_t k = prefix_kernels(c);
+	if (memchr(h.numerics, 0, sizeof h.numerics) == NULL ||
+	    strcmp(h.numerics, c->numerics)) {
 		st = dk_err(c->err, sizeof c->err, DK_SKIP,
-			    "'%s' was computed by the %s%s kernels, this process runs %s%s; recompute it",
-			    path, dk_quant_level_name((int)(h.kernels & ~PREFIX_BLAS)),
-			    h.kernels & PREFIX_BLAS ? "+openblas" : "",
-			    dk_quant_level_name((int)(k & ~PREFIX_BLAS)), k & PREFIX_BLAS ? "+openblas" : "");
+			    "'%s' was computed with numerics '%.31s', this context's are '%s'; recompute it",
+			    path, h.numerics, c->numerics);
 		goto out;
 	}
 	if (h.n_blocks == 0 || h.n_blocks > (uint32_t)c->p.kv_blocks ||

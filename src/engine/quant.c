@@ -132,35 +132,49 @@ static void bf16_from_float(const float *restrict x, void *restrict vy, int64_t 
 		y[i] = dk_fp32_to_bf16(x[i]);
 }
 
-/* Float dots accumulate in double: the reference should be the accurate one. */
+/* Float dots: 64 lanes, lane k a multiply-add chain (fmaf, one rounding)
+ * over elements k, k+64, ... in order, then the fixed tree below: the
+ * order four 512-bit registers (or eight 256-bit ones) compute in, so
+ * every level gives these bits; fewer lanes made the SIMD forms wait on
+ * one chain's latency.  F16 and BF16 products are exact in float. */
+#define FLANES 64
+
+static float lane_tree(float l[FLANES])
+{
+	for (int w = FLANES / 2; w >= 1; w /= 2)
+		for (int k = 0; k < w; k++)
+			l[k] = l[k] + l[k + w];
+	return l[0];
+}
+
 static void dot_f32_ref(int64_t n, float *restrict s, const void *restrict vx,
 			const void *restrict vy)
 {
 	const float *x = vx, *y = vy;
-	double sum = 0;
+	float l[FLANES] = {0};
 	for (int64_t i = 0; i < n; i++)
-		sum += (double)(x[i] * y[i]);
-	*s = (float)sum;
+		l[i % FLANES] = fmaf(x[i], y[i], l[i % FLANES]);
+	*s = lane_tree(l);
 }
 
 static void dot_f16_ref(int64_t n, float *restrict s, const void *restrict vx,
 			const void *restrict vy)
 {
 	const uint16_t *x = vx, *y = vy;
-	double sum = 0;
+	float l[FLANES] = {0};
 	for (int64_t i = 0; i < n; i++)
-		sum += (double)(H2F(x[i]) * H2F(y[i]));
-	*s = (float)sum;
+		l[i % FLANES] = fmaf(H2F(x[i]), H2F(y[i]), l[i % FLANES]);
+	*s = lane_tree(l);
 }
 
 static void dot_bf16_ref(int64_t n, float *restrict s, const void *restrict vx,
 			 const void *restrict vy)
 {
 	const uint16_t *x = vx, *y = vy;
-	double sum = 0;
+	float l[FLANES] = {0};
 	for (int64_t i = 0; i < n; i++)
-		sum += (double)(dk_bf16_to_fp32(x[i]) * dk_bf16_to_fp32(y[i]));
-	*s = (float)sum;
+		l[i % FLANES] = fmaf(dk_bf16_to_fp32(x[i]), dk_bf16_to_fp32(y[i]), l[i % FLANES]);
+	*s = lane_tree(l);
 }
 
 /* ---------------------------------------------------------------- 32-wide blocks */

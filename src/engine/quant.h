@@ -11,8 +11,11 @@
  * Every vec_dot has a scalar vec_dot_ref twin that is its specification and
  * test oracle; dk_quant_traits() returns the fastest implementation this CPU
  * supports, chosen once (DOCKET_KERNELS=ref forces the references).
- * Dots accumulate integers per block and scale once per block, as ggml does;
- * SIMD levels differ from the reference only in float summation order.
+ * Dots accumulate integers per block and scale once per block, as ggml does.
+ * The references fix the order of every float operation (block formats:
+ * one running sum over blocks; float formats: 64 fused multiply-add lanes
+ * and a fixed tree), and every SIMD level follows it: all levels give the
+ * same bits (test_quant).
  * All functions are thread-safe; tables are immutable after the first call.
  */
 #ifndef DK_ENGINE_QUANT_H

@@ -14,23 +14,24 @@
 
 /* ---- float formats, written for nc columns like the integer kernels */
 
-#define F_U 4 /* independent accumulators per column */
-
+/* The reference's 64 lanes (quant.c, dot_f32_ref) are four vectors per
+ * column, one multiply-add chain each; lanes past n keep their value
+ * (mask); then the tree: vectors u + u+2, u + u+1, halves, hsum256. */
 #define FLOAT_KERNEL(name, T, LOAD, LOADM)                                                    \
 	KINLINE void name(int64_t n, float *s, size_t ss, const void *vx, const void *vy,       \
 			  size_t ys, const int nc)                                              \
 	{                                                                                       \
 		const T *x = vx;                                                                \
-		__m512 acc[4][F_U];                                                             \
+		__m512 acc[4][4];                                                               \
 		UNROLL                                                                         \
 		for (int c = 0; c < nc; c++)                                                    \
 			UNROLL                                                                 \
-			for (int u = 0; u < F_U; u++)                                           \
+			for (int u = 0; u < 4; u++)                                             \
 				acc[c][u] = _mm512_setzero_ps();                                \
 		int64_t i = 0;                                                                  \
-		for (; i + 16 * F_U <= n; i += 16 * F_U)                                        \
+		for (; i + 64 <= n; i += 64)                                                    \
 			UNROLL                                                                 \
-			for (int u = 0; u < F_U; u++) {                                         \
+			for (int u = 0; u < 4; u++) {                                           \
 				__m512 xv = LOAD(x + i + 16 * u);                               \
 				UNROLL                                                         \
 				for (int c = 0; c < nc; c++) {                                  \
@@ -38,21 +39,22 @@
 					acc[c][u] = _mm512_fmadd_ps(xv, LOAD(y + i + 16 * u), acc[c][u]); \
 				}                                                               \
 			}                                                                       \
-		for (; i < n; i += 16) {                                                        \
+		for (int u = 0; i < n; i += 16, u++) {                                          \
 			__mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF                            \
 						  : (__mmask16)((1u << (n - i)) - 1);            \
 			__m512 xv = LOADM(m, x + i);                                            \
 			UNROLL                                                                 \
 			for (int c = 0; c < nc; c++) {                                          \
 				const T *y = (const T *)YROW(vy, c, ys);                        \
-				acc[c][0] = _mm512_fmadd_ps(xv, LOADM(m, y + i), acc[c][0]);     \
+				acc[c][u] = _mm512_mask3_fmadd_ps(xv, LOADM(m, y + i), acc[c][u], m); \
 			}                                                                       \
 		}                                                                               \
 		UNROLL                                                                         \
 		for (int c = 0; c < nc; c++) {                                                  \
-			__m512 a = _mm512_add_ps(_mm512_add_ps(acc[c][0], acc[c][1]),           \
-						 _mm512_add_ps(acc[c][2], acc[c][3]));          \
-			s[(size_t)c * ss] = _mm512_reduce_add_ps(a);                            \
+			__m512 a = _mm512_add_ps(_mm512_add_ps(acc[c][0], acc[c][2]),           \
+						 _mm512_add_ps(acc[c][1], acc[c][3]));          \
+			__m256 h = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1)); \
+			s[(size_t)c * ss] = hsum256(h);                                         \
 		}                                                                               \
 	}
 
@@ -75,13 +77,10 @@ KINLINE void k5_q4_k(int64_t n, float *s, size_t ss, const void *vx, const void 
 		     const int nc)
 {
 	const struct dk_block_q4_k *x = vx;
-	__m512 acc[4];
-	float accm[4];
+	float sum[4];
 	UNROLL
-	for (int c = 0; c < nc; c++) {
-		acc[c] = _mm512_setzero_ps();
-		accm[c] = 0;
-	}
+	for (int c = 0; c < nc; c++)
+		sum[c] = 0;
 	const __m512i m4 = _mm512_set1_epi8(0x0F);
 	/* low half keeps the low nibbles, high half shifts down the high ones */
 	const __m512i nshift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
@@ -114,13 +113,12 @@ KINLINE void k5_q4_k(int64_t n, float *s, size_t ss, const void *vx, const void 
 		for (int c = 0; c < nc; c++) {
 			const struct dk_block_q8_k *y = (const struct dk_block_q8_k *)YROW(vy, c, ys) + i;
 			__m256i ms = q4k_minsum(mn, y->bsums);
-			acc[c] = _mm512_fmadd_ps(_mm512_set1_ps(y->d * dx), _mm512_cvtepi32_ps(sumi[c]), acc[c]);
-			accm[c] += y->d * dmx * hsum128i(_mm256_castsi256_si128(ms));
+			sum[c] = ksum(sum[c], y->d, dx, dmx, _mm512_reduce_add_epi32(sumi[c]), hsum128i(_mm256_castsi256_si128(ms)));
 		}
 	}
 	UNROLL
 	for (int c = 0; c < nc; c++)
-		s[(size_t)c * ss] = _mm512_reduce_add_ps(acc[c]) - accm[c];
+		s[(size_t)c * ss] = sum[c];
 }
 DOTN_DRIVER(dotn5_q4_k, k5_q4_k)
 
@@ -130,13 +128,10 @@ KINLINE void k5_q5_k(int64_t n, float *s, size_t ss, const void *vx, const void 
 		     const int nc)
 {
 	const struct dk_block_q5_k *x = vx;
-	__m512 acc[4];
-	float accm[4];
+	float sum[4];
 	UNROLL
-	for (int c = 0; c < nc; c++) {
-		acc[c] = _mm512_setzero_ps();
-		accm[c] = 0;
-	}
+	for (int c = 0; c < nc; c++)
+		sum[c] = 0;
 	const __m512i m4 = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1);
 	const __m512i nshift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
 	const __m512i hbase = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(1), 1);
@@ -173,13 +168,12 @@ KINLINE void k5_q5_k(int64_t n, float *s, size_t ss, const void *vx, const void 
 		for (int c = 0; c < nc; c++) {
 			const struct dk_block_q8_k *y = (const struct dk_block_q8_k *)YROW(vy, c, ys) + i;
 			__m256i ms = q4k_minsum(mn, y->bsums);
-			acc[c] = _mm512_fmadd_ps(_mm512_set1_ps(y->d * dx), _mm512_cvtepi32_ps(sumi[c]), acc[c]);
-			accm[c] += y->d * dmx * hsum128i(_mm256_castsi256_si128(ms));
+			sum[c] = ksum(sum[c], y->d, dx, dmx, _mm512_reduce_add_epi32(sumi[c]), hsum128i(_mm256_castsi256_si128(ms)));
 		}
 	}
 	UNROLL
 	for (int c = 0; c < nc; c++)
-		s[(size_t)c * ss] = _mm512_reduce_add_ps(acc[c]) - accm[c];
+		s[(size_t)c * ss] = sum[c];
 }
 DOTN_DRIVER(dotn5_q5_k, k5_q5_k)
 
@@ -189,10 +183,10 @@ KINLINE void k5_q6_k(int64_t n, float *s, size_t ss, const void *vx, const void 
 		     const int nc)
 {
 	const struct dk_block_q6_k *x = vx;
-	__m512 acc[4];
+	float sum[4];
 	UNROLL
 	for (int c = 0; c < nc; c++)
-		acc[c] = _mm512_setzero_ps();
+		sum[c] = 0;
 	const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
 	/* per-half shifts that bring bits 2k..2k+1 of qh to bits 4..5 */
 	const __m512i sh_a = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
@@ -240,12 +234,12 @@ KINLINE void k5_q6_k(int64_t n, float *s, size_t ss, const void *vx, const void 
 		UNROLL
 		for (int c = 0; c < nc; c++) {
 			const struct dk_block_q8_k *y = (const struct dk_block_q8_k *)YROW(vy, c, ys) + i;
-			acc[c] = _mm512_fmadd_ps(_mm512_set1_ps(y->d * dx), _mm512_cvtepi32_ps(sumi[c]), acc[c]);
+			sum[c] = ksum(sum[c], y->d, dx, 0.0f, _mm512_reduce_add_epi32(sumi[c]), 0.0f);
 		}
 	}
 	UNROLL
 	for (int c = 0; c < nc; c++)
-		s[(size_t)c * ss] = _mm512_reduce_add_ps(acc[c]);
+		s[(size_t)c * ss] = sum[c];
 }
 DOTN_DRIVER(dotn5_q6_k, k5_q6_k)
 

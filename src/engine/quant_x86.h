@@ -35,6 +35,8 @@ static inline float h2f(uint16_t h)
 	return _cvtsh_ss(h);
 }
 
+/* lanes k and k+4, then k and k+2, then k and k+1: the last three levels
+ * of the reference's tree (quant.c, lane_tree) */
 KINLINE float hsum256(__m256 v)
 {
 	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -111,6 +113,29 @@ KINLINE __m256i dot_s8s8(__m256i x, __m256i y)
 		kern(n, s, 0, x, y, 0, 1);                                             \
 	}
 
+KINLINE int hsum256i(__m256i v)
+{
+	__m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+	return _mm_cvtsi128_si32(s);
+}
+
+/* the sums of a's, b's, c's and d's 8 lanes in lanes 0..3 (exact) */
+KINLINE __m128i hsum4x256i(__m256i a, __m256i b, __m256i c, __m256i d)
+{
+	__m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+	return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+/* the sums of a's and of b's 8 lanes in lanes 0 and 1 (exact integers) */
+KINLINE __m128i hsum2x256i(__m256i a, __m256i b)
+{
+	__m256i h = _mm256_hadd_epi32(a, b); /* a01 a23 b01 b23 | a45 a67 b45 b67 */
+	__m128i s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+	return _mm_hadd_epi32(s, s);
+}
+
 /* ------------------------------------------------------------ 32-wide blocks */
 
 /* Weight-side registers of one 32-wide block: q as the dot's unsigned
@@ -182,23 +207,46 @@ KINLINE struct xblk prep_q5_1(const struct dk_block_q5_1 *b)
 #define WITH_MIN 1
 #define NO_MIN 0
 
-/* Two blocks per step, folded into the accumulator with one add.  The
- * scale products come out as [dx*dy, m*s] in one multiply; lane 1 feeds
- * the min term of the _1 formats. */
+/* The reference's order (quant.c): per block the exact integer dot,
+ * reduced across lanes, then sum += isum * (dx*dy) (+ m*s for the _1
+ * formats) in block order, so every level gives the reference's bits.
+ * Four blocks per step share one horizontal reduction and one vector of
+ * scale products. */
 #define BLOCK32_KERNEL(name, XT, YT, PREP, IDOT, HASMIN)                                       \
 	KINLINE void name(int64_t n, float *s, size_t ss, const void *vx, const void *vy,       \
 			  size_t ys, const int nc)                                              \
 	{                                                                                       \
 		const XT *x = vx;                                                               \
-		__m256 acc[4];                                                                  \
-		__m128 summ[4];                                                                 \
+		float sum[4];                                                                   \
 		UNROLL                                                                         \
-		for (int c = 0; c < nc; c++) {                                                  \
-			acc[c] = _mm256_setzero_ps();                                           \
-			summ[c] = _mm_setzero_ps();                                             \
-		}                                                                               \
+		for (int c = 0; c < nc; c++)                                                    \
+			sum[c] = 0;                                                             \
 		const int64_t nb = n / DK_QK;                                                   \
 		int64_t i = 0;                                                                  \
+		for (; i + 3 < nb; i += 4) {                                                    \
+			struct xblk x0 = PREP(&x[i]), x1 = PREP(&x[i + 1]);                     \
+			struct xblk x2 = PREP(&x[i + 2]), x3 = PREP(&x[i + 3]);                 \
+			UNROLL                                                                 \
+			for (int c = 0; c < nc; c++) {                                          \
+				const YT *y = (const YT *)YROW(vy, c, ys) + i;                  \
+				__m128i is = hsum4x256i(                                        \
+					IDOT(x0, _mm256_loadu_si256((const __m256i *)y[0].qs)),  \
+					IDOT(x1, _mm256_loadu_si256((const __m256i *)y[1].qs)),  \
+					IDOT(x2, _mm256_loadu_si256((const __m256i *)y[2].qs)),  \
+					IDOT(x3, _mm256_loadu_si256((const __m256i *)y[3].qs))); \
+				__m128 f01 = _mm_unpacklo_ps(_mm_mul_ps(x0.dm, h2f2(&y[0])),    \
+							     _mm_mul_ps(x1.dm, h2f2(&y[1])));   \
+				__m128 f23 = _mm_unpacklo_ps(_mm_mul_ps(x2.dm, h2f2(&y[2])),    \
+							     _mm_mul_ps(x3.dm, h2f2(&y[3])));   \
+				__m128 t = _mm_mul_ps(_mm_cvtepi32_ps(is), _mm_movelh_ps(f01, f23)); \
+				if (HASMIN)                                                     \
+					t = _mm_add_ps(t, _mm_movehl_ps(f23, f01));             \
+				sum[c] = sum[c] + _mm_cvtss_f32(t);                             \
+				sum[c] = sum[c] + _mm_cvtss_f32(_mm_movehdup_ps(t));            \
+				sum[c] = sum[c] + _mm_cvtss_f32(_mm_movehl_ps(t, t));           \
+				sum[c] = sum[c] + _mm_cvtss_f32(_mm_shuffle_ps(t, t, 3));       \
+			}                                                                       \
+		}                                                                               \
 		for (; i + 1 < nb; i += 2) {                                                    \
 			struct xblk x0 = PREP(&x[i]), x1 = PREP(&x[i + 1]);                     \
 			UNROLL                                                                 \
@@ -206,13 +254,17 @@ KINLINE struct xblk prep_q5_1(const struct dk_block_q5_1 *b)
 				const YT *y = (const YT *)YROW(vy, c, ys) + i;                  \
 				__m256i p0 = IDOT(x0, _mm256_loadu_si256((const __m256i *)y[0].qs)); \
 				__m256i p1 = IDOT(x1, _mm256_loadu_si256((const __m256i *)y[1].qs)); \
+				__m128i is = hsum2x256i(p0, p1);                                \
 				__m128 f0 = _mm_mul_ps(x0.dm, h2f2(&y[0]));                     \
 				__m128 f1 = _mm_mul_ps(x1.dm, h2f2(&y[1]));                     \
-				__m256 t = _mm256_mul_ps(_mm256_broadcastss_ps(f1), _mm256_cvtepi32_ps(p1)); \
-				t = _mm256_fmadd_ps(_mm256_broadcastss_ps(f0), _mm256_cvtepi32_ps(p0), t); \
-				acc[c] = _mm256_add_ps(acc[c], t);                              \
-				if (HASMIN)                                                     \
-					summ[c] = _mm_add_ps(summ[c], _mm_add_ps(f0, f1));      \
+				float t0 = (float)_mm_cvtsi128_si32(is) * _mm_cvtss_f32(f0);    \
+				float t1 = (float)_mm_extract_epi32(is, 1) * _mm_cvtss_f32(f1); \
+				if (HASMIN) {                                                   \
+					t0 = t0 + _mm_cvtss_f32(_mm_movehdup_ps(f0));           \
+					t1 = t1 + _mm_cvtss_f32(_mm_movehdup_ps(f1));           \
+				}                                                               \
+				sum[c] = sum[c] + t0;                                           \
+				sum[c] = sum[c] + t1;                                           \
 			}                                                                       \
 		}                                                                               \
 		if (i < nb) {                                                                   \
@@ -222,17 +274,15 @@ KINLINE struct xblk prep_q5_1(const struct dk_block_q5_1 *b)
 				const YT *y = (const YT *)YROW(vy, c, ys) + i;                  \
 				__m256i p0 = IDOT(x0, _mm256_loadu_si256((const __m256i *)y->qs)); \
 				__m128 f0 = _mm_mul_ps(x0.dm, h2f2(y));                         \
-				acc[c] = _mm256_fmadd_ps(_mm256_broadcastss_ps(f0),             \
-							 _mm256_cvtepi32_ps(p0), acc[c]);       \
+				float t0 = (float)hsum256i(p0) * _mm_cvtss_f32(f0);             \
 				if (HASMIN)                                                     \
-					summ[c] = _mm_add_ps(summ[c], f0);                      \
+					t0 = t0 + _mm_cvtss_f32(_mm_movehdup_ps(f0));           \
+				sum[c] = sum[c] + t0;                                           \
 			}                                                                       \
 		}                                                                               \
 		UNROLL                                                                         \
-		for (int c = 0; c < nc; c++) {                                                  \
-			float m = HASMIN ? _mm_cvtss_f32(_mm_movehdup_ps(summ[c])) : 0.0f;      \
-			s[(size_t)c * ss] = hsum256(acc[c]) + m;                                \
-		}                                                                               \
+		for (int c = 0; c < nc; c++)                                                    \
+			s[(size_t)c * ss] = sum[c];                                             \
 	}
 
 BLOCK32_KERNEL(k_q4_0, struct dk_block_q4_0, struct dk_block_q8_0, prep_q4_0, IDOT_SIGNED, NO_MIN)
@@ -276,18 +326,22 @@ KINLINE float hsum128i(__m128i v)
 	return (float)_mm_cvtsi128_si32(v);
 }
 
+/* one super-block into the running sum, as the reference writes it
+ * (quant.c KFMT): the exact integer sums, then the same float operations */
+KINLINE float ksum(float sum, float yd, float dx, float dmin, int isum, float msum)
+{
+	return sum + yd * (dx * (float)isum - dmin * msum);
+}
+
 /* Q4_K . Q8_K */
 KINLINE void k_q4_k(int64_t n, float *s, size_t ss, const void *vx, const void *vy, size_t ys,
 		    const int nc)
 {
 	const struct dk_block_q4_k *x = vx;
-	__m256 acc[4];
-	float accm[4];
+	float sum[4];
 	UNROLL
-	for (int c = 0; c < nc; c++) {
-		acc[c] = _mm256_setzero_ps();
-		accm[c] = 0;
-	}
+	for (int c = 0; c < nc; c++)
+		sum[c] = 0;
 	const __m256i m4 = _mm256_set1_epi8(0x0F);
 	for (int64_t i = 0; i < n / DK_QK_K; i++) {
 		uint32_t u[4];
@@ -319,14 +373,12 @@ KINLINE void k_q4_k(int64_t n, float *s, size_t ss, const void *vx, const void *
 		for (int c = 0; c < nc; c++) {
 			const struct dk_block_q8_k *y = (const struct dk_block_q8_k *)YROW(vy, c, ys) + i;
 			__m256i ms = q4k_minsum(mn, y->bsums);
-			acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(y->d * dx), _mm256_cvtepi32_ps(sumi[c]),
-						 acc[c]);
-			accm[c] += y->d * dmx * hsum128i(_mm256_castsi256_si128(ms));
+			sum[c] = ksum(sum[c], y->d, dx, dmx, hsum256i(sumi[c]), hsum128i(_mm256_castsi256_si128(ms)));
 		}
 	}
 	UNROLL
 	for (int c = 0; c < nc; c++)
-		s[(size_t)c * ss] = hsum256(acc[c]) - accm[c];
+		s[(size_t)c * ss] = sum[c];
 }
 DOTN_DRIVER(dotn_q4_k, k_q4_k)
 
@@ -335,13 +387,10 @@ KINLINE void k_q5_k(int64_t n, float *s, size_t ss, const void *vx, const void *
 		    const int nc)
 {
 	const struct dk_block_q5_k *x = vx;
-	__m256 acc[4];
-	float accm[4];
+	float sum[4];
 	UNROLL
-	for (int c = 0; c < nc; c++) {
-		acc[c] = _mm256_setzero_ps();
-		accm[c] = 0;
-	}
+	for (int c = 0; c < nc; c++)
+		sum[c] = 0;
 	const __m256i m4 = _mm256_set1_epi8(0x0F), b16 = _mm256_set1_epi8(16);
 	for (int64_t i = 0; i < n / DK_QK_K; i++) {
 		uint32_t u[4];
@@ -377,14 +426,12 @@ KINLINE void k_q5_k(int64_t n, float *s, size_t ss, const void *vx, const void *
 		for (int c = 0; c < nc; c++) {
 			const struct dk_block_q8_k *y = (const struct dk_block_q8_k *)YROW(vy, c, ys) + i;
 			__m256i ms = q4k_minsum(mn, y->bsums);
-			acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(y->d * dx), _mm256_cvtepi32_ps(sumi[c]),
-						 acc[c]);
-			accm[c] += y->d * dmx * hsum128i(_mm256_castsi256_si128(ms));
+			sum[c] = ksum(sum[c], y->d, dx, dmx, hsum256i(sumi[c]), hsum128i(_mm256_castsi256_si128(ms)));
 		}
 	}
 	UNROLL
 	for (int c = 0; c < nc; c++)
-		s[(size_t)c * ss] = hsum256(acc[c]) - accm[c];
+		s[(size_t)c * ss] = sum[c];
 }
 DOTN_DRIVER(dotn_q5_k, k_q5_k)
 
@@ -405,10 +452,10 @@ KINLINE void k_q6_k(int64_t n, float *s, size_t ss, const void *vx, const void *
 		    const int nc)
 {
 	const struct dk_block_q6_k *x = vx;
-	__m256 acc[4];
+	float sum[4];
 	UNROLL
 	for (int c = 0; c < nc; c++)
-		acc[c] = _mm256_setzero_ps();
+		sum[c] = 0;
 	const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
 	for (int64_t i = 0; i < n / DK_QK_K; i++) {
 		const int8_t *sc = x[i].scales;
@@ -452,13 +499,12 @@ KINLINE void k_q6_k(int64_t n, float *s, size_t ss, const void *vx, const void *
 		UNROLL
 		for (int c = 0; c < nc; c++) {
 			const struct dk_block_q8_k *y = (const struct dk_block_q8_k *)YROW(vy, c, ys) + i;
-			acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(y->d * dx), _mm256_cvtepi32_ps(sumi[c]),
-						 acc[c]);
+			sum[c] = ksum(sum[c], y->d, dx, 0.0f, hsum256i(sumi[c]), 0.0f);
 		}
 	}
 	UNROLL
 	for (int c = 0; c < nc; c++)
-		s[(size_t)c * ss] = hsum256(acc[c]);
+		s[(size_t)c * ss] = sum[c];
 }
 DOTN_DRIVER(dotn_q6_k, k_q6_k)
 
@@ -467,13 +513,10 @@ KINLINE void k_q2_k(int64_t n, float *s, size_t ss, const void *vx, const void *
 		    const int nc)
 {
 	const struct dk_block_q2_k *x = vx;
-	__m256 acc[4];
-	float accm[4];
+	float sum[4];
 	UNROLL
-	for (int c = 0; c < nc; c++) {
-		acc[c] = _mm256_setzero_ps();
-		accm[c] = 0;
-	}
+	for (int c = 0; c < nc; c++)
+		sum[c] = 0;
 	const __m256i m3 = _mm256_set1_epi8(3);
 	for (int64_t i = 0; i < n / DK_QK_K; i++) {
 		__m128i s8 = _mm_loadu_si128((const __m128i *)x[i].scales);
@@ -507,14 +550,12 @@ KINLINE void k_q2_k(int64_t n, float *s, size_t ss, const void *vx, const void *
 			const struct dk_block_q8_k *y = (const struct dk_block_q8_k *)YROW(vy, c, ys) + i;
 			__m256i ms = scale_bsums16(mn16, y->bsums);
 			__m128i m128 = _mm_add_epi32(_mm256_castsi256_si128(ms), _mm256_extracti128_si256(ms, 1));
-			acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(y->d * dx), _mm256_cvtepi32_ps(sumi[c]),
-						 acc[c]);
-			accm[c] += y->d * dmx * hsum128i(m128);
+			sum[c] = ksum(sum[c], y->d, dx, dmx, hsum256i(sumi[c]), hsum128i(m128));
 		}
 	}
 	UNROLL
 	for (int c = 0; c < nc; c++)
-		s[(size_t)c * ss] = hsum256(acc[c]) - accm[c];
+		s[(size_t)c * ss] = sum[c];
 }
 DOTN_DRIVER(dotn_q2_k, k_q2_k)
 
@@ -538,10 +579,10 @@ KINLINE void k_q3_k(int64_t n, float *s, size_t ss, const void *vx, const void *
 		    const int nc)
 {
 	const struct dk_block_q3_k *x = vx;
-	__m256 acc[4];
+	float sum[4];
 	UNROLL
 	for (int c = 0; c < nc; c++)
-		acc[c] = _mm256_setzero_ps();
+		sum[c] = 0;
 	const __m256i m3 = _mm256_set1_epi8(3), b4 = _mm256_set1_epi8(4);
 	for (int64_t i = 0; i < n / DK_QK_K; i++) {
 		int8_t sc[16];
@@ -581,63 +622,57 @@ KINLINE void k_q3_k(int64_t n, float *s, size_t ss, const void *vx, const void *
 		UNROLL
 		for (int c = 0; c < nc; c++) {
 			const struct dk_block_q8_k *y = (const struct dk_block_q8_k *)YROW(vy, c, ys) + i;
-			acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(y->d * dx), _mm256_cvtepi32_ps(sumi[c]),
-						 acc[c]);
+			sum[c] = ksum(sum[c], y->d, dx, 0.0f, hsum256i(sumi[c]), 0.0f);
 		}
 	}
 	UNROLL
 	for (int c = 0; c < nc; c++)
-		s[(size_t)c * ss] = hsum256(acc[c]);
+		s[(size_t)c * ss] = sum[c];
 }
 DOTN_DRIVER(dotn_q3_k, k_q3_k)
 
 /* ------------------------------------------------------------ float formats */
 
-/* nc <= 2 columns (16 ymm registers), 4 independent accumulators per column
- * so that the FMA chains are not latency-bound */
-#define FLOAT_KERNEL256(name, T, LOAD, SCALAR)                                                 \
+/* The reference's 64 lanes (quant.c, dot_f32_ref) are eight vectors, one
+ * multiply-add chain each; the tail's lanes past n keep their value
+ * (blend); then the tree: vectors r + r+4, r + r+2, r + r+1, hsum256. */
+#define FLOAT_KERNEL256(name, T, LOAD)                                                         \
 	KINLINE void name(int64_t n, float *s, size_t ss, const void *vx, const void *vy,       \
 			  size_t ys, const int nc)                                              \
 	{                                                                                       \
 		const T *x = vx;                                                                \
-		const int U = 4;                                                                \
-		__m256 acc[4][4];                                                               \
+		const T *y = (const T *)vy;                                                     \
+		(void)ss;                                                                       \
+		(void)ys;                                                                       \
+		(void)nc;                                                                       \
+		__m256 acc[8];                                                                  \
 		UNROLL                                                                          \
-		for (int c = 0; c < nc; c++)                                                    \
-			UNROLL                                                                  \
-			for (int u = 0; u < U; u++)                                             \
-				acc[c][u] = _mm256_setzero_ps();                                \
+		for (int r = 0; r < 8; r++)                                                     \
+			acc[r] = _mm256_setzero_ps();                                           \
 		int64_t i = 0;                                                                  \
-		for (; i + 8 * U <= n; i += 8 * U)                                              \
+		for (; i + 64 <= n; i += 64)                                                    \
 			UNROLL                                                                  \
-			for (int u = 0; u < U; u++) {                                           \
-				__m256 xv = LOAD(x + i + 8 * u);                                \
-				UNROLL                                                          \
-				for (int c = 0; c < nc; c++) {                                  \
-					const T *y = (const T *)YROW(vy, c, ys);                \
-					acc[c][u] = _mm256_fmadd_ps(xv, LOAD(y + i + 8 * u), acc[c][u]); \
-				}                                                               \
-			}                                                                       \
-		for (; i + 8 <= n; i += 8) {                                                    \
-			__m256 xv = LOAD(x + i);                                                \
-			UNROLL                                                                  \
-			for (int c = 0; c < nc; c++) {                                          \
-				const T *y = (const T *)YROW(vy, c, ys);                        \
-				acc[c][0] = _mm256_fmadd_ps(xv, LOAD(y + i), acc[c][0]);        \
+			for (int r = 0; r < 8; r++)                                             \
+				acc[r] = _mm256_fmadd_ps(LOAD(x + i + 8 * r), LOAD(y + i + 8 * r), acc[r]); \
+		if (i < n) {                                                                    \
+			const int rem = (int)(n - i);                                           \
+			T tx[64] = {0}, ty[64] = {0};                                           \
+			memcpy(tx, x + i, (size_t)rem * sizeof(T));                             \
+			memcpy(ty, y + i, (size_t)rem * sizeof(T));                             \
+			const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);         \
+			for (int r = 0; r < 8 && 8 * r < rem; r++) {                            \
+				__m256 k = _mm256_castsi256_ps(                                 \
+					_mm256_cmpgt_epi32(_mm256_set1_epi32(rem - 8 * r), lane)); \
+				acc[r] = _mm256_blendv_ps(                                      \
+					acc[r], _mm256_fmadd_ps(LOAD(tx + 8 * r), LOAD(ty + 8 * r), acc[r]), k); \
 			}                                                                       \
 		}                                                                               \
 		UNROLL                                                                          \
-		for (int c = 0; c < nc; c++) {                                                  \
-			const T *y = (const T *)YROW(vy, c, ys);                                \
-			__m256 a = acc[c][0];                                                   \
-			UNROLL                                                                  \
-			for (int u = 1; u < U; u++)                                             \
-				a = _mm256_add_ps(a, acc[c][u]);                                \
-			float r = hsum256(a);                                                   \
-			for (int64_t k = i; k < n; k++)                                         \
-				r += SCALAR(x[k]) * SCALAR(y[k]);                               \
-			s[(size_t)c * ss] = r;                                                  \
-		}                                                                               \
+		for (int r = 0; r < 4; r++)                                                     \
+			acc[r] = _mm256_add_ps(acc[r], acc[r + 4]);                             \
+		acc[0] = _mm256_add_ps(acc[0], acc[2]);                                         \
+		acc[1] = _mm256_add_ps(acc[1], acc[3]);                                         \
+		s[0] = hsum256(_mm256_add_ps(acc[0], acc[1]));                                  \
 	}
 
 #define LD8_F32(p) _mm256_loadu_ps(p)
@@ -645,16 +680,28 @@ DOTN_DRIVER(dotn_q3_k, k_q3_k)
 /* bf16 -> f32 is a 16-bit shift, exact */
 #define LD8_BF16(p) \
 	_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
-#define SC_F32(v) (v)
-#define SC_F16(v) _cvtsh_ss(v)
-#define SC_BF16(v) dk_bf16_to_fp32(v)
 
-FLOAT_KERNEL256(k_f32, float, LD8_F32, SC_F32)
-FLOAT_KERNEL256(k_f16, uint16_t, LD8_F16, SC_F16)
-FLOAT_KERNEL256(k_bf16, uint16_t, LD8_BF16, SC_BF16)
-DOTN_DRIVER2(dotn_f32, k_f32)
-DOTN_DRIVER2(dotn_f16, k_f16)
-DOTN_DRIVER2(dotn_bf16, k_bf16)
+FLOAT_KERNEL256(k_f32, float, LD8_F32)
+FLOAT_KERNEL256(k_f16, uint16_t, LD8_F16)
+FLOAT_KERNEL256(k_bf16, uint16_t, LD8_BF16)
+/* one column at a time: eight accumulators per column fill the registers */
+#define DOTN_DRIVER1(name, kern)                                                           \
+	static __attribute__((unused)) void name(int64_t n, float *restrict s, size_t ss, \
+			 const void *restrict x,                                           \
+			 const void *restrict y, size_t ys, int ny)                        \
+	{                                                                              \
+		for (int j = 0; j < ny; j++)                                           \
+			kern(n, s + (size_t)j * ss, ss, x, YROW(y, j, ys), ys, 1);      \
+	}                                                                              \
+	static __attribute__((unused)) void name##_1(int64_t n, float *restrict s,        \
+			 const void *restrict x,                                           \
+			     const void *restrict y)                                       \
+	{                                                                              \
+		kern(n, s, 0, x, y, 0, 1);                                             \
+	}
+DOTN_DRIVER1(dotn_f32, k_f32)
+DOTN_DRIVER1(dotn_f16, k_f16)
+DOTN_DRIVER1(dotn_bf16, k_bf16)
 
 /* ------------------------------------------------------------ activation quantisers
  * Byte-identical to the references in quant.c: the same scalar scale
@@ -687,13 +734,6 @@ KINLINE float hmax256(__m256 v)
 	return _mm_cvtss_f32(m);
 }
 
-KINLINE int hsum256i(__m256i v)
-{
-	__m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-	return _mm_cvtsi128_si32(s);
-}
 
 /* one 32-block: scale as the reference, quantise with roundf; returns the
  * sum of the quantised values */

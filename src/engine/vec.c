@@ -2,13 +2,33 @@
 #include "vec.h"
 
 #include <math.h>
+#include <string.h>
 
 #include "quant.h"
+
+float dk_vec_exp_ref(float x)
+{
+	x = fminf(fmaxf(x, -87.0f), 88.0f);
+	const float n = nearbyintf(x * 1.44269504088896341f);
+	float r = fmaf(-n, 0.693359375f, x);
+	r = fmaf(-n, -2.12194440e-4f, r);
+	float p = 1.0f / 720;
+	p = fmaf(p, r, 1.0f / 120);
+	p = fmaf(p, r, 1.0f / 24);
+	p = fmaf(p, r, 1.0f / 6);
+	p = fmaf(p, r, 0.5f);
+	p = fmaf(p, r, 1.0f);
+	p = fmaf(p, r, 1.0f);
+	const uint32_t e = (uint32_t)((int32_t)n + 127) << 23;
+	float two_n;
+	memcpy(&two_n, &e, sizeof two_n);
+	return p * two_n;
+}
 
 void dk_vec_swiglu_ref(float *restrict g, const float *restrict u, int64_t n)
 {
 	for (int64_t i = 0; i < n; i++)
-		g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+		g[i] = g[i] / (1.0f + dk_vec_exp_ref(-g[i])) * u[i];
 }
 
 dk_vec_swiglu_fn dk_vec_swiglu_kernel(void)

@@ -4,19 +4,27 @@
  * Private to the engine.
  *
  * SwiGLU: g[i] = g[i] / (1 + e^(-g[i])) * u[i], the SiLU of the gate row
- * times the up row, in that order of operations.  dk_vec_swiglu_ref (libm
- * expf, then the division and the product) is the specification and the
- * test oracle.  The SIMD levels compute e^x with a polynomial (relative
- * error below 2e-7 before the final rounding), so they differ from it by a
- * few ulp; each element gets the same instructions wherever it sits (the
- * tail is masked or padded, never scalar), so how a row is split over
- * threads does not change results.
+ * times the up row, in that order of operations, with e^x computed by
+ * dk_vec_exp_ref's polynomial: dk_vec_swiglu_ref is the specification and
+ * the test oracle, and every level gives its bits (test_vec).  Each element
+ * gets the same instructions wherever it sits (the tail is masked or
+ * padded, never scalar).
  */
 #ifndef DK_ENGINE_VEC_H
 #define DK_ENGINE_VEC_H
 
 #include <stdbool.h>
 #include <stdint.h>
+
+/* e^x, the one exponential of the forward pass (SwiGLU, attention's
+ * softmax): x held to [-87, 88], n = x*log2(e) rounded to nearest even,
+ * r = x - n*ln2 in two fused steps (ln2 split as 0.693359375 and
+ * -2.12194440e-4), e^r by its degree-6 Taylor polynomial in Horner form
+ * with fused multiply-adds (fmaf), times 2^n.  Relative error below 2e-7
+ * before the final rounding.  The SIMD forms (vexp_avx2.h, vexp_avx512.h)
+ * apply these operations lane by lane, so they give its bits: one libm
+ * expf could not be matched by a vector kernel. */
+float dk_vec_exp_ref(float x);
 
 /* g[0..n) = silu(g) * u; g and u do not overlap */
 typedef void (*dk_vec_swiglu_fn)(float *restrict g, const float *restrict u, int64_t n);
