@@ -5,6 +5,8 @@
 # corrupt output, locking, exit codes, reports.
 set -euo pipefail
 : "${DK_DOCKET:?}" "${DK_SHARED:?}" "${DK_SOURCE_DIR:?}"
+. "${BASH_SOURCE[0]%/*}/helpers/skip.sh"
+need_shared
 MODEL="$DK_SHARED/models/stories260K.gguf"
 H="$DK_SOURCE_DIR/tests/helpers"
 REC="python3 $H/records.py"

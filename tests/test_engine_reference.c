@@ -452,5 +452,5 @@ int main(void)
 		cmocka_unit_test(test_many_sequences_tiny),
 		cmocka_unit_test(test_load_errors),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return dk_test_run_group(tests, NULL, NULL);
 }

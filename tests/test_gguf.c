@@ -208,5 +208,5 @@ int main(void)
 		cmocka_unit_test(test_truncations),
 		cmocka_unit_test(test_hostile),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return dk_test_run_group(tests, NULL, NULL);
 }

@@ -510,5 +510,5 @@ int main(void)
 		cmocka_unit_test(test_expansion_limit),
 		cmocka_unit_test(test_labels),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return dk_test_run_group(tests, NULL, NULL);
 }

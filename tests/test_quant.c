@@ -485,7 +485,7 @@ static void test_level_avx2(void **state)
 {
 	(void)state;
 	if (!dk_quant_traits_level(DK_TYPE_F32, DK_KERNELS_AVX2))
-		skip();
+		dk_test_skip("the cpu lacks avx2: the avx2 kernels are not checked");
 	check_level(DK_KERNELS_AVX2);
 }
 
@@ -493,7 +493,7 @@ static void test_level_avx512(void **state)
 {
 	(void)state;
 	if (!dk_quant_traits_level(DK_TYPE_F32, DK_KERNELS_AVX512))
-		skip();
+		dk_test_skip("the cpu lacks avx512: the avx512 kernels are not checked");
 	check_level(DK_KERNELS_AVX512);
 }
 
@@ -882,5 +882,5 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_real_model),
 		cmocka_unit_test(test_env_cap),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return dk_test_run_group(tests, NULL, NULL);
 }

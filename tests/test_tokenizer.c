@@ -828,5 +828,5 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_tiny_spm),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return dk_test_run_group(tests, NULL, NULL);
 }
