@@ -7,6 +7,8 @@
 set -u
 DOCKET=${DK_DOCKET:?DK_DOCKET not set}
 SHARED=${DK_SHARED:?DK_SHARED not set}
+. "${BASH_SOURCE[0]%/*}/helpers/skip.sh"
+need_shared
 MODEL=$SHARED/models/stories260K.gguf
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT

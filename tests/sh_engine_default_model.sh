@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # Smoke test on the default model (SmolLM2-135M-Instruct Q4_1): the chat
-# answer to a factual question.  Skips, saying so, when the model has not
-# been fetched (scripts/fetch-model.sh).
+# answer to a factual question.  Skips (exit 77), saying so, when the model
+# has not been fetched (scripts/fetch-model.sh); under CI=true fails instead.
 set -u
 D=${DK_DOCKET:?}
-M=${DOCKET_MODEL:-${XDG_CACHE_HOME:-$HOME/.cache}/docket/models/SmolLM2-135M-Instruct.Q4_1.gguf}
-if [ ! -r "$M" ]; then
-	echo "SKIP: default model not at $M (run scripts/fetch-model.sh)"; exit 0
-fi
+. "${BASH_SOURCE[0]%/*}/helpers/skip.sh"
+need_default_model
+M=$(default_model)
 out=$("$D" generate --chat -p "What is the capital of France?" -n 24 -t 1 -m "$M") || { echo "FAIL: exit $?"; exit 1; }
 echo "answer: $out"
 case "$out" in *Paris*) ;; *) echo "FAIL: no 'Paris' in the answer"; exit 1;; esac

@@ -8,6 +8,8 @@
 set -u
 DOCKET=${DK_DOCKET:?DK_DOCKET not set}
 SHARED=${DK_SHARED:?DK_SHARED not set}
+. "${BASH_SOURCE[0]%/*}/helpers/skip.sh"
+need_shared
 GEN=${DK_BUILD_DIR:?DK_BUILD_DIR not set}/bench/bench_gen_gguf
 VOCAB="$SHARED/models/stories260K.gguf"
 TMP=$(mktemp -d)

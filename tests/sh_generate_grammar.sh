@@ -4,6 +4,8 @@
 # schema files are usage errors naming the file.
 set -u
 D=${DK_DOCKET:?}; M=${DK_SHARED:?}/models/stories260K.gguf
+. "${BASH_SOURCE[0]%/*}/helpers/skip.sh"
+need_shared
 t=$(mktemp -d); trap 'rm -rf "$t"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 

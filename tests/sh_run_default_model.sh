@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
 # The shipped pipelines with the default model (SmolLM2-135M-Instruct) over
 # a few real documents from ../shared/corpus: record fields, and answers a
-# working pipeline must get right.  Skipped (exit 0 with a message) when the
-# default model has not been fetched.
+# working pipeline must get right.  Skipped (exit 77 with a message) when the
+# default model has not been fetched; under CI=true that fails instead.
 set -euo pipefail
 : "${DK_DOCKET:?}" "${DK_SHARED:?}" "${DK_SOURCE_DIR:?}"
-MODEL=${DOCKET_MODEL:-${XDG_CACHE_HOME:-$HOME/.cache}/docket/models/SmolLM2-135M-Instruct.Q4_1.gguf}
-if [ ! -r "$MODEL" ]; then
-	echo "SKIP: default model not found at $MODEL (scripts/fetch-model.sh)"
-	exit 0
-fi
+. "${BASH_SOURCE[0]%/*}/helpers/skip.sh"
+need_shared
+need_default_model
+MODEL=$(default_model)
 H="$DK_SOURCE_DIR/tests/helpers"
 C="$DK_SHARED/corpus"
 T=$(mktemp -d /tmp/docket-dm-XXXXXX)

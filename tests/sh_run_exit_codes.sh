@@ -5,12 +5,9 @@
 # whose arguments are quoted for the shell.
 set -euo pipefail
 : "${DK_DOCKET:?}" "${DK_SHARED:?}" "${DK_SOURCE_DIR:?}"
+. "$DK_SOURCE_DIR/tests/helpers/skip.sh"
 MODEL="$DK_SHARED/models/stories260K.gguf"
-if [ ! -r "$MODEL" ]; then
-	echo "SKIP: $MODEL not found (../shared)" >&2
-	[ "${CI:-}" = true ] && { echo "FAIL: in CI this is a failure" >&2; exit 1; }
-	exit 77
-fi
+need "$MODEL" "stories260K (../shared/models)"
 H="$DK_SOURCE_DIR/tests/helpers"
 T=$(mktemp -d /tmp/docket-exit-XXXXXX)
 trap 'chmod -R u+w "$T"; rm -rf "$T"' EXIT

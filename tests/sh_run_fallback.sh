@@ -6,6 +6,8 @@
 # followed by --resume.
 set -euo pipefail
 : "${DK_DOCKET:?}" "${DK_SHARED:?}" "${DK_SOURCE_DIR:?}"
+. "${BASH_SOURCE[0]%/*}/helpers/skip.sh"
+need_shared
 MODEL="$DK_SHARED/models/stories260K.gguf"
 NOTES="$DK_SHARED/corpus/mtsamples/docs"
 H="$DK_SOURCE_DIR/tests/helpers"

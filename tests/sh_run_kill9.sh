@@ -5,6 +5,8 @@
 # SIGTERM run: exit 143, a resume hint, and a resumable output.
 set -euo pipefail
 : "${DK_DOCKET:?}" "${DK_SHARED:?}" "${DK_SOURCE_DIR:?}"
+. "${BASH_SOURCE[0]%/*}/helpers/skip.sh"
+need_shared
 MODEL="$DK_SHARED/models/stories260K.gguf"
 H="$DK_SOURCE_DIR/tests/helpers"
 T=$(mktemp -d /tmp/docket-kill9-XXXXXX)

@@ -5,6 +5,8 @@
 # with and without it; a damaged file is replaced, never fatal; refusals.
 set -euo pipefail
 : "${DK_DOCKET:?}" "${DK_SHARED:?}" "${DK_SOURCE_DIR:?}"
+. "${BASH_SOURCE[0]%/*}/helpers/skip.sh"
+need_shared
 MODEL="$DK_SHARED/models/stories260K.gguf"
 H="$DK_SOURCE_DIR/tests/helpers"
 T=$(mktemp -d /tmp/docket-pfx-XXXXXX)

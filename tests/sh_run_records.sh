@@ -11,12 +11,9 @@
 #   and merge yields the current set; merge refuses shards of two settings.
 set -euo pipefail
 : "${DK_DOCKET:?}" "${DK_SHARED:?}" "${DK_SOURCE_DIR:?}"
+. "$DK_SOURCE_DIR/tests/helpers/skip.sh"
 MODEL="$DK_SHARED/models/stories260K.gguf"
-if [ ! -r "$MODEL" ]; then
-	echo "SKIP: $MODEL not found (../shared)" >&2
-	[ "${CI:-}" = true ] && { echo "FAIL: in CI this is a failure" >&2; exit 1; }
-	exit 77
-fi
+need "$MODEL" "stories260K (../shared/models)"
 T=$(mktemp -d /tmp/docket-records-XXXXXX)
 trap 'rm -rf "$T"' EXIT
 cd "$T"

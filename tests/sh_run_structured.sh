@@ -7,6 +7,8 @@
 # the shortest valid object is refused before any work.
 set -euo pipefail
 : "${DK_DOCKET:?}" "${DK_SHARED:?}" "${DK_SOURCE_DIR:?}"
+. "${BASH_SOURCE[0]%/*}/helpers/skip.sh"
+need_shared
 MODEL="$DK_SHARED/models/stories260K.gguf"
 H="$DK_SOURCE_DIR/tests/helpers"
 T=$(mktemp -d /tmp/docket-st-XXXXXX)

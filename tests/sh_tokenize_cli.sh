@@ -3,6 +3,8 @@
 set -euo pipefail
 D=${DK_DOCKET:?}
 M=${DK_SHARED:?}/models/stories260K.gguf
+. "${BASH_SOURCE[0]%/*}/helpers/skip.sh"
+need_shared
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }

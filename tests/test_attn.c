@@ -14,6 +14,7 @@
 #include "engine/attn.h"
 #include "engine/kv.h"
 #include "engine/quant.h"
+#include "testutil.h"
 
 static uint64_t rng = 88172645463325252ull;
 static float frand(void)
@@ -117,7 +118,7 @@ static void test_groups(void **state)
 	(void)state;
 	if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
 	      __builtin_cpu_supports("f16c")))
-		skip();
+		dk_test_skip("the cpu lacks avx2/fma/f16c: the avx2 attention kernel is not checked");
 	int32_t hd = 64, n = 77, nb = (n + DK_KV_BLOCK - 1) / DK_KV_BLOCK;
 	for (size_t esize = 2; esize <= 4; esize += 2) {
 		size_t rowb = (size_t)hd * esize, blockb = 2 * DK_KV_BLOCK * rowb;
@@ -256,5 +257,5 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {cmocka_unit_test(test_kernels), cmocka_unit_test(test_groups),
 					   cmocka_unit_test(test_widened)};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return dk_test_run_group(tests, NULL, NULL);
 }

@@ -418,5 +418,5 @@ int main(void)
 		cmocka_unit_test(test_real_templates),
 		cmocka_unit_test(test_default_model_template),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return dk_test_run_group(tests, NULL, NULL);
 }

@@ -4,7 +4,7 @@
  *    with llama.cpp's and the argmax is llama.cpp's token (unless the
  *    reference marks the step a near-tie); F32 KV cache against the .f32kv
  *    files, F16 against the default ones;
- *  - perplexity within 0.05% of llama-perplexity's;
+ *  - perplexity close to llama-perplexity's;
  *  - logits do not depend on the thread count or on batch mates.
  */
 #include <setjmp.h>
@@ -23,11 +23,13 @@
 #include "docket/sampler.h"
 #include "testutil.h"
 
-/* F16 KV: llama.cpp's fp16 value accumulator amplifies differences in
- * summation order; its own two variants differ by up to 1.6e-3 (see
- * shared/reference/README.md), docket's F16 path is within 1.4e-3. */
-#define TOL_F32KV 1e-3
-#define TOL_F16KV 2e-3
+/* Bounds are about 10x the worst error measured over DOCKET_KERNELS=ref,
+ * avx2 and avx512 (each test prints what it achieves), so that a drift
+ * well short of a wrong token still fails.  The exception is stories260K
+ * with an F16 KV cache: llama.cpp's fp16 value accumulator amplifies
+ * differences in summation order, its own two variants differ by up to
+ * 1.6e-3 (see shared/reference/README.md), docket is within 1.8e-3, and
+ * the bound stays where it was. */
 #define NEAR_TIE 1e-4
 
 static double check_greedy(const char *model, const char *ref, enum dk_ttype kvt, double tol)
@@ -116,32 +118,37 @@ static double check_greedy(const char *model, const char *ref, enum dk_ttype kvt
 static void test_greedy_stories_f32kv(void **s)
 {
 	(void)s;
+	/* achieved 1.55e-6 at every level */
 	check_greedy("models/stories260K.gguf", "reference/greedy/stories260K.greedy.f32kv.json",
-		     DK_TYPE_F32, TOL_F32KV);
+		     DK_TYPE_F32, 1.5e-5);
 }
 
 static void test_greedy_stories_f16kv(void **s)
 {
 	(void)s;
+	/* achieved 1.67e-3 (ref, avx512) and 1.78e-3 (avx2): see above */
 	check_greedy("models/stories260K.gguf", "reference/greedy/stories260K.greedy.json",
-		     DK_TYPE_F16, TOL_F16KV);
+		     DK_TYPE_F16, 2e-3);
 }
 
 static void test_greedy_tiny_f32kv(void **s)
 {
 	(void)s;
 	check_greedy("models/llama-2-tiny-random-F16.gguf",
-		     "reference/greedy/llama-2-tiny-random-F16.greedy.f32kv.json", DK_TYPE_F32, TOL_F32KV);
+		     "reference/greedy/llama-2-tiny-random-F16.greedy.f32kv.json", DK_TYPE_F32,
+		     3e-10); /* achieved 2.73e-11 (its probabilities are all near 1/32000) */
 }
 
 static void test_greedy_tiny_f16kv(void **s)
 {
 	(void)s;
 	check_greedy("models/llama-2-tiny-random-F16.gguf",
-		     "reference/greedy/llama-2-tiny-random-F16.greedy.json", DK_TYPE_F16, TOL_F16KV);
+		     "reference/greedy/llama-2-tiny-random-F16.greedy.json", DK_TYPE_F16,
+		     6e-8); /* achieved 5.66e-9 */
 }
 
-static void check_ppl(const char *model, const char *name, int n_ctx, enum dk_ttype kvt)
+/* tol bounds |ppl - llama.cpp's| / llama.cpp's. */
+static void check_ppl(const char *model, const char *name, int n_ctx, enum dk_ttype kvt, double tol)
 {
 	char ref[256];
 	snprintf(ref, sizeof ref, "reference/perplexity/%s%s.ppl.json", name,
@@ -177,7 +184,8 @@ static void check_ppl(const char *model, const char *name, int n_ctx, enum dk_tt
 	double rel = fabs(r.ppl - want) / want;
 	print_message("%s -c %d kv %s: PPL %.4f, llama.cpp %.4f (rel %.2e)\n", name, n_ctx,
 		      kvt == DK_TYPE_F32 ? "f32" : "f16", r.ppl, want, rel);
-	assert_true(rel < 5e-4);
+	if (!(rel <= tol))
+		fail_msg("%s -c %d: relative error %.3g over %.3g", name, n_ctx, rel, tol);
 	assert_int_equal(r.n_chunk,
 			 (int)json_integer_value(json_object_get(json_object_get(root, key), "n_chunk")));
 	dk_ctx_free(c);
@@ -190,16 +198,21 @@ static void check_ppl(const char *model, const char *name, int n_ctx, enum dk_tt
 static void test_ppl_stories(void **s)
 {
 	(void)s;
-	check_ppl("models/stories260K.gguf", "stories260K", 128, DK_TYPE_F32);
-	check_ppl("models/stories260K.gguf", "stories260K", 256, DK_TYPE_F32);
-	check_ppl("models/stories260K.gguf", "stories260K", 128, DK_TYPE_F16);
+	/* achieved 1.92e-7, 4.45e-8 and 6.29e-5 at the worst level; the F16
+	 * bound stays at its old 5e-4 (8x) */
+	check_ppl("models/stories260K.gguf", "stories260K", 128, DK_TYPE_F32, 2e-6);
+	check_ppl("models/stories260K.gguf", "stories260K", 256, DK_TYPE_F32, 5e-7);
+	check_ppl("models/stories260K.gguf", "stories260K", 128, DK_TYPE_F16, 5e-4);
 }
 
 static void test_ppl_tiny(void **s)
 {
 	(void)s;
-	check_ppl("models/llama-2-tiny-random-F16.gguf", "llama-2-tiny-random-F16", 128, DK_TYPE_F32);
-	check_ppl("models/llama-2-tiny-random-F16.gguf", "llama-2-tiny-random-F16", 256, DK_TYPE_F16);
+	/* achieved 9.08e-9 and 1.39e-7 */
+	check_ppl("models/llama-2-tiny-random-F16.gguf", "llama-2-tiny-random-F16", 128, DK_TYPE_F32,
+		  1e-7);
+	check_ppl("models/llama-2-tiny-random-F16.gguf", "llama-2-tiny-random-F16", 256, DK_TYPE_F16,
+		  1.5e-6);
 }
 
 /* Runs prompt through a fresh context and returns the last logits (copied). */
@@ -265,6 +278,7 @@ static void check_nondeterministic(const char *model, bool differs)
 		maxd = fmax(maxd, fabs((double)on[i] - blas[i]));
 		maxa = fmax(maxa, fabs((double)on[i]));
 	}
+	print_message("%s: max |int - openblas| %.3g over max |logit| %.3g\n", model, maxd, maxa);
 	/* OpenBLAS did take the products (the tiny model's 8-element sums come
 	 * out the same in either order) */
 	if (differs)
@@ -452,5 +466,5 @@ int main(void)
 		cmocka_unit_test(test_many_sequences_tiny),
 		cmocka_unit_test(test_load_errors),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return dk_test_run_group(tests, NULL, NULL);
 }

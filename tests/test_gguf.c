@@ -317,5 +317,5 @@ int main(void)
 		cmocka_unit_test(test_many_keys),
 		cmocka_unit_test(test_many_tensors),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return dk_test_run_group(tests, NULL, NULL);
 }

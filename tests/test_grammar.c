@@ -564,5 +564,5 @@ int main(void)
 		cmocka_unit_test(test_labels),
 		cmocka_unit_test(test_huge_piece),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return dk_test_run_group(tests, NULL, NULL);
 }

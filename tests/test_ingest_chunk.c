@@ -235,5 +235,5 @@ int main(void)
 		cmocka_unit_test(test_words_and_utf8),
 		cmocka_unit_test(test_estimate_and_stability),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return dk_test_run_group(tests, NULL, NULL);
 }

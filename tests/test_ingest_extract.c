@@ -618,5 +618,5 @@ int main(void)
 		cmocka_unit_test(test_pdf),
 		cmocka_unit_test(test_pdf_tool_limits), cmocka_unit_test(test_glob),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return dk_test_run_group(tests, NULL, NULL);
 }

@@ -823,12 +823,7 @@ static void test_unsafe_names_encrypted_truncated(void **state)
 static void test_corpus(void **state)
 {
 	(void)state;
-	const char *corpus = dk_test_shared("corpus");
-	struct stat st;
-	if (stat(corpus, &st) != 0) {
-		fprintf(stderr, "shared corpus not found at %s: skipped\n", corpus);
-		skip();
-	}
+	const char *corpus = dk_test_need(dk_test_shared("corpus"), "../shared/corpus");
 	char *c = strdup(corpus);
 	struct recs r = walk1(NULL, c);
 	char cmd[4200], *out = NULL;
@@ -871,5 +866,5 @@ int main(void)
 		cmocka_unit_test(test_unsafe_names_encrypted_truncated),
 		cmocka_unit_test(test_corpus),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return dk_test_run_group(tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "docket/jsonschema.h"
+#include "testutil.h"
 
 static json_t *J(const char *text)
 {
@@ -266,5 +267,5 @@ int main(void)
 		cmocka_unit_test(test_compile_errors),
 		cmocka_unit_test(test_gbnf_text),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return dk_test_run_group(tests, NULL, NULL);
 }

@@ -311,6 +311,8 @@ static void test_duplicate_blocks(void **s)
 
 int main(void)
 {
+	/* the group setup loads a model from ../shared, and a setup cannot skip */
+	dk_test_require(dk_test_shared_root(), "../shared (the shared test data)");
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_prefix_reuse),
 		cmocka_unit_test(test_fork_cow),
@@ -318,5 +320,5 @@ int main(void)
 		cmocka_unit_test(test_prefix_files),
 		cmocka_unit_test(test_duplicate_blocks),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return dk_test_run_group(tests, setup, teardown);
 }

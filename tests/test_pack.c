@@ -326,5 +326,5 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_pack_real_model),
 		cmocka_unit_test(test_blas),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return dk_test_run_group(tests, NULL, NULL);
 }

@@ -285,7 +285,7 @@ int main(void)
 		cmocka_unit_test(test_config_diff),
 		cmocka_unit_test(test_idset),
 	};
-	int rc = cmocka_run_group_tests(tests, NULL, NULL);
+	int rc = dk_test_run_group(tests, NULL, NULL);
 	char cmd[4200];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
 	dk_test_run(cmd, NULL);

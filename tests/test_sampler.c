@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "docket/sampler.h"
+#include "testutil.h"
 
 /* Params with every cut switched off: plain softmax sampling at temp t. */
 static struct dk_sampler_params plain(float t, uint64_t seed)
@@ -611,5 +612,5 @@ int main(void)
 		cmocka_unit_test(test_softmax),
 		cmocka_unit_test(test_large_vocab),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return dk_test_run_group(tests, NULL, NULL);
 }

@@ -889,5 +889,5 @@ int main(void)
 		cmocka_unit_test(test_tiny_spm),
 		cmocka_unit_test(test_token_limit),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return dk_test_run_group(tests, NULL, NULL);
 }

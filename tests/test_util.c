@@ -9,6 +9,7 @@
 
 #include "util/buf.h"
 #include "util/sha256.h"
+#include "testutil.h"
 
 static void hex_of(const char *s, size_t n, char hex[65])
 {
@@ -71,5 +72,5 @@ int main(void)
 		cmocka_unit_test(test_sha256_vectors),
 		cmocka_unit_test(test_buf),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return dk_test_run_group(tests, NULL, NULL);
 }

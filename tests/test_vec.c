@@ -17,6 +17,7 @@
 #include "engine/quant.h"
 #include "engine/vec.h"
 #include "testrng.h"
+#include "testutil.h"
 
 #define N 1000
 
@@ -66,7 +67,7 @@ static void test_swiglu_matches_ref(void **state)
 		}
 	}
 	if (!tested)
-		skip();
+		dk_test_skip("no simd swiglu level on this cpu");
 }
 
 static void test_swiglu_split_invariant(void **state)
@@ -136,7 +137,7 @@ static void test_rope_matches_ref(void **state)
 {
 	(void)state;
 	if (dk_quant_level() < DK_KERNELS_AVX512)
-		skip();
+		dk_test_skip("kernel level %s: %s checks the avx512 kernel", dk_quant_level_name(dk_quant_level()), __func__);
 	rng_seed(23);
 	static const int hds[] = { 64, 128, 80, 40, 6 };
 	enum { HEADS = 3 };
@@ -191,7 +192,7 @@ static void test_rmsnorm_matches_ref(void **state)
 {
 	(void)state;
 	if (dk_quant_level() < DK_KERNELS_AVX512)
-		skip();
+		dk_test_skip("kernel level %s: %s checks the avx512 kernel", dk_quant_level_name(dk_quant_level()), __func__);
 	rng_seed(41);
 	enum { M = 2051 };
 	static float x[M], w[M], want[M], got[M];
@@ -227,7 +228,7 @@ static void test_argmax_matches_ref(void **state)
 {
 	(void)state;
 	if (dk_quant_level() < DK_KERNELS_AVX512)
-		skip();
+		dk_test_skip("kernel level %s: %s checks the avx512 kernel", dk_quant_level_name(dk_quant_level()), __func__);
 	rng_seed(31);
 	enum { NV = 49152 };
 	float *x = malloc(NV * sizeof *x);
@@ -263,5 +264,5 @@ int main(void)
 		cmocka_unit_test(test_argmax_matches_ref),
 		cmocka_unit_test(test_rmsnorm_matches_ref),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return dk_test_run_group(tests, NULL, NULL);
 }

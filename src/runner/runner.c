@@ -2835,6 +2835,12 @@ static enum dk_status open_output(struct runner *R, char *err, size_t n)
 		json_object_set_new(cfg, "deterministic", json_false());
 	if (!p->prefix_cache)
 		json_object_set_new(cfg, "prefix_cache", json_false());
+	/* what else the bits depend on: nothing ("portable") at every kernel
+	 * level in deterministic mode; the level and OpenBLAS otherwise, so a
+	 * resume or merge never mixes records computed differently */
+	const char *numerics = dk_ctx_numerics(R->ctx);
+	if (strcmp(numerics, "portable"))
+		json_object_set_new(cfg, "numerics", json_string(numerics));
 	/* where records may be answered, and how much of them is sent: a
 	 * resumed run must not mix local-only and routed records silently */
 	if (R->pl && R->fbp.when)
@@ -3127,10 +3133,11 @@ enum dk_status dk_runner_run(const struct dk_runner_params *p, const char *const
 		st = structured_setup(R, err, n);
 	if (st == DK_OK)
 		st = fallback_setup(R, err, n);
-	if (st == DK_OK)
-		st = open_output(R, err, n);
+	/* the engine first: the configuration records its numerics */
 	if (st == DK_OK)
 		st = start_engine(R, err, n);
+	if (st == DK_OK)
+		st = open_output(R, err, n);
 	if (st == DK_OK) {
 		size_t ni = R->pl->n_include + p->n_include, ne = R->pl->n_exclude + p->n_exclude;
 		const char **inc = calloc(ni + 1, sizeof *inc), **exc = calloc(ne + 1, sizeof *exc);
@@ -3186,9 +3193,9 @@ enum dk_status dk_runner_batch(const struct dk_runner_params *p, const char *in_
 		return dk_err(err, n, DK_SKIP, "cannot open '%s': %s", in_path, strerror(errno));
 	enum dk_status st = setup(R, err, n);
 	if (st == DK_OK)
-		st = open_output(R, err, n);
-	if (st == DK_OK)
 		st = start_engine(R, err, n);
+	if (st == DK_OK)
+		st = open_output(R, err, n);
 	if (st == DK_OK)
 		loop(R);
 	return finish(R, st, err, n);
