@@ -2828,13 +2828,9 @@ static enum dk_status open_output(struct runner *R, char *err, size_t n)
 				dk_chat_family_name(R->chat), "n_ctx", R->n_ctx);
 	if (R->schema)
 		json_object_set_new(cfg, "constrained", json_boolean(R->constrained));
-	/* only when off, so that checkpoints of earlier runs still match; the
-	 * cache does not change a record (sh_run_invariance), but a resume
-	 * that mixes the two is refused rather than trusted on that alone */
+	/* only when off, so that checkpoints of earlier runs still match */
 	if (!p->deterministic)
 		json_object_set_new(cfg, "deterministic", json_false());
-	if (!p->prefix_cache)
-		json_object_set_new(cfg, "prefix_cache", json_false());
 	/* what else the bits depend on: nothing ("portable") at every kernel
 	 * level in deterministic mode; the level and OpenBLAS otherwise, so a
 	 * resume or merge never mixes records computed differently */
@@ -2862,6 +2858,11 @@ static enum dk_status open_output(struct runner *R, char *err, size_t n)
 	dk_sha256_hex(sd, R->settings_hash);
 	free(sj);
 	R->settings = json_deep_copy(cfg);
+	/* the cache changes no record (sh_run_invariance), so it is no setting
+	 * of one; but a resume that mixes the two is refused rather than
+	 * trusted on that alone (only when off, as deterministic) */
+	if (!p->prefix_cache)
+		json_object_set_new(cfg, "prefix_cache", json_false());
 	json_object_set_new(cfg, "format", json_string(p->format == DK_FORMAT_OPENAI_BATCH
 							       ? "openai-batch"
 							       : "docket"));
