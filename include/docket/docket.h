@@ -21,6 +21,11 @@
 
 #define DK_VERSION_STRING "0.1.0"
 
+/* The kernel level this process computes with, chosen once from CPUID and
+ * capped by DOCKET_KERNELS: "avx512", "avx2" or "ref" (static string).  In
+ * the deterministic default every level gives the same bits. */
+const char *dk_kernel_level_name(void);
+
 enum dk_status {
 	DK_OK = 0,      /* success */
 	DK_EOF = 1,     /* no more items: success, end of stream */

@@ -131,8 +131,10 @@ struct dk_pipeline {
 };
 
 /* Loads a pipeline by path, or by name ("summarize-records") from the
- * shipped pipelines (DK_SOURCE_DIR/pipelines, then $DOCKET_PIPELINES, then
- * <prefix>/share/docket/pipelines).  On failure returns NULL and writes a
+ * shipped pipelines: $DOCKET_PIPELINES, then the installed ones beside the
+ * executable (<prefix>/bin/docket -> <prefix>/share/docket/pipelines), then
+ * the source tree's (a build-tree binary), then /usr/local/share and
+ * /usr/share.  On failure returns NULL and writes a
  * message into err (size n), e.g.
  *   "pipelines/x.json:12: generation.temperature: expected a number". */
 struct dk_pipeline *dk_pipeline_load(const char *path_or_name, char *err, size_t n);

@@ -1,4 +1,5 @@
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,6 +7,23 @@
 
 #include "cli.h"
 #include "docket/docket.h"
+
+/* docket version [--json]: for scripts, the version and what the engine
+ * computes with on this machine. */
+static int cmd_version(int argc, char **argv)
+{
+	bool json = argc > 1 && !strcmp(argv[1], "--json");
+	if (argc > 2 || (argc == 2 && !json)) {
+		dk_cli_error("usage: docket version [--json]");
+		return DK_EXIT_USAGE;
+	}
+	if (json)
+		printf("{\"version\":\"%s\",\"kernels\":\"%s\"}\n", DK_VERSION_STRING,
+		       dk_kernel_level_name());
+	else
+		printf("docket %s (kernels %s)\n", DK_VERSION_STRING, dk_kernel_level_name());
+	return DK_EXIT_OK;
+}
 
 struct command {
 	const char *name;
@@ -24,6 +42,7 @@ static const struct command commands[] = {
 	{"perplexity", dk_cmd_perplexity, "perplexity of a text: perplexity -m MODEL -f FILE -c N"},
 	{"inspect", dk_cmd_inspect, "show a GGUF file's metadata and tensors: inspect MODEL"},
 	{"bench", dk_cmd_bench, "measure engine speed: bench -m MODEL [--json]"},
+	{"version", cmd_version, "the version and kernel level: version [--json]"},
 };
 
 void dk_cli_error(const char *fmt, ...)
@@ -83,7 +102,7 @@ int main(int argc, char **argv)
 		return DK_EXIT_OK;
 	}
 	if (!strcmp(argv[1], "--version")) {
-		printf("docket %s\n", DK_VERSION_STRING);
+		printf("docket %s (kernels %s)\n", DK_VERSION_STRING, dk_kernel_level_name());
 		return DK_EXIT_OK;
 	}
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

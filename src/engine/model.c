@@ -1683,3 +1683,5 @@ out:
 	fclose(f);
 	return st;
 }
+
+const char *dk_kernel_level_name(void) { return dk_quant_level_name(dk_quant_level()); }

@@ -433,9 +433,22 @@ char *dk_pipeline_find(const char *name)
 	if (strchr(name, '/') || is_file(name))
 		return is_file(name) ? strdup(name) : NULL;
 	char buf[PATH_MAX + 128];
+	/* an installed docket uses its own share/ (beside bin/), before the
+	 * source tree it was built from, which may be gone or newer */
+	char share[PATH_MAX] = "";
+	char exe[PATH_MAX];
+	ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (k > 0) {
+		exe[k] = 0;
+		char *s = strrchr(exe, '/');
+		if (s) {
+			*s = 0;
+			snprintf(share, sizeof share, "%.*s/../share/docket/pipelines", PATH_MAX - 64, exe);
+		}
+	}
 	const char *env = getenv("DOCKET_PIPELINES");
-	const char *dirs[] = {env, DK_SOURCE_DIR "/pipelines", "/usr/local/share/docket/pipelines",
-			      "/usr/share/docket/pipelines"};
+	const char *dirs[] = {env, share, DK_SOURCE_DIR "/pipelines",
+			      "/usr/local/share/docket/pipelines", "/usr/share/docket/pipelines"};
 	for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
 		if (!dirs[i] || !*dirs[i])
 			continue;
@@ -445,19 +458,6 @@ char *dk_pipeline_find(const char *name)
 		snprintf(buf, sizeof buf, "%s/%s", dirs[i], name);
 		if (is_file(buf))
 			return strdup(buf);
-	}
-	/* beside the executable: <prefix>/bin/docket -> <prefix>/share/docket/pipelines */
-	char exe[PATH_MAX];
-	ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (k > 0) {
-		exe[k] = 0;
-		char *s = strrchr(exe, '/');
-		if (s) {
-			*s = 0;
-			snprintf(buf, sizeof buf, "%s/../share/docket/pipelines/%s.json", exe, name);
-			if (is_file(buf))
-				return strdup(buf);
-		}
 	}
 	return NULL;
 }
