@@ -49,8 +49,8 @@ $REC field ext.jsonl 'sorted(r["output"]) if r["status"] == "ok" else "-"' | gre
 # total's schema is number or null, and stories260K answers null for all six
 # (the grep -v ... || true here before could not fail)
 totals=$($REC field ext.jsonl 'repr(r["output"]["total"]) if r["status"] == "ok" else "-"' | sort | uniq -c | tr -s ' ')
-[ "$totals" = " 1 -
- 6 None" ] || fail "extract totals: $totals"
+[ "$totals" = " 2 -
+ 6 None" ] || fail "extract totals: $totals" # the two are empty.txt and the excluded blob.bin
 
 echo "== per-chunk output and openai-batch format"
 cat > pc.json <<JSON
