@@ -15,7 +15,9 @@
  *
  * Both cache types: scores = q·k * scale in float, softmax with the sum in
  * double, output = Σ p_j v_j accumulated in float (F16 rows are widened,
- * nothing is rounded to fp16 on the way).  This is not llama.cpp's CPU
+ * nothing is rounded to fp16 on the way), every sum in the fixed order
+ * attn.c's one_head specifies (even/odd chains of fused multiply-adds, 16
+ * double partials, dk_vec_exp_ref), so every level gives the same bits.  This is not llama.cpp's CPU
  * flash attention, which accumulates values in fp16: emulating that cost
  * three times the arithmetic per key, and attention over a 700-token
  * context is most of docket's batch workload; the difference to it is of

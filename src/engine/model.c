@@ -1036,11 +1036,13 @@ static void add_bias(float *y, const struct dk_gguf_tensor *b, int32_t T, int64_
 			y[t * n + i] += bb[i];
 }
 
-/* cos/sin per token and rotary pair, angles built like ggml's rope cache */
+/* cos/sin per token and rotary pair, angles built like ggml's rope cache;
+ * the functions are vec.h's, not libm's, so the table is the same on
+ * every machine */
 static void rope_tables(struct dk_ctx *c)
 {
 	const struct dk_model_info *hp = &c->m->info;
-	const float theta_scale = powf(hp->rope_freq_base, -2.0f / (float)hp->n_rot);
+	const float theta_scale = dk_vec_pow_ref(hp->rope_freq_base, -2.0f / (float)hp->n_rot);
 	const float *ff = c->m->rope_freqs ? c->m->rope_freqs->data : NULL;
 	for (int32_t t = 0; t < c->b->n_tokens; t++) {
 		float *cs = c->rope + (size_t)t * hp->n_rot;
@@ -1048,8 +1050,7 @@ static void rope_tables(struct dk_ctx *c)
 		for (int32_t i0 = 0; i0 < hp->n_rot; i0 += 2) {
 			float f = ff ? ff[i0 / 2] : 1.0f;
 			float th = hp->rope_freq_scale * (theta / f);
-			cs[i0] = cosf(th);
-			cs[i0 + 1] = sinf(th);
+			dk_vec_sincos_ref(th, &cs[i0 + 1], &cs[i0]);
 			theta *= theta_scale;
 		}
 	}

@@ -25,6 +25,66 @@ float dk_vec_exp_ref(float x)
 	return p * two_n;
 }
 
+/* The rope table's functions, in double with IEEE operations only (no
+ * libm but exact helpers): libm's sinf/cosf/powf may differ between C
+ * library versions and between their FMA and plain builds, which a CPU
+ * picks at run time, and the table feeds every logit. */
+
+/* log(x) for x > 0 finite: x = m 2^e with m in [sqrt(1/2), sqrt(2)),
+ * log m = 2 atanh(s), s = (m-1)/(m+1), by its series */
+static double log_d(double x)
+{
+	int e;
+	double m = frexp(x, &e);
+	if (m < 0.70710678118654752440) {
+		m *= 2;
+		e--;
+	}
+	const double s = (m - 1) / (m + 1), z = s * s;
+	double t = 1.0 / 25;
+	for (int k = 11; k >= 0; k--)
+		t = 1.0 / (2 * k + 1) + z * t;
+	return (double)e * 0.69314718055994530942 + 2 * s * t;
+}
+
+/* e^y, |y| < 700: y = k ln2 + r (ln2 split in two), Taylor to r^16 */
+static double exp_d(double y)
+{
+	const double k = nearbyint(y * 1.44269504088896338700);
+	const double r = (y - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10;
+	double p = 1.0;
+	for (int i = 16; i >= 1; i--)
+		p = 1.0 + p * r / i;
+	return ldexp(p, (int)k);
+}
+
+float dk_vec_pow_ref(float b, float e)
+{
+	return (float)exp_d((double)e * log_d((double)b));
+}
+
+void dk_vec_sincos_ref(float th, float *sn, float *cs)
+{
+	/* th = k pi/2 + r, |r| <= pi/4: pi/2 in three parts (fdlibm's), the
+	 * first two products exact for |k| < 2^20 */
+	const double x = th, k = nearbyint(x * 0.63661977236758134308);
+	const double r = ((x - k * 1.57079632673412561417e+00) - k * 6.07710050630396597660e-11) -
+			 k * 2.02226624871116645580e-21;
+	const double z = r * r;
+	double s = 0, c = 0;
+	for (int i = 8; i >= 1; i--) {
+		/* sin: sum (-1)^i r^(2i+1)/(2i+1)!, cos: sum (-1)^i r^(2i)/(2i)! */
+		s = 1.0 - z * s / ((2 * i) * (2 * i + 1));
+		c = 1.0 - z * c / ((2 * i - 1) * (2 * i));
+	}
+	s *= r;
+	const long q = (long)fmod(k, 4.0);
+	const double sv = q == 0 || q == -4 ? s : q == 1 || q == -3 ? c : q == 2 || q == -2 ? -s : -c;
+	const double cv = q == 0 || q == -4 ? c : q == 1 || q == -3 ? -s : q == 2 || q == -2 ? -c : s;
+	*sn = (float)sv;
+	*cs = (float)cv;
+}
+
 void dk_vec_swiglu_ref(float *restrict g, const float *restrict u, int64_t n)
 {
 	for (int64_t i = 0; i < n; i++)

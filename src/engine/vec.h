@@ -26,6 +26,15 @@
  * expf could not be matched by a vector kernel. */
 float dk_vec_exp_ref(float x);
 
+/* The rope table's sin, cos (of th) and pow (b^e, b > 0), rounded to float
+ * from double arithmetic of IEEE operations only (error below 1e-15
+ * before the rounding, so they nearly always equal a correctly rounded
+ * sinf/cosf/powf).  libm's float functions differ between C library
+ * versions and between the FMA and plain builds a CPU selects at run time:
+ * with these a sequence's bits do not depend on the machine (|th| < 1e6). */
+void dk_vec_sincos_ref(float th, float *sn, float *cs);
+float dk_vec_pow_ref(float b, float e);
+
 /* g[0..n) = silu(g) * u; g and u do not overlap */
 typedef void (*dk_vec_swiglu_fn)(float *restrict g, const float *restrict u, int64_t n);
 
