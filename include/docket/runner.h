@@ -35,7 +35,9 @@
 #include "docket/tokenizer.h"
 
 enum dk_out_format { DK_FORMAT_DOCKET, DK_FORMAT_OPENAI_BATCH };
-enum dk_progress { DK_PROGRESS_AUTO, DK_PROGRESS_BAR, DK_PROGRESS_JSONL, DK_PROGRESS_NONE };
+/* AUTO: BAR on a terminal, else LOG (a timestamped line every interval). */
+enum dk_progress { DK_PROGRESS_AUTO, DK_PROGRESS_BAR, DK_PROGRESS_JSONL, DK_PROGRESS_NONE,
+		   DK_PROGRESS_LOG };
 
 /* Command-line fallback settings (docket/route.h).  They override the
  * pipeline's "fallback" block field by field: NULL/false = the block's.
@@ -106,6 +108,7 @@ struct dk_runner_stats {
 	uint32_t prefix_files_saved;
 	uint64_t prefix_tokens_loaded;
 	double wall_ms;
+	uint64_t remote_ok, remote_errors; /* requests to the fallback endpoint, by outcome */
 	bool interrupted;               /* stopped by *stop */
 	int signal;                     /* the value *stop held */
 	bool max_failures_hit;
