@@ -23,49 +23,24 @@
 #include "ingest/docjson.h"
 #include "runner/output.h"
 #include "runner/prefixes.h"
+#include "runner/sched.h"
 #include "util/buf.h"
 #include "util/err.h"
 #include "util/sha256.h"
 
-enum job_kind { JOB_GEN, JOB_SCORE };
 enum job_role { ROLE_MAP, ROLE_REDUCE, ROLE_FIELD, ROLE_OBJECT, ROLE_LABEL, ROLE_BATCH };
 
 struct doc;
+struct runner;
 
+/* The runner's side of a scheduler job: what its result is for. */
 struct job {
+	struct runner *R;
 	struct doc *doc;
 	int chunk;            /* chunk index, -1 for reduce/batch */
 	int sub;              /* field or label index */
-	enum job_kind kind;
 	enum job_role role;
-	dk_token *toks;
-	int n_toks;
-	int n_prefix;         /* leading tokens shared with sibling jobs */
-	uint64_t pkey;        /* hash of toks[0..n_prefix) */
-	int n_static;         /* leading tokens from the pipeline alone (no document
-			       * value): what --prefix-dir may keep on disk */
-	int score_from;       /* SCORE: first scored token */
-	int max_tokens;
-	struct dk_sampler_params sp;
-	char **stop;          /* borrowed */
-	size_t n_stop;
-	struct job *next;
-	/* in flight */
-	int slot;
-	int n_past;
-	int n_cached;
-	bool warmed;
-	dk_token last;
-	int n_gen;
-	struct dk_buf text;
-	double logp;
-	int bfirst, bcount;
-	const char *finish;   /* "stop", "length" */
-	char *error;
-	struct dk_detok dt;
-	int gi;               /* grammar index (R->gram), -1 = free text */
-	struct dk_grammar_state *gs; /* borrowed from the slot while admitted */
-	const char *forced;   /* bytes put after the prompt and into the grammar ("\"") */
+	struct dk_job_spec spec;
 };
 
 struct cres {
@@ -114,12 +89,6 @@ struct doc {
 	struct doc *next;
 };
 
-struct slot {
-	struct job *job;
-	struct dk_sampler *smp;
-	struct dk_grammar_state **gs; /* per grammar, kept across jobs: its mask caches stay warm */
-};
-
 struct runner {
 	const struct dk_runner_params *p;
 	const struct dk_pipeline *pl;
@@ -135,17 +104,12 @@ struct runner {
 	size_t n_inputs;
 	FILE *batch_in;
 	uint64_t batch_line;
-	struct dk_batch *batch;
-	float *scratch;
-	struct slot *slots;
-	struct job *q_head, *q_tail;
-	int q_len;
+	struct dk_sched *sched;
 	struct doc *docs;
 	int n_open;
 	bool eof;
 	bool stopping;
 	bool io_failed;
-	bool warmed_up;
 	double *calib;        /* classify: label log-probabilities for a content-free document */
 	/* extract: the schema, and grammars (one per field, or one for the object) */
 	json_t *schema;
@@ -154,8 +118,6 @@ struct runner {
 	struct dk_grammar **gram;
 	int n_gram;
 	bool calib_pending;
-	uint64_t warm[512];
-	int n_warm, warm_pos;
 	struct dk_runner_stats *st;
 	json_t *settings;     /* what determines a record's bits (the checkpoint's configuration
 			       * less shard and format), and its sha256: in every record */
@@ -453,45 +415,27 @@ static void oom(struct runner *R, const char *where)
 
 /* ---- jobs ---- */
 
-static struct job *job_new(struct doc *d, int chunk, int sub, enum job_kind kind, enum job_role role)
+static void job_done(void *ud, const struct dk_job_result *r);
+
+static struct job *job_new(struct runner *R, struct doc *d, int chunk, int sub,
+			   enum dk_job_kind kind, enum job_role role)
 {
 	struct job *j = calloc(1, sizeof *j);
 	if (!j)
 		return NULL;
+	j->R = R;
 	j->doc = d;
 	j->chunk = chunk;
 	j->sub = sub;
-	j->kind = kind;
 	j->role = role;
-	j->slot = -1;
-	j->gi = -1;
+	j->spec = dk_job_default_spec();
+	j->spec.kind = kind;
+	j->spec.done = job_done;
+	j->spec.ud = j;
 	return j;
 }
 
-static void job_free(struct job *j)
-{
-	if (!j)
-		return;
-	free(j->toks);
-	dk_buf_free(&j->text);
-	free(j->error);
-	free(j);
-}
-
-static void enqueue(struct runner *R, struct job *j)
-{
-	j->pkey = hash64(j->toks, (size_t)j->n_prefix * sizeof *j->toks);
-	j->next = NULL;
-	if (R->q_tail)
-		R->q_tail->next = j;
-	else
-		R->q_head = j;
-	R->q_tail = j;
-	R->q_len++;
-	j->doc->pending++;
-	if (j->chunk >= 0)
-		j->doc->cr[j->chunk].pending++;
-}
+static void job_free(struct job *j) { free(j); }
 
 static struct dk_sampler_params gen_params(struct runner *R, uint64_t salt)
 {
@@ -1512,20 +1456,28 @@ static int answer_prefix(struct runner *R, const struct dk_tmpl_var *vars, size_
 static int submit(struct runner *R, struct job *j, struct tokv *t, int n_prefix, int n_static,
 		  char **err_slot)
 {
-	j->toks = t->v;
-	j->n_toks = t->n;
+	dk_token *toks = t->v;
+	int n_toks = t->n;
 	t->v = NULL;
 	t->n = t->cap = 0;
-	j->n_prefix = n_prefix > j->n_toks ? j->n_toks : n_prefix;
-	j->n_static = n_static > j->n_toks ? j->n_toks : n_static;
-	int need = j->n_toks + (j->kind == JOB_GEN ? j->max_tokens : 0);
-	if (j->n_toks == 0 || need > R->n_ctx) {
+	int n_gen = j->spec.kind == DK_JOB_GEN ? j->spec.max_tokens : 0;
+	if (n_toks == 0 || n_toks + n_gen > R->n_ctx) {
 		if (!*err_slot)
-			*err_slot = too_long(R, j->n_toks, j->kind == JOB_GEN ? j->max_tokens : 0);
+			*err_slot = too_long(R, n_toks, n_gen);
+		free(toks);
 		job_free(j);
 		return -1;
 	}
-	enqueue(R, j);
+	j->spec.n_prefix = n_prefix;
+	j->spec.n_static = n_static;
+	if (dk_sched_submit(R->sched, &j->spec, toks, n_toks) != DK_OK) {
+		oom(R, j->doc->path);
+		job_free(j);
+		return -1;
+	}
+	j->doc->pending++;
+	if (j->chunk >= 0)
+		j->doc->cr[j->chunk].pending++;
 	return 0;
 }
 
@@ -1533,13 +1485,13 @@ static int submit(struct runner *R, struct job *j, struct tokv *t, int n_prefix,
  * chunk's (plus sub), so a record does not depend on its batch mates. */
 static struct job *gen_job(struct runner *R, struct doc *d, size_t ci, int sub, enum job_role role)
 {
-	struct job *j = job_new(d, (int)ci, sub, JOB_GEN, role);
+	struct job *j = job_new(R, d, (int)ci, sub, DK_JOB_GEN, role);
 	if (!j)
 		return NULL;
-	j->max_tokens = R->max_tokens;
-	j->sp = gen_params(R, hash64(d->chunks[ci].id, 64) + (uint64_t)sub);
-	j->stop = R->pl->stop;
-	j->n_stop = R->pl->n_stop;
+	j->spec.max_tokens = R->max_tokens;
+	j->spec.sp = gen_params(R, hash64(d->chunks[ci].id, 64) + (uint64_t)sub);
+	j->spec.stop = R->pl->stop;
+	j->spec.n_stop = R->pl->n_stop;
 	return j;
 }
 
@@ -1608,13 +1560,13 @@ static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
 				cr->error = strdup("cannot tokenize a label");
 				break;
 			}
-			struct job *j = job_new(d, (int)ci, (int)i, JOB_SCORE, ROLE_LABEL);
+			struct job *j = job_new(R, d, (int)ci, (int)i, DK_JOB_SCORE, ROLE_LABEL);
 			if (!j) {
 				free(full.v);
 				oom(R, d->path);
 				break;
 			}
-			j->score_from = n_prompt;
+			j->spec.score_from = n_prompt;
 			submit(R, j, &full, n_prompt, n_static, &cr->error);
 		}
 		free(t.v);
@@ -1637,7 +1589,7 @@ static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
 				oom(R, d->path);
 				break;
 			}
-			j->gi = R->constrained ? 0 : -1;
+			j->spec.grammar = R->constrained ? 0 : -1;
 			submit(R, j, &t, n_prefix, n_static, &cr->error);
 			break;
 		}
@@ -1656,14 +1608,14 @@ static void spawn_chunk(struct runner *R, struct doc *d, size_t ci)
 				break;
 			}
 			if (R->constrained) {
-				j->gi = (int)i;
+				j->spec.grammar = (int)i;
 				/* a free-text field's answer opens its JSON string here, so
 				 * the model copies the value instead of choosing between
 				 * a quote and "null" (not found is judged by grounding) */
 				const struct dk_field *f = &pl->fields[i];
 				if (f->plain && !strcmp(f->type, "string") &&
 				    (!f->nullable || (pl->grounded && f->ground))) {
-					j->forced = "\"";
+					j->spec.forced = "\"";
 					if (tokv_push_text(R, &t, "\"", 1, false, false)) {
 						cr->error = strdup("out of memory");
 						job_free(j);
@@ -1851,11 +1803,11 @@ static void doc_stage_done(struct runner *R, struct doc *d)
 				 "summaries", &t, &n_prefix, &n_static)) {
 			error = strdup("cannot render the reduce prompt");
 		} else {
-			struct job *j = job_new(d, -1, 0, JOB_GEN, ROLE_REDUCE);
-			j->max_tokens = pl->reduce_max_tokens;
-			j->sp = gen_params(R, hash64(d->id, 32));
-			j->stop = pl->stop;
-			j->n_stop = pl->n_stop;
+			struct job *j = job_new(R, d, -1, 0, DK_JOB_GEN, ROLE_REDUCE);
+			j->spec.max_tokens = pl->reduce_max_tokens;
+			j->spec.sp = gen_params(R, hash64(d->id, 32));
+			j->spec.stop = pl->stop;
+			j->spec.n_stop = pl->n_stop;
 			submit(R, j, &t, n_prefix, n_static, &error);
 			if (error && !strncmp(error, "too-long:", 9) && fb_wants(R, DK_FALLBACK_OVER_CONTEXT))
 				remote = true;
@@ -1916,24 +1868,30 @@ static void doc_stage_done(struct runner *R, struct doc *d)
 	close_doc(R, d);
 }
 
-static void job_done(struct runner *R, struct job *j)
+static void job_done(void *ud, const struct dk_job_result *r)
 {
+	struct job *j = ud;
+	struct runner *R = j->R;
 	struct doc *d = j->doc;
+	if (r->finish == DK_FINISH_CANCELLED) { /* the run is stopping: its documents go unrecorded */
+		job_free(j);
+		return;
+	}
 	struct dk_runner_stats *st = R->st;
-	st->prompt_tokens += (uint64_t)j->n_toks;
-	st->cached_tokens += (uint64_t)j->n_cached;
-	st->completion_tokens += (uint64_t)j->n_gen;
-	d->prompt_tokens += (uint64_t)j->n_toks;
-	d->cached_tokens += (uint64_t)j->n_cached;
-	d->completion_tokens += (uint64_t)j->n_gen;
-	const char *text = j->text.data ? j->text.data : "";
+	st->prompt_tokens += (uint64_t)r->n_prompt;
+	st->cached_tokens += (uint64_t)r->n_cached;
+	st->completion_tokens += (uint64_t)r->n_gen;
+	d->prompt_tokens += (uint64_t)r->n_prompt;
+	d->cached_tokens += (uint64_t)r->n_cached;
+	d->completion_tokens += (uint64_t)r->n_gen;
+	const char *text = r->text;
 	if (j->chunk >= 0) {
 		struct cres *c = &d->cr[j->chunk];
-		c->pt += (uint64_t)j->n_toks;
-		c->ct += (uint64_t)j->n_cached;
-		c->gt += (uint64_t)j->n_gen;
-		if (j->error && !c->error)
-			c->error = strdup(j->error);
+		c->pt += (uint64_t)r->n_prompt;
+		c->ct += (uint64_t)r->n_cached;
+		c->gt += (uint64_t)r->n_gen;
+		if (r->error && !c->error)
+			c->error = strdup(r->error);
 		switch (j->role) {
 		case ROLE_MAP:
 			free(c->gen);
@@ -1942,330 +1900,37 @@ static void job_done(struct runner *R, struct job *j)
 		case ROLE_FIELD:
 			if (!(c->fields[j->sub] = strdup(text)))
 				oom(R, d->path);
-			if (j->gi >= 0)
+			if (r->constrained)
 				c->fields_json = true;
 			break;
 		case ROLE_OBJECT:
-			object_fields(R, c, text, j->gi >= 0);
+			object_fields(R, c, text, r->constrained);
 			break;
 		case ROLE_LABEL:
-			c->logp[j->sub] = j->logp;
+			c->logp[j->sub] = r->logp;
 			break;
 		default:
 			break;
 		}
-		if (j->finish && !strcmp(j->finish, "length")) {
+		if (r->finish == DK_FINISH_LENGTH) {
 			c->hit_length = true;
-			c->truncated |= j->gi >= 0; /* a cut-off JSON value is no value */
+			c->truncated |= r->constrained; /* a cut-off JSON value is no value */
 		}
 		c->pending--;
 	} else {
-		if (j->error && !d->batch_error)
-			d->batch_error = strdup(j->error);
+		if (r->error && !d->batch_error)
+			d->batch_error = strdup(r->error);
 		free(d->reduce_out);
 		d->reduce_out = j->role == ROLE_BATCH ? strdup(text) : trim_dup(text);
-		d->finish = j->finish;
+		d->finish = r->finish == DK_FINISH_LENGTH ? "length" : "stop";
 	}
 	d->pending--;
-	if (R->pl && R->pl->per_chunk && !d->is_calib && j->chunk >= 0 && d->cr[j->chunk].pending == 0)
-		emit_chunk(R, d, (size_t)j->chunk);
+	int chunk = j->chunk;
+	job_free(j);
+	if (R->pl && R->pl->per_chunk && !d->is_calib && chunk >= 0 && d->cr[chunk].pending == 0)
+		emit_chunk(R, d, (size_t)chunk);
 	if (d->pending == 0)
 		doc_stage_done(R, d);
-}
-
-/* ---- scheduling ---- */
-
-static bool warm_has(const struct runner *R, uint64_t k)
-{
-	for (int i = 0; i < R->n_warm; i++)
-		if (R->warm[i] == k)
-			return true;
-	return false;
-}
-
-static void warm_add(struct runner *R, uint64_t k)
-{
-	if (warm_has(R, k))
-		return;
-	int cap = (int)(sizeof R->warm / sizeof R->warm[0]);
-	if (R->n_warm < cap)
-		R->warm[R->n_warm++] = k;
-	else {
-		R->warm[R->warm_pos] = k;
-		R->warm_pos = (R->warm_pos + 1) % cap;
-	}
-}
-
-/* Jobs wait while another job is computing their shared prefix, so that
- * they find it in the prefix cache instead of computing it again. */
-static bool eligible(const struct runner *R, const struct job *j)
-{
-	if (!R->p->prefix_cache || j->n_prefix < 16 || warm_has(R, j->pkey))
-		return true;
-	for (int s = 0; s < R->n_seq; s++) {
-		const struct job *a = R->slots[s].job;
-		if (a && !a->warmed && a->pkey == j->pkey)
-			return false;
-	}
-	return true;
-}
-
-static struct job *pick(struct runner *R)
-{
-	struct job *prev = NULL;
-	int scanned = 0;
-	for (struct job *j = R->q_head; j && scanned < 4 * R->n_seq; prev = j, j = j->next, scanned++) {
-		if (!eligible(R, j))
-			continue;
-		if (prev)
-			prev->next = j->next;
-		else
-			R->q_head = j->next;
-		if (R->q_tail == j)
-			R->q_tail = prev;
-		R->q_len--;
-		j->next = NULL;
-		return j;
-	}
-	return NULL;
-}
-
-static void finish_job(struct runner *R, struct job *j, const char *reason)
-{
-	struct slot *s = &R->slots[j->slot];
-	j->finish = reason;
-	j->gs = NULL;
-	dk_kv_seq_clear(R->ctx, j->slot);
-	s->job = NULL;
-	job_done(R, j);
-	job_free(j);
-}
-
-/* Gives job j the slot's state for its grammar, back at the start and past
- * the forced bytes. */
-static int grammar_begin(struct runner *R, struct slot *s, struct job *j)
-{
-	if (!s->gs) {
-		s->gs = calloc((size_t)R->n_gram, sizeof *s->gs);
-		if (!s->gs)
-			return -1;
-	}
-	struct dk_grammar_state **g = &s->gs[j->gi];
-	if (!*g && !(*g = dk_grammar_state_new(R->gram[j->gi], R->gvocab)))
-		return -1;
-	dk_grammar_state_reset(*g);
-	if (j->forced) {
-		if (dk_grammar_accept_bytes(*g, j->forced, strlen(j->forced)) != DK_OK)
-			return -1;
-		if (!j->text.len)
-			dk_buf_puts(&j->text, j->forced);
-	}
-	j->gs = *g;
-	return 0;
-}
-
-static int admit(struct runner *R, int slot, struct job *j)
-{
-	struct slot *s = &R->slots[slot];
-	dk_kv_seq_clear(R->ctx, slot);
-	j->slot = slot;
-	if (R->pfx && dk_prefixes_load(R->pfx, R->ctx, j->toks, j->n_static) != DK_OK)
-		fprintf(stderr, "docket: %s; computing the instructions instead\n",
-			dk_prefixes_error(R->pfx));
-	/* a score job reads logits from its last prompt token on */
-	int first_logits = j->kind == JOB_SCORE ? j->score_from - 1 : j->n_toks - 1;
-	j->n_past = R->p->prefix_cache
-			    ? dk_kv_seq_reuse_prefix(R->ctx, slot, j->toks, j->n_toks, first_logits)
-			    : 0;
-	if (j->n_past < 0)
-		j->n_past = 0;
-	j->n_cached = j->n_past;
-	if (getenv("DOCKET_DEBUG_SCHED"))
-		fprintf(stderr, "admit slot %d %s chunk %d sub %d: %d tokens, prefix %d key %016llx%s, reused %d\n",
-			slot, j->doc->path, j->chunk, j->sub, j->n_toks, j->n_prefix,
-			(unsigned long long)j->pkey, warm_has(R, j->pkey) ? " warm" : "", j->n_past);
-	if (j->n_past >= j->n_prefix) {
-		j->warmed = true;
-		warm_add(R, j->pkey);
-	}
-	dk_sampler_free(s->smp);
-	s->smp = NULL;
-	if (j->kind == JOB_GEN) {
-		s->smp = dk_sampler_new(&j->sp, R->n_vocab);
-		if (!s->smp)
-			return -1;
-		dk_detok_init(&j->dt, R->tok);
-		if (j->gi >= 0 && grammar_begin(R, s, j))
-			return -1;
-	}
-	j->last = DK_TOKEN_NULL;
-	s->job = j;
-	return 0;
-}
-
-static bool hit_stop(struct job *j, size_t added)
-{
-	for (size_t i = 0; i < j->n_stop; i++) {
-		size_t sl = strlen(j->stop[i]);
-		if (!sl)
-			continue;
-		size_t from = j->text.len > added + sl ? j->text.len - added - sl : 0;
-		char *hit = strstr(j->text.data + from, j->stop[i]);
-		if (hit) {
-			j->text.len = (size_t)(hit - j->text.data);
-			j->text.data[j->text.len] = 0;
-			return true;
-		}
-	}
-	return false;
-}
-
-/* Samples the next token of a generate job from logits. */
-static void sample(struct runner *R, struct job *j, const float *logits)
-{
-	struct slot *s = &R->slots[j->slot];
-	memcpy(R->scratch, logits, (size_t)R->n_vocab * sizeof *R->scratch);
-	dk_token t;
-	if (j->gs) {
-		/* the budget keeps room to close the structure */
-		t = dk_grammar_sample(j->gs, s->smp, R->scratch, j->max_tokens - j->n_gen);
-		if (t == DK_TOKEN_NULL) {
-			if (!dk_grammar_is_complete(j->gs)) {
-				const char *why = dk_grammar_state_error(j->gs);
-				char m[DK_ERRMSG_MAX];
-				snprintf(m, sizeof m, "constrained decoding: %s",
-					 why && *why ? why : "no token can continue the output");
-				j->error = strdup(m);
-			}
-			finish_job(R, j, "stop");
-			return;
-		}
-	} else {
-		t = dk_sampler_sample(s->smp, R->scratch);
-	}
-	dk_sampler_accept(s->smp, t);
-	if (dk_token_is_eog(R->tok, t)) {
-		finish_job(R, j, "stop");
-		return;
-	}
-	j->n_gen++;
-	char piece[256];
-	int n = dk_detok_push(&j->dt, t, piece, sizeof piece);
-	size_t added = 0;
-	if (n > 0) {
-		dk_buf_append(&j->text, piece, (size_t)n);
-		added = (size_t)n;
-	}
-	/* a grammar says where the output ends: stop strings are for free text
-	 * (a newline inside a JSON object is whitespace, not the end) */
-	if (!j->gs && j->text.data && hit_stop(j, added)) {
-		finish_job(R, j, "stop");
-		return;
-	}
-	if (j->gs && !dk_grammar_can_continue(j->gs)) {
-		finish_job(R, j, "stop");
-		return;
-	}
-	if (j->n_gen >= j->max_tokens || j->n_past + 1 >= R->n_ctx) {
-		finish_job(R, j, "length");
-		return;
-	}
-	j->last = t;
-}
-
-static double log_softmax_at(const float *l, int32_t n, dk_token t)
-{
-	float mx = l[0];
-	for (int32_t i = 1; i < n; i++)
-		if (l[i] > mx)
-			mx = l[i];
-	double sum = 0;
-	for (int32_t i = 0; i < n; i++)
-		sum += exp((double)l[i] - mx);
-	return (double)l[t] - mx - log(sum);
-}
-
-/* One dk_decode over every live sequence.  Returns -1 on a fatal error. */
-static int step(struct runner *R)
-{
-	struct dk_batch *b = R->batch;
-	dk_batch_clear(b);
-	int budget = R->n_batch;
-	for (int s = 0; s < R->n_seq; s++) {
-		struct job *j = R->slots[s].job;
-		if (!j)
-			continue;
-		j->bcount = 0;
-		if (j->n_past >= j->n_toks && j->last != DK_TOKEN_NULL && budget > 0) {
-			j->bfirst = b->n_tokens;
-			dk_batch_add(b, j->last, j->n_past, s, true);
-			j->bcount = 1;
-			budget--;
-		}
-	}
-	for (int s = 0; s < R->n_seq && budget > 0; s++) {
-		struct job *j = R->slots[s].job;
-		if (!j || j->n_past >= j->n_toks)
-			continue;
-		int m = j->n_toks - j->n_past;
-		if (m > budget)
-			m = budget;
-		j->bfirst = b->n_tokens;
-		for (int i = 0; i < m; i++) {
-			int t = j->n_past + i;
-			bool want = j->kind == JOB_GEN ? t == j->n_toks - 1
-						       : (t >= j->score_from - 1 && t < j->n_toks - 1);
-			dk_batch_add(b, j->toks[t], t, s, want);
-		}
-		j->bcount = m;
-		budget -= m;
-	}
-	if (b->n_tokens == 0)
-		return 0;
-	enum dk_status st = dk_decode(R->ctx, b);
-	if (st == DK_FATAL) {
-		dk_err(R->err, sizeof R->err, DK_FATAL, "decode failed: %s", dk_ctx_error(R->ctx));
-		return -1;
-	}
-	for (int s = 0; s < R->n_seq; s++) {
-		struct job *j = R->slots[s].job;
-		if (!j || !j->bcount)
-			continue;
-		if (st != DK_OK) {
-			j->error = strdup(dk_ctx_error(R->ctx));
-			finish_job(R, j, "stop");
-			continue;
-		}
-		if (j->n_past < j->n_toks) { /* prefill */
-			int first = j->n_past;
-			j->n_past += j->bcount;
-			if (j->kind == JOB_SCORE)
-				for (int t = first; t < j->n_past; t++)
-					if (t >= j->score_from - 1 && t < j->n_toks - 1) {
-						const float *l = dk_logits(R->ctx, j->bfirst + t - first);
-						if (l)
-							j->logp += log_softmax_at(l, R->n_vocab, j->toks[t + 1]);
-					}
-			if (!j->warmed && j->n_past >= j->n_prefix) {
-				j->warmed = true;
-				warm_add(R, j->pkey);
-			}
-			if (R->pfx && first < j->n_static && j->n_past >= j->n_static &&
-			    dk_prefixes_save(R->pfx, R->ctx, j->slot, j->toks, j->n_static) != DK_OK)
-				fprintf(stderr, "docket: %s; the next run computes the instructions again\n",
-					dk_prefixes_error(R->pfx));
-			if (j->n_past == j->n_toks) {
-				if (j->kind == JOB_SCORE)
-					finish_job(R, j, "stop");
-				else
-					sample(R, j, dk_logits(R->ctx, j->bfirst + j->bcount - 1));
-			}
-		} else {
-			j->n_past++;
-			sample(R, j, dk_logits(R->ctx, j->bfirst));
-		}
-	}
-	return 0;
 }
 
 /* ---- OpenAI batch requests ---- */
@@ -2441,25 +2106,25 @@ static void open_batch_line(struct runner *R, const char *line, size_t len)
 		doc_free(d);
 		return;
 	}
-	struct job *jb = job_new(d, -1, 0, JOB_GEN, ROLE_BATCH);
+	struct job *jb = job_new(R, d, -1, 0, DK_JOB_GEN, ROLE_BATCH);
 	json_t *mt = json_object_get(body, "max_completion_tokens");
 	if (!mt)
 		mt = json_object_get(body, "max_tokens");
-	jb->max_tokens = json_is_integer(mt) && json_integer_value(mt) > 0
+	jb->spec.max_tokens = json_is_integer(mt) && json_integer_value(mt) > 0
 				 ? (int)json_integer_value(mt)
 				 : (R->max_tokens > 0 ? R->max_tokens : 256);
-	jb->sp = gen_params(R, hash64(d->custom_id, strlen(d->custom_id)));
+	jb->spec.sp = gen_params(R, hash64(d->custom_id, strlen(d->custom_id)));
 	json_t *x;
 	if ((x = json_object_get(body, "temperature")) && json_is_number(x))
-		jb->sp.temperature = (float)json_number_value(x);
+		jb->spec.sp.temperature = (float)json_number_value(x);
 	if ((x = json_object_get(body, "top_p")) && json_is_number(x))
-		jb->sp.top_p = (float)json_number_value(x);
+		jb->spec.sp.top_p = (float)json_number_value(x);
 	if ((x = json_object_get(body, "seed")) && json_is_integer(x))
-		jb->sp.seed = (uint64_t)json_integer_value(x);
+		jb->spec.sp.seed = (uint64_t)json_integer_value(x);
 	if ((x = json_object_get(body, "frequency_penalty")) && json_is_number(x))
-		jb->sp.freq_penalty = (float)json_number_value(x);
+		jb->spec.sp.freq_penalty = (float)json_number_value(x);
 	if ((x = json_object_get(body, "presence_penalty")) && json_is_number(x))
-		jb->sp.presence_penalty = (float)json_number_value(x);
+		jb->spec.sp.presence_penalty = (float)json_number_value(x);
 	x = json_object_get(body, "stop");
 	if (json_is_string(x)) {
 		d->stops = calloc(1, sizeof *d->stops);
@@ -2472,8 +2137,8 @@ static void open_batch_line(struct runner *R, const char *line, size_t len)
 			if (json_is_string(v))
 				d->stops[d->n_stops++] = strdup(json_string_value(v));
 	}
-	jb->stop = d->stops;
-	jb->n_stop = d->n_stops;
+	jb->spec.stop = d->stops;
+	jb->spec.n_stop = d->n_stops;
 	json_decref(j);
 	d->next = R->docs;
 	R->docs = d;
@@ -2526,7 +2191,7 @@ static void refill(struct runner *R)
 	int max_open = R->p->max_open_docs > 0 ? R->p->max_open_docs : 4 * R->n_seq;
 	if (R->calib_pending)
 		return;
-	while (!R->eof && !R->stopping && R->q_len < 2 * R->n_seq + 4 && R->n_open < max_open) {
+	while (!R->eof && !R->stopping && dk_sched_queued(R->sched) < 2 * R->n_seq + 4 && R->n_open < max_open) {
 		if (R->batch_in) {
 			char *line = NULL;
 			size_t cap = 0;
@@ -2605,21 +2270,8 @@ static void progress(struct runner *R, bool final)
 
 static void abandon_all(struct runner *R)
 {
-	for (int s = 0; s < R->n_seq; s++) {
-		struct job *j = R->slots[s].job;
-		if (!j)
-			continue;
-		dk_kv_seq_clear(R->ctx, s);
-		R->slots[s].job = NULL;
-		job_free(j);
-	}
-	while (R->q_head) {
-		struct job *j = R->q_head;
-		R->q_head = j->next;
-		job_free(j);
-	}
-	R->q_tail = NULL;
-	R->q_len = 0;
+	if (R->sched)
+		dk_sched_cancel_all(R->sched);
 	while (R->docs) {
 		struct doc *d = R->docs;
 		R->docs = d->next;
@@ -2639,37 +2291,14 @@ static void loop(struct runner *R)
 		if (R->stopping)
 			break;
 		refill(R);
-		for (int s = 0; s < R->n_seq && R->q_head && !R->stopping; s++) {
-			if (R->slots[s].job)
-				continue;
-			/* The first job runs alone for one step: it computes the prompt
-			 * head every job shares (system prompt, instructions), which
-			 * the others then find in the prefix cache. */
-			if (R->p->prefix_cache && !R->warmed_up && s > 0)
-				break;
-			struct job *j = pick(R);
-			if (!j)
-				break;
-			if (admit(R, s, j)) {
-				dk_err(R->err, sizeof R->err, DK_FATAL, "out of memory");
-				job_free(j);
-				R->io_failed = true;
-				R->stopping = true;
-			}
-		}
-		int active = 0;
-		for (int s = 0; s < R->n_seq; s++)
-			active += R->slots[s].job != NULL;
-		if (!active) {
-			if (R->eof && !R->q_head)
-				break;
-			continue;
-		}
-		if (step(R)) {
+		if (R->eof && !dk_sched_queued(R->sched) && !dk_sched_active(R->sched))
+			break;
+		if (dk_sched_step(R->sched) != DK_OK) {
+			if (!R->io_failed)
+				dk_err(R->err, sizeof R->err, DK_FATAL, "%s", dk_sched_error(R->sched));
 			R->io_failed = true;
 			R->stopping = true;
 		}
-		R->warmed_up = true;
 		progress(R, false);
 	}
 	abandon_all(R);
@@ -3042,11 +2671,21 @@ static enum dk_status start_engine(struct runner *R, char *err, size_t n)
 	if (dk_ctx_new(&R->ctx, R->model, &cp) != DK_OK)
 		return dk_err(err, n, DK_FATAL, "cannot create the context: %s",
 			      R->ctx ? dk_ctx_error(R->ctx) : "out of memory");
-	R->batch = dk_batch_new(R->n_batch);
-	R->scratch = malloc((size_t)R->n_vocab * sizeof *R->scratch);
-	R->slots = calloc((size_t)R->n_seq, sizeof *R->slots);
-	if (!R->batch || !R->scratch || !R->slots)
+	struct dk_sched_params sp;
+	dk_sched_default_params(&sp);
+	sp.ctx = R->ctx;
+	sp.tok = R->tok;
+	sp.n_seq = R->n_seq;
+	sp.n_batch = R->n_batch;
+	sp.n_ctx = R->n_ctx;
+	sp.n_vocab = R->n_vocab;
+	sp.prefix_cache = p->prefix_cache;
+	sp.grammars = R->gram;
+	sp.n_grammars = R->n_gram;
+	sp.gvocab = R->gvocab;
+	if (dk_sched_new(&R->sched, &sp) != DK_OK)
 		return dk_err(err, n, DK_FATAL, "out of memory");
+	dk_sched_set_prefixes(R->sched, R->pfx);
 	R->progress_bar = p->progress == DK_PROGRESS_BAR ||
 			  (p->progress == DK_PROGRESS_AUTO && isatty(STDERR_FILENO));
 	R->progress_jsonl = p->progress == DK_PROGRESS_JSONL;
@@ -3076,22 +2715,15 @@ static enum dk_status finish(struct runner *R, enum dk_status st, char *err, siz
 		progress(R, true);
 	if (R->model)
 		write_report(R);
-	for (int s = 0; R->slots && s < R->n_seq; s++) {
-		dk_sampler_free(R->slots[s].smp);
-		for (int g = 0; R->slots[s].gs && g < R->n_gram; g++)
-			dk_grammar_state_free(R->slots[s].gs[g]);
-		free(R->slots[s].gs);
-	}
+	dk_sched_free(R->sched);
+	R->sched = NULL;
 	for (int g = 0; g < R->n_gram; g++)
 		dk_grammar_free(R->gram[g]);
 	free(R->gram);
 	dk_grammar_vocab_free(R->gvocab);
 	json_decref(R->schema);
 	json_decref(R->settings);
-	free(R->slots);
-	free(R->scratch);
 	free(R->calib);
-	dk_batch_free(R->batch);
 	dk_ctx_free(R->ctx);
 	dk_out_free(R->out);
 	dk_ingest_free(R->ing);
