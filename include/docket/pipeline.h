@@ -146,6 +146,43 @@ void dk_tmpl_free(struct dk_tmpl *t);
 bool dk_tmpl_known_var(const char *name);
 bool dk_tmpl_uses(const struct dk_tmpl *t, const char *var);
 
+/* The template variables, one table: each placeholder's name and where its
+ * value comes from.  The scope decides what a prompt head may hold: only
+ * pipeline values may reach a prefix file (docket run --prefix-dir). */
+enum dk_var_scope {
+	DK_SCOPE_PIPELINE, /* the same for every document: labels, schema, a field */
+	DK_SCOPE_DOCUMENT, /* the document: path, name, mime, bytes, ... */
+	DK_SCOPE_CHUNK,    /* the chunk: its text and index */
+	DK_SCOPE_REDUCE,   /* a document's reduce step: the chunk summaries */
+};
+enum dk_var {
+	DK_VAR_TEXT,
+	DK_VAR_PATH,
+	DK_VAR_NAME,
+	DK_VAR_MEMBER,
+	DK_VAR_MIME,
+	DK_VAR_BYTES,
+	DK_VAR_LABELS,
+	DK_VAR_SCHEMA,
+	DK_VAR_CHUNK_INDEX,
+	DK_VAR_CHUNK_COUNT,
+	DK_VAR_SUMMARIES,
+	DK_VAR_FIELD,
+	DK_VAR_FIELD_DESCRIPTION,
+	DK_VAR_COUNT
+};
+struct dk_var_def {
+	const char *name;
+	enum dk_var_scope scope;
+};
+extern const struct dk_var_def dk_vars[DK_VAR_COUNT];
+/* The variable named name, or -1 when there is none. */
+int dk_var_find(const char *name);
+/* Values by variable (borrowed); NULL renders as "". */
+struct dk_var_values {
+	const char *v[DK_VAR_COUNT];
+};
+
 /* Values for rendering: name -> value pairs (borrowed). */
 struct dk_tmpl_var {
 	const char *name;
