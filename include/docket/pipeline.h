@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "docket/docket.h"
+#include "docket/route.h"
 
 enum dk_task { DK_TASK_SUMMARIZE, DK_TASK_CLASSIFY, DK_TASK_EXTRACT, DK_TASK_GENERATE };
 const char *dk_task_name(enum dk_task t);
@@ -120,12 +121,11 @@ struct dk_pipeline {
 	bool per_chunk;      /* output shape: one record per chunk (else per document) */
 	bool sensitive;      /* default true: never leaves the machine unless allowed */
 
-	/* fallback block (parsed, stored; used by the routing layer) */
+	/* fallback block, parsed once at load: fallback's strings are borrowed
+	 * from fallback_block, which the pipeline owns (NULL when none) */
 	bool has_fallback;
-	char *fallback_url, *fallback_model, *fallback_key_env;
-	char **fallback_when;
-	size_t n_fallback_when;
-	char *fallback_json;  /* the whole block (compact JSON) for dk_fallback_params_from_json; NULL when none */
+	struct dk_fallback_params fallback;
+	json_t *fallback_block;
 
 	char hash[65];       /* sha256 of the canonical pipeline JSON + every prompt file */
 };

@@ -347,6 +347,8 @@ static int get_str(struct loader *L, json_t *o, const char *key, const char *fie
 	return 0;
 }
 
+static void free_strv(char **v, size_t n);
+
 static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 {
 	struct loader L = {path, NULL, err, n};
@@ -647,7 +649,7 @@ static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 		p->has_fallback = true;
 		/* the routing layer reads the block itself; checking it here makes a
 		 * typo in a privacy setting a load error, not a run-time one */
-		struct dk_fallback_params fp = dk_fallback_default_params();
+		p->fallback = dk_fallback_default_params();
 		char ferr[DK_ERRMSG_MAX];
 		json_t *fbc = json_deep_copy(fb);
 		/* early names of two conditions, kept so older pipelines still load */
@@ -660,21 +662,24 @@ static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 			else if (w && !strcmp(w, "too-long"))
 				json_array_set_new(wl, wi, json_string("over_context"));
 		}
-		if (!fbc || dk_fallback_params_from_json(&fp, fbc, ferr, sizeof ferr)) {
-			json_decref(fbc);
+		p->fallback_block = fbc;
+		if (!fbc || dk_fallback_params_from_json(&p->fallback, fbc, ferr, sizeof ferr)) {
 			p = fail(&L, p, "fallback", "%s", fbc ? ferr : "out of memory");
 			goto out;
 		}
-		p->fallback_json = json_dumps(fbc, JSON_COMPACT | JSON_PRESERVE_ORDER);
-		json_decref(fbc);
-		if (!p->fallback_json) {
-			p = fail(&L, p, "fallback", "out of memory");
-			goto out;
-		}
-		if (get_str(&L, fb, "url", "fallback.url", &p->fallback_url) ||
-		    get_str(&L, fb, "model", "fallback.model", &p->fallback_model) ||
-		    get_str(&L, fb, "key_env", "fallback.key_env", &p->fallback_key_env) ||
-		    str_array(&L, json_object_get(fb, "when"), "fallback.when", &p->fallback_when, &p->n_fallback_when))
+		/* the shapes the schema allows (a comma string for when is the
+		 * command line's, not the file's) */
+		char *url = NULL, *model = NULL, *key_env = NULL, **when = NULL;
+		size_t n_when = 0;
+		int bad_shape = get_str(&L, fb, "url", "fallback.url", &url) ||
+				get_str(&L, fb, "model", "fallback.model", &model) ||
+				get_str(&L, fb, "key_env", "fallback.key_env", &key_env) ||
+				str_array(&L, json_object_get(fb, "when"), "fallback.when", &when, &n_when);
+		free(url);
+		free(model);
+		free(key_env);
+		free_strv(when, n_when);
+		if (bad_shape)
 			goto bad;
 	}
 
@@ -743,10 +748,6 @@ void dk_pipeline_free(struct dk_pipeline *p)
 	}
 	free(p->fields);
 	free_strv(p->stop, p->n_stop);
-	free(p->fallback_json);
-	free(p->fallback_url);
-	free(p->fallback_model);
-	free(p->fallback_key_env);
-	free_strv(p->fallback_when, p->n_fallback_when);
+	json_decref(p->fallback_block);
 	free(p);
 }

@@ -146,7 +146,6 @@ struct runner {
 	/* fallback routing: fb is NULL when nothing may or will be sent */
 	struct dk_fallback *fb;
 	struct dk_fallback_params fbp;
-	json_t *fb_json;      /* the pipeline's fallback block (fbp borrows its strings) */
 	char *audit_path;
 	char fb_why[256];     /* why the gate refuses, when it does */
 	char fb_host[256], fb_model[128]; /* of the last remote answer (reduce) */

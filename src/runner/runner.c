@@ -415,13 +415,7 @@ static enum dk_status fallback_setup(struct runner *R, char *err, size_t n)
 	const struct dk_runner_params *p = R->p;
 	const struct dk_fallback_opts *o = &p->fallback;
 	const struct dk_pipeline *pl = R->pl;
-	R->fbp = dk_fallback_default_params();
-	if (pl->fallback_json) {
-		char e[DK_ERRMSG_MAX] = "out of memory";
-		R->fb_json = json_loads(pl->fallback_json, 0, NULL);
-		if (!R->fb_json || dk_fallback_params_from_json(&R->fbp, R->fb_json, e, sizeof e))
-			return dk_err(err, n, DK_SKIP, "pipeline '%s': fallback: %s", pl->name, e);
-	}
+	R->fbp = pl->has_fallback ? pl->fallback : dk_fallback_default_params();
 	if (o->url)
 		R->fbp.base_url = o->url;
 	if (o->model)
@@ -540,7 +534,6 @@ static enum dk_status finish(struct runner *R, enum dk_status st, char *err, siz
 		fclose(R->batch_in);
 	dk_model_free(R->model);
 	dk_fallback_free(R->fb);
-	json_decref(R->fb_json);
 	free(R->audit_path);
 	return st;
 }
