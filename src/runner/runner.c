@@ -45,6 +45,7 @@ void dk_runner_default_params(struct dk_runner_params *p)
 	p->seed = -1;
 	p->progress = DK_PROGRESS_AUTO;
 	p->constrained = -1;
+	p->ingest = dk_ingest_default_params();
 }
 
 int dk_runner_shard_of(const char *path, int n)
@@ -575,23 +576,22 @@ enum dk_status dk_runner_run(const struct dk_runner_params *p, const char *const
 	if (st == DK_OK)
 		st = open_output(R, err, n);
 	if (st == DK_OK) {
-		size_t ni = R->pl->n_include + p->n_include, ne = R->pl->n_exclude + p->n_exclude;
+		const struct dk_ingest_params *w = &p->ingest;
+		size_t ni = R->pl->n_include + w->n_include, ne = R->pl->n_exclude + w->n_exclude;
 		const char **inc = calloc(ni + 1, sizeof *inc), **exc = calloc(ne + 1, sizeof *exc);
-		for (size_t i = 0; i < R->pl->n_include; i++)
+		for (size_t i = 0; inc && i < R->pl->n_include; i++)
 			inc[i] = R->pl->include[i];
-		for (size_t i = 0; i < p->n_include; i++)
-			inc[R->pl->n_include + i] = p->include[i];
-		for (size_t i = 0; i < R->pl->n_exclude; i++)
+		for (size_t i = 0; inc && i < w->n_include; i++)
+			inc[R->pl->n_include + i] = w->include[i];
+		for (size_t i = 0; exc && i < R->pl->n_exclude; i++)
 			exc[i] = R->pl->exclude[i];
-		for (size_t i = 0; i < p->n_exclude; i++)
-			exc[R->pl->n_exclude + i] = p->exclude[i];
-		struct dk_ingest_params ip = dk_ingest_default_params();
+		for (size_t i = 0; exc && i < w->n_exclude; i++)
+			exc[R->pl->n_exclude + i] = w->exclude[i];
+		struct dk_ingest_params ip = *w;
 		ip.include = inc;
 		ip.n_include = ni;
 		ip.exclude = exc;
 		ip.n_exclude = ne;
-		ip.hidden = p->hidden;
-		ip.archives = !p->no_archives;
 		if (dk_ingest_new(&R->ing, &ip) != DK_OK) {
 			st = dk_err(err, n, DK_FATAL, "cannot start ingest: %s",
 				    R->ing ? dk_ingest_error(R->ing) : "out of memory");
