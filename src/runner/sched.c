@@ -47,6 +47,7 @@ struct dk_sched {
 	struct slot *slots;
 	struct job *q_head, *q_tail;
 	int q_len;
+	uint64_t n_decodes;
 	bool warmed_up;       /* a first step has run (the first job's head is computed) */
 	uint64_t warm[512];   /* heads known to be in the prefix cache */
 	int n_warm, warm_pos;
@@ -171,6 +172,8 @@ void dk_sched_free(struct dk_sched *s)
 void dk_sched_set_prefixes(struct dk_sched *s, struct dk_prefixes *pfx) { s->pfx = pfx; }
 
 int dk_sched_queued(const struct dk_sched *s) { return s->q_len; }
+
+uint64_t dk_sched_decodes(const struct dk_sched *s) { return s->n_decodes; }
 
 int dk_sched_active(const struct dk_sched *s)
 {
@@ -407,7 +410,7 @@ static void sample(struct dk_sched *s, struct job *j, const float *logits)
 		t = dk_sampler_sample(sl->smp, s->scratch);
 	}
 	dk_sampler_accept(sl->smp, t);
-	if (dk_token_is_eog(s->p.tok, t)) {
+	if (!j->sp.ignore_eog && dk_token_is_eog(s->p.tok, t)) {
 		finish_job(s, j, DK_FINISH_STOP);
 		return;
 	}
@@ -491,6 +494,7 @@ static enum dk_status decode(struct dk_sched *s)
 	if (b->n_tokens == 0)
 		return DK_OK;
 	enum dk_status st = dk_decode(ctx, b);
+	s->n_decodes++;
 	if (st == DK_FATAL)
 		return dk_err(s->err, sizeof s->err, DK_FATAL, "decode failed: %s", dk_ctx_error(ctx));
 	for (int i = 0; i < s->p.n_seq; i++) {

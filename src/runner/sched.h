@@ -78,6 +78,7 @@ struct dk_job_spec {
 	size_t n_stop;
 	int grammar;         /* index into the scheduler's grammars, -1 = free text */
 	const char *forced;  /* borrowed: bytes after the prompt fed to the grammar ("\"") */
+	bool ignore_eog;     /* generate past end-of-generation tokens (a benchmark's fixed length) */
 	dk_job_done_fn done; /* called exactly once per submitted job */
 	void *ud;
 };
@@ -121,6 +122,8 @@ enum dk_status dk_sched_step(struct dk_sched *s);
 void dk_sched_cancel_all(struct dk_sched *s);
 
 int dk_sched_queued(const struct dk_sched *s);
+/* dk_decode calls made so far. */
+uint64_t dk_sched_decodes(const struct dk_sched *s);
 int dk_sched_active(const struct dk_sched *s);
 const char *dk_sched_error(const struct dk_sched *s);
 
