@@ -16,7 +16,7 @@ json_t *dk_record_source(const struct doc *d)
 	/* a file name need not be UTF-8: escaped as ls --json does, never dropped */
 	json_object_set_new(s, "path", dk_json_str(d->path));
 	json_object_set_new(s, "member", dk_json_str(d->member));
-	json_object_set_new(s, "mime", json_string(d->mime ? d->mime : ""));
+	json_object_set_new(s, "mime", dk_json_str(d->mime ? d->mime : ""));
 	json_object_set_new(s, "bytes", json_integer((json_int_t)d->bytes));
 	json_object_set_new(s, "sha256", json_string(d->sha256));
 	return s;
@@ -97,10 +97,11 @@ static json_t *openai_line(struct runner *R, const char *id, const char *bid,
 						  : json_dumps(o ? o : json_null(), JSON_COMPACT);
 		json_int_t pt = (json_int_t)e->pt, ct = (json_int_t)e->gt;
 		json_t *body = json_pack(
-			"{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s}, s:s}], s:{s:I, s:I, s:I}}", "id",
+			"{s:s, s:s, s:I, s:o, s:[{s:i, s:{s:s, s:o}, s:s}], s:{s:I, s:I, s:I}}", "id",
 			id, "object", "chat.completion", "created", (json_int_t)time(NULL), "model",
-			R->model_name, "choices", "index", 0, "message", "role", "assistant", "content",
-			content ? content : "", "finish_reason", "stop", "usage", "prompt_tokens", pt,
+			dk_json_str(R->model_name), "choices", "index", 0, "message", "role", "assistant",
+			"content", dk_json_str(content ? content : ""), "finish_reason", "stop", "usage",
+			"prompt_tokens", pt,
 			"completion_tokens", ct, "total_tokens", pt + ct);
 		free(content);
 		json_object_set_new(line, "response",
@@ -111,8 +112,8 @@ static json_t *openai_line(struct runner *R, const char *id, const char *bid,
 		const char *st = status_name[e->status];
 		const char *msg = e->error ? e->error : e->skip;
 		json_object_set_new(line, "response", json_null());
-		json_object_set_new(line, "error",
-				    json_pack("{s:s, s:s}", "code", st, "message", msg ? msg : st));
+		json_object_set_new(line, "error", json_pack("{s:s, s:o}", "code", st, "message",
+							     dk_json_str(msg ? msg : st)));
 	}
 	return line;
 }
@@ -122,9 +123,9 @@ void dk_record_end(struct runner *R, const char *id, json_t *r, const struct rec
 	json_object_set_new(r, "status", json_string(status_name[e->status]));
 	json_object_set_new(r, "output", e->output ? e->output : json_null());
 	if (e->error)
-		json_object_set_new(r, "error", json_string(e->error));
+		json_object_set_new(r, "error", dk_json_str(e->error));
 	if (e->skip)
-		json_object_set_new(r, "skip_reason", json_string(e->skip));
+		json_object_set_new(r, "skip_reason", dk_json_str(e->skip));
 	json_object_set_new(r, "usage", json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)e->pt,
 						  "cached_tokens", (json_int_t)e->ct,
 						  "completion_tokens", (json_int_t)e->gt));
