@@ -334,11 +334,7 @@ void dk_run_doc_stage_done(struct runner *R, struct doc *d)
 {
 	const struct dk_pipeline *pl = R->pl;
 	if (d->is_calib) {
-		if (!d->cr[0].error) {
-			R->calib = malloc(pl->n_labels * sizeof *R->calib);
-			if (R->calib)
-				memcpy(R->calib, d->cr[0].logp, pl->n_labels * sizeof *R->calib);
-		}
+		R->ops->calibrated(R, d);
 		R->calib_pending = false;
 		dk_run_doc_close(R, d);
 		return;

@@ -14,14 +14,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "docket/chat.h"
 #include "docket/grammar.h"
 #include "docket/ingest.h"
-#include "docket/jsonschema.h"
 #include "docket/model.h"
 #include "docket/route.h"
-#include "docket/sampler.h"
-#include "ingest/docjson.h"
 #include "runner/output.h"
 #include "runner/prefixes.h"
 #include "runner/run.h"

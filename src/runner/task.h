@@ -24,6 +24,9 @@ struct dk_task_ops {
 	enum dk_status (*setup)(struct runner *R, char *err, size_t n);
 	/* before the first document (classify: calibration); NULL: none */
 	void (*start)(struct runner *R);
+	/* the document start queued (is_calib) is done; needed with a start
+	 * that queues one */
+	void (*calibrated)(struct runner *R, struct doc *d);
 	/* queues the jobs of chunk ci, whose template values are cv */
 	void (*spawn)(struct runner *R, struct doc *d, size_t ci, struct chunk_vars *cv);
 	/* folds a finished job of chunk c into its result */

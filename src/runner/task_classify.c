@@ -241,8 +241,21 @@ static char *remote_answer(struct runner *R, struct cres *c, const char *content
 	return NULL;
 }
 
+/* The content-free document's label log-probabilities, the bias every
+ * chunk's are divided by. */
+static void calibrated(struct runner *R, struct doc *d)
+{
+	size_t n = R->pl->n_labels;
+	if (d->cr[0].error)
+		return;
+	R->calib = malloc(n * sizeof *R->calib);
+	if (R->calib)
+		memcpy(R->calib, d->cr[0].logp, n * sizeof *R->calib);
+}
+
 const struct dk_task_ops dk_task_classify = {
 	.start = start_calibration,
+	.calibrated = calibrated,
 	.spawn = spawn,
 	.job_result = job_result,
 	.output = output,
