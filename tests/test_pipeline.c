@@ -251,8 +251,9 @@ static void test_fallback_block(void **state)
 	assert_true(p->has_fallback);
 	assert_false(p->sensitive);
 	assert_true(p->per_chunk);
-	assert_string_equal(p->fallback_url, "https://api.example.com/v1");
-	assert_int_equal(p->n_fallback_when, 2);
+	assert_string_equal(p->fallback.base_url, "https://api.example.com/v1");
+	assert_string_equal(p->fallback.model, "m");
+	assert_int_equal(p->fallback.when, DK_FALLBACK_LOCAL_ERROR | DK_FALLBACK_OVER_CONTEXT);
 	assert_string_equal(p->stop[0], "\n");
 	assert_float_equal(p->temperature, 0.7, 1e-6);
 	dk_pipeline_free(p);

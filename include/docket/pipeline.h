@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "docket/docket.h"
+#include "docket/route.h"
 
 enum dk_task { DK_TASK_SUMMARIZE, DK_TASK_CLASSIFY, DK_TASK_EXTRACT, DK_TASK_GENERATE };
 const char *dk_task_name(enum dk_task t);
@@ -120,12 +121,11 @@ struct dk_pipeline {
 	bool per_chunk;      /* output shape: one record per chunk (else per document) */
 	bool sensitive;      /* default true: never leaves the machine unless allowed */
 
-	/* fallback block (parsed, stored; used by the routing layer) */
+	/* fallback block, parsed once at load: fallback's strings are borrowed
+	 * from fallback_block, which the pipeline owns (NULL when none) */
 	bool has_fallback;
-	char *fallback_url, *fallback_model, *fallback_key_env;
-	char **fallback_when;
-	size_t n_fallback_when;
-	char *fallback_json;  /* the whole block (compact JSON) for dk_fallback_params_from_json; NULL when none */
+	struct dk_fallback_params fallback;
+	json_t *fallback_block;
 
 	char hash[65];       /* sha256 of the canonical pipeline JSON + every prompt file */
 };
@@ -147,6 +147,43 @@ struct dk_tmpl *dk_tmpl_parse(const char *path, const char *src, char *err, size
 void dk_tmpl_free(struct dk_tmpl *t);
 bool dk_tmpl_known_var(const char *name);
 bool dk_tmpl_uses(const struct dk_tmpl *t, const char *var);
+
+/* The template variables, one table: each placeholder's name and where its
+ * value comes from.  The scope decides what a prompt head may hold: only
+ * pipeline values may reach a prefix file (docket run --prefix-dir). */
+enum dk_var_scope {
+	DK_SCOPE_PIPELINE, /* the same for every document: labels, schema, a field */
+	DK_SCOPE_DOCUMENT, /* the document: path, name, mime, bytes, ... */
+	DK_SCOPE_CHUNK,    /* the chunk: its text and index */
+	DK_SCOPE_REDUCE,   /* a document's reduce step: the chunk summaries */
+};
+enum dk_var {
+	DK_VAR_TEXT,
+	DK_VAR_PATH,
+	DK_VAR_NAME,
+	DK_VAR_MEMBER,
+	DK_VAR_MIME,
+	DK_VAR_BYTES,
+	DK_VAR_LABELS,
+	DK_VAR_SCHEMA,
+	DK_VAR_CHUNK_INDEX,
+	DK_VAR_CHUNK_COUNT,
+	DK_VAR_SUMMARIES,
+	DK_VAR_FIELD,
+	DK_VAR_FIELD_DESCRIPTION,
+	DK_VAR_COUNT
+};
+struct dk_var_def {
+	const char *name;
+	enum dk_var_scope scope;
+};
+extern const struct dk_var_def dk_vars[DK_VAR_COUNT];
+/* The variable named name, or -1 when there is none. */
+int dk_var_find(const char *name);
+/* Values by variable (borrowed); NULL renders as "". */
+struct dk_var_values {
+	const char *v[DK_VAR_COUNT];
+};
 
 /* Values for rendering: name -> value pairs (borrowed). */
 struct dk_tmpl_var {

@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "docket/docket.h"
+#include "docket/ingest.h"
 #include "docket/pipeline.h"
 #include "docket/tokenizer.h"
 
@@ -78,10 +79,9 @@ struct dk_runner_params {
 	int max_tokens;
 	float temperature;
 	int64_t seed;
-	/* ingest */
-	bool hidden, no_archives;
-	const char **include, **exclude; /* added to the pipeline's; borrowed */
-	size_t n_include, n_exclude;
+	/* the walk: every dk_ingest_params option (dk_ingest_default_params by
+	 * default); include and exclude are added to the pipeline's, borrowed */
+	struct dk_ingest_params ingest;
 	/* operator */
 	enum dk_progress progress;
 	const char *report_path;

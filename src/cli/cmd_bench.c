@@ -13,10 +13,10 @@
  *             the batch-document workload: N chunks of (fixed 400-token
  *             instruction + distinct 300 random tokens) + 64 greedy tokens,
  *             continuous batching over P sequences, with the prefix cache on
- *             and off.  Until the first document's prompt is in the cache,
- *             no other document is admitted (otherwise the first P documents
- *             all compute the shared prefix side by side); the same schedule
- *             runs with the cache off, so the two are comparable.
+ *             and off, through docket run's scheduler (runner/sched.h): with
+ *             the cache on, documents wait while the first computes the
+ *             shared instruction (otherwise the first P documents all
+ *             compute it side by side), as they do in docket run.
  *             --shared-only runs this alone, cache on (for comparisons
  *             with a server: bench/vs-llama-server.sh).
  *   bounds    OpenBLAS SGEMM GFLOP/s, streaming read GB/s and the engine's
@@ -46,6 +46,7 @@
 #include "docket/model.h"
 #include "docket/sampler.h"
 #include "engine/quant.h"
+#include "runner/sched.h"
 
 struct sizes {
 	int pp_small, pp_large;   /* reported as pp128 / pp512 */
@@ -261,20 +262,26 @@ out:
 	return best;
 }
 
-enum slot_state { SLOT_IDLE, SLOT_PROMPT, SLOT_GEN };
-
-struct slot {
-	enum slot_state st;
-	int doc;
-	int ppos;        /* next prompt token to decode */
-	int n_gen;       /* tokens generated so far */
-	dk_token last;   /* last generated token, to decode next */
-	int logit_idx;   /* batch index of this slot's logits in the last call, or -1 */
+/* Counts finished documents for bench_shared's progress lines. */
+struct sp_count {
+	const struct opts *o;
+	int done, n;
+	double t0;
 };
 
+static void sp_done(void *ud, const struct dk_job_result *r)
+{
+	struct sp_count *k = ud;
+	k->done++;
+	if (k->n >= 8 && k->done % (k->n / 4) == 0 && k->done < k->n)
+		progress(k->o, "  %d/%d documents, %.1f s", k->done, k->n, now_s() - k->t0);
+}
+
 /* The shared-prefix workload on a fresh context with the prefix cache on or
- * off.  Continuous batching: generation tokens of running documents first,
- * then prompt tokens of joining ones, up to n_batch per call. */
+ * off, run by the scheduler docket run uses (runner/sched.h): continuous
+ * batching, decode tokens first, then prompt tokens of joining documents
+ * up to n_batch per call, and with the cache on, documents wait while the
+ * first one computes the shared instructions. */
 static struct sp_result bench_shared(struct dk_model *m, const struct opts *o,
 				     const struct sizes *z, bool cache)
 {
@@ -291,77 +298,52 @@ static struct sp_result bench_shared(struct dk_model *m, const struct opts *o,
 		dk_ctx_free(c);
 		return res;
 	}
-	struct dk_batch *b = dk_batch_new(n_batch);
-	dk_token *prompts = malloc((size_t)N * (size_t)plen * sizeof *prompts);
-	struct slot *sl = calloc((size_t)P, sizeof *sl);
-	if (!b || !prompts || !sl)
+	struct dk_sched_params sp;
+	dk_sched_default_params(&sp);
+	sp.ctx = c;
+	sp.tok = dk_model_tokenizer(m);
+	sp.n_seq = P;
+	sp.n_batch = n_batch;
+	sp.n_ctx = plen + z->sp_gen;
+	sp.n_vocab = mi->n_vocab;
+	sp.prefix_cache = cache;
+	struct dk_sched *s = NULL;
+	dk_token *head = malloc((size_t)z->sp_prefix * sizeof *head);
+	struct sp_count k = {.o = o, .n = N};
+	if (!head || dk_sched_new(&s, &sp) != DK_OK) {
+		dk_cli_error("shared prefix: out of memory");
 		goto out;
+	}
 	uint64_t rs = o->seed ^ 0x5eed;
-	fill_tokens(prompts, z->sp_prefix, mi->n_vocab, &rs);
+	fill_tokens(head, z->sp_prefix, mi->n_vocab, &rs);
+	struct dk_job_spec js = dk_job_default_spec();
+	js.sp.temperature = 0; /* greedy */
+	js.max_tokens = z->sp_gen;
+	js.n_prefix = z->sp_prefix;
+	js.ignore_eog = true;
+	js.done = sp_done;
+	js.ud = &k;
 	for (int d = 0; d < N; d++) {
-		if (d > 0)
-			memcpy(prompts + (size_t)d * plen, prompts, (size_t)z->sp_prefix * sizeof *prompts);
-		fill_tokens(prompts + (size_t)d * plen + z->sp_prefix, z->sp_chunk, mi->n_vocab, &rs);
-	}
-	int next_doc = 0, done = 0;
-	bool primed = false; /* the first document's prompt is fully decoded */
-	double t0 = now_s();
-	while (done < N) {
-		for (int s = 0; s < P && next_doc < N; s++) {
-			if (sl[s].st != SLOT_IDLE)
-				continue;
-			if (!primed && next_doc > 0)
-				break;
-			const dk_token *toks = prompts + (size_t)next_doc * plen;
-			sl[s] = (struct slot){.st = SLOT_PROMPT, .doc = next_doc, .logit_idx = -1};
-			sl[s].ppos = dk_kv_seq_reuse_prefix(c, s, toks, plen, plen - 1);
-			next_doc++;
-		}
-		dk_batch_clear(b);
-		for (int s = 0; s < P; s++) {
-			sl[s].logit_idx = -1;
-			if (sl[s].st == SLOT_GEN) {
-				sl[s].logit_idx = b->n_tokens;
-				dk_batch_add(b, sl[s].last, plen + sl[s].n_gen - 1, s, true);
-			}
-		}
-		for (int s = 0; s < P && b->n_tokens < n_batch; s++) {
-			if (sl[s].st != SLOT_PROMPT)
-				continue;
-			const dk_token *toks = prompts + (size_t)sl[s].doc * plen;
-			while (sl[s].ppos < plen && b->n_tokens < n_batch) {
-				bool lastp = sl[s].ppos == plen - 1;
-				if (lastp)
-					sl[s].logit_idx = b->n_tokens;
-				dk_batch_add(b, toks[sl[s].ppos], sl[s].ppos, s, lastp);
-				sl[s].ppos++;
-			}
-		}
-		if (b->n_tokens == 0) {
-			dk_cli_error("shared prefix: scheduler stalled");
+		dk_token *toks = malloc((size_t)plen * sizeof *toks);
+		if (!toks) {
+			dk_cli_error("shared prefix: out of memory");
 			goto out;
 		}
-		if (!decode(c, b))
+		memcpy(toks, head, (size_t)z->sp_prefix * sizeof *toks);
+		fill_tokens(toks + z->sp_prefix, z->sp_chunk, mi->n_vocab, &rs);
+		if (dk_sched_submit(s, &js, toks, plen) != DK_OK) {
+			dk_cli_error("shared prefix: out of memory");
 			goto out;
-		res.n_decode_calls++;
-		for (int s = 0; s < P; s++) {
-			if (sl[s].logit_idx < 0)
-				continue;
-			sl[s].last = dk_argmax(dk_logits(c, sl[s].logit_idx), mi->n_vocab);
-			if (sl[s].st == SLOT_PROMPT) {
-				sl[s].st = SLOT_GEN;
-				primed = true;
-			}
-			if (++sl[s].n_gen >= z->sp_gen) {
-				dk_kv_seq_clear(c, s);
-				sl[s].st = SLOT_IDLE;
-				done++;
-				if (N >= 8 && done % (N / 4) == 0 && done < N)
-					progress(o, "  %d/%d documents, %.1f s", done, N, now_s() - t0);
-			}
 		}
 	}
-	res.seconds = now_s() - t0;
+	k.t0 = now_s();
+	while (dk_sched_queued(s) || dk_sched_active(s))
+		if (dk_sched_step(s) != DK_OK) {
+			dk_cli_error("shared prefix: %s", dk_sched_error(s));
+			goto out;
+		}
+	res.seconds = now_s() - k.t0;
+	res.n_decode_calls = (int)dk_sched_decodes(s);
 	struct dk_kv_stats ks;
 	dk_kv_stats(c, &ks);
 	res.hit = ks.hit_tokens;
@@ -377,9 +359,8 @@ static struct sp_result bench_shared(struct dk_model *m, const struct opts *o,
 	res.gen_tok_per_s = (double)N * z->sp_gen / res.seconds;
 	res.ok = true;
 out:
-	dk_batch_free(b);
-	free(prompts);
-	free(sl);
+	dk_sched_free(s);
+	free(head);
 	dk_ctx_free(c);
 	return res;
 }

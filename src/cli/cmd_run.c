@@ -41,12 +41,12 @@ static void usage(FILE *f, bool batch)
 		      "                         pipeline and model): for cron\n"
 		      "      --shard K/N        process only shard K of N (0 <= K < N), by hash of the path\n"
 		      "      --format F         docket (default) or openai-batch\n"
-		      "      --include GLOB     only files matching GLOB (repeatable)\n"
-		      "      --exclude GLOB     skip files matching GLOB (repeatable)\n"
-		      "      --hidden           also walk dot-files\n"
-		      "      --no-archives      do not walk into archives\n"
 		      "      --fail-on LABEL    classify: exit 2 when any file gets LABEL (repeatable)\n",
 		      f);
+	if (!batch) {
+		fputs("\nwalking inputs (as docket ls; globs are added to the pipeline's):\n", f);
+		fputs(dk_ingest_options_help(), f);
+	}
 	fputs("\nmodel and engine:\n"
 	      "  -m, --model PATH       GGUF model (default: $DOCKET_MODEL or the fetched SmolLM2)\n"
 	      "  -t, --threads N        compute threads\n"
@@ -87,8 +87,8 @@ static void usage(FILE *f, bool batch)
 }
 
 enum {
-	O_RESUME = 256, O_FORCE, O_OVERWRITE, O_INCREMENTAL, O_SHARD, O_FORMAT, O_INCLUDE, O_EXCLUDE,
-	O_HIDDEN, O_NO_ARCHIVES, O_FAIL_ON, O_SEQS, O_CTX, O_BATCH, O_NO_PREFIX, O_ONE, O_NO_CONSTRAIN, O_MAX_TOKENS,
+	O_RESUME = 256, O_FORCE, O_OVERWRITE, O_INCREMENTAL, O_SHARD, O_FORMAT,
+	O_FAIL_ON, O_SEQS, O_CTX, O_BATCH, O_NO_PREFIX, O_ONE, O_NO_CONSTRAIN, O_MAX_TOKENS,
 	O_TEMP, O_SEED, O_PROGRESS, O_REPORT, O_MAX_FAIL, O_SYNC, O_FB_URL, O_FB_MODEL, O_FB_KEY,
 	O_FB_WHEN, O_ALLOW_SENS, O_REDACT, O_NO_FB, O_AUDIT, O_PREFIX_DIR, O_DET, O_NODET,
 };
@@ -134,6 +134,22 @@ static void shell_quote(struct dk_buf *b, const char *s)
 	dk_buf_putc(b, '\'');
 }
 
+/* Whether arg is an option of ours whose value is the next argument
+ * ("-o FILE", "--seqs N"), so that the value is not read as an option. */
+static bool takes_value(const struct option *opts, const char *arg)
+{
+	if (arg[0] != '-')
+		return false;
+	if (arg[1] != '-')
+		return arg[1] && strchr("omt", arg[1]) && !arg[2];
+	if (strchr(arg, '='))
+		return false;
+	for (const struct option *o = opts; o->name; o++)
+		if (!strcmp(arg + 2, o->name))
+			return o->has_arg == required_argument;
+	return false;
+}
+
 static void push(const char ***v, size_t *n, const char *s)
 {
 	const char **p = realloc(*v, (*n + 1) * sizeof *p);
@@ -156,10 +172,6 @@ int dk_cli_run_main(int argc, char **argv, bool batch)
 		{"incremental", no_argument, 0, O_INCREMENTAL},
 		{"shard", required_argument, 0, O_SHARD},
 		{"format", required_argument, 0, O_FORMAT},
-		{"include", required_argument, 0, O_INCLUDE},
-		{"exclude", required_argument, 0, O_EXCLUDE},
-		{"hidden", no_argument, 0, O_HIDDEN},
-		{"no-archives", no_argument, 0, O_NO_ARCHIVES},
 		{"fail-on", required_argument, 0, O_FAIL_ON},
 		{"seqs", required_argument, 0, O_SEQS},
 		{"ctx", required_argument, 0, O_CTX},
@@ -191,14 +203,43 @@ int dk_cli_run_main(int argc, char **argv, bool batch)
 	dk_runner_default_params(&p);
 	p.mode = DK_OUT_NEW;
 	const char *model_opt = NULL;
-	const char **inc = NULL, **exc = NULL, **fail_on = NULL;
-	size_t n_inc = 0, n_exc = 0, n_fail_on = 0;
+	const char **fail_on = NULL;
+	size_t n_fail_on = 0;
 	bool resume = false, overwrite = false, incremental = false;
 	int rc = DK_EXIT_USAGE;
 	long v;
 	int c;
+	/* the walk options, shared with docket ls and chunk, first: getopt sees
+	 * the rest (argv itself stays as typed, for the resume hint) */
+	char **av = calloc((size_t)argc + 1, sizeof *av);
+	int ac = 0;
+	if (!av) {
+		dk_cli_error("out of memory");
+		return DK_EXIT_FATAL;
+	}
+	av[ac++] = argv[0];
+	for (int i = 1; i < argc; i++) {
+		char werr[DK_ERRMSG_MAX];
+		int r = strcmp(argv[i], "--") ? dk_ingest_parse_option(&p.ingest, argc, argv, &i, werr,
+									  sizeof werr)
+					      : 0;
+		if (r < 0) {
+			dk_cli_error("%s", werr);
+			goto out;
+		}
+		if (r > 0)
+			continue;
+		av[ac++] = argv[i];
+		if (!strcmp(argv[i], "--")) {
+			while (++i < argc)
+				av[ac++] = argv[i];
+			break;
+		}
+		if (takes_value(opts, argv[i]) && i + 1 < argc)
+			av[ac++] = argv[++i];
+	}
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "o:m:t:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(ac, av, "o:m:t:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'o': p.output = optarg; break;
 		case 'm': model_opt = optarg; break;
@@ -240,10 +281,6 @@ int dk_cli_run_main(int argc, char **argv, bool batch)
 				goto out;
 			}
 			break;
-		case O_INCLUDE: push(&inc, &n_inc, optarg); break;
-		case O_EXCLUDE: push(&exc, &n_exc, optarg); break;
-		case O_HIDDEN: p.hidden = true; break;
-		case O_NO_ARCHIVES: p.no_archives = true; break;
 		case O_FAIL_ON: push(&fail_on, &n_fail_on, optarg); break;
 		case O_SEQS:
 			if (!parse_int(optarg, 1, 1024, &v))
@@ -329,7 +366,7 @@ bad_num: {
 		goto out;
 	}
 	}
-	int npos = argc - optind;
+	int npos = ac - optind;
 	if (batch ? npos != 1 : npos < 2) {
 		usage(stderr, batch);
 		goto out;
@@ -348,10 +385,6 @@ bad_num: {
 		 : overwrite ? DK_OUT_OVERWRITE
 		 : incremental ? DK_OUT_INCREMENTAL
 			       : DK_OUT_NEW;
-	p.include = inc;
-	p.n_include = n_inc;
-	p.exclude = exc;
-	p.n_exclude = n_exc;
 	p.fail_on = fail_on;
 	p.n_fail_on = n_fail_on;
 	p.model_path = dk_cli_model_path(model_opt);
@@ -363,7 +396,7 @@ bad_num: {
 	struct dk_pipeline *pl = NULL;
 	if (!batch) {
 		char err[DK_ERRMSG_MAX];
-		pl = dk_pipeline_load(argv[optind], err, sizeof err);
+		pl = dk_pipeline_load(av[optind], err, sizeof err);
 		if (!pl) {
 			dk_cli_error("%s", err);
 			goto out;
@@ -408,9 +441,9 @@ bad_num: {
 	char err[DK_ERRMSG_MAX] = "";
 	enum dk_status s;
 	if (batch)
-		s = dk_runner_batch(&p, argv[optind], &st, err, sizeof err);
+		s = dk_runner_batch(&p, av[optind], &st, err, sizeof err);
 	else
-		s = dk_runner_run(&p, (const char *const *)argv + optind + 1, (size_t)(npos - 1), &st,
+		s = dk_runner_run(&p, (const char *const *)av + optind + 1, (size_t)(npos - 1), &st,
 				  err, sizeof err);
 	if (s != DK_OK) {
 		dk_cli_error("%s", err);
@@ -453,8 +486,8 @@ bad_num: {
 	dk_buf_free(&hint);
 	dk_pipeline_free(pl);
 out:
-	free(inc);
-	free(exc);
+	dk_ingest_params_release(&p.ingest);
+	free(av);
 	free(fail_on);
 	return rc;
 }

@@ -936,7 +936,8 @@ static int dir_push(struct dk_ingest *ing, const char *fs, const char *disp, con
 		n++;
 	}
 	closedir(dh);
-	qsort(names, n, sizeof *names, cmp_names);
+	if (n) /* an empty directory has no array: qsort(NULL, 0) is undefined */
+		qsort(names, n, sizeof *names, cmp_names);
 	if (ing->n_dirs == ing->cap_dirs) {
 		size_t nc = ing->cap_dirs ? ing->cap_dirs * 2 : 16;
 		struct dirframe *nd = realloc(ing->dirs, nc * sizeof *nd);

@@ -31,19 +31,6 @@ const char *dk_task_name(enum dk_task t)
 	return "?";
 }
 
-static const char *const known_vars[] = {
-	"text", "path", "name", "member", "mime", "bytes", "labels", "schema",
-	"chunk_index", "chunk_count", "summaries", "field", "field_description",
-};
-
-bool dk_tmpl_known_var(const char *name)
-{
-	for (size_t i = 0; i < sizeof known_vars / sizeof known_vars[0]; i++)
-		if (!strcmp(name, known_vars[i]))
-			return true;
-	return false;
-}
-
 static char *read_file(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "rb");
@@ -75,173 +62,6 @@ static int line_at(const char *s, size_t off)
 	for (size_t i = 0; i < off && s[i]; i++)
 		line += s[i] == '\n';
 	return line;
-}
-
-static int add_part(struct dk_tmpl *t, bool var, const char *s, size_t n)
-{
-	struct dk_tmpl_part *p = realloc(t->parts, (t->n_parts + 1) * sizeof *p);
-	if (!p)
-		return -1;
-	t->parts = p;
-	char *c = strndup(s, n);
-	if (!c)
-		return -1;
-	p[t->n_parts].is_var = var;
-	p[t->n_parts].text = c;
-	t->n_parts++;
-	return 0;
-}
-
-struct dk_tmpl *dk_tmpl_parse(const char *path, const char *src, char *err, size_t n)
-{
-	struct dk_tmpl *t = calloc(1, sizeof *t);
-	if (!t || !(t->path = strdup(path ? path : "<template>")) || !(t->src = strdup(src))) {
-		dk_tmpl_free(t);
-		dk_err(err, n, DK_FATAL, "out of memory");
-		return NULL;
-	}
-	const char *p = src, *lit = src;
-	while ((p = strstr(p, "{{")) != NULL) {
-		const char *e = strstr(p + 2, "}}");
-		if (!e) {
-			dk_err(err, n, DK_SKIP, "%s:%d: unterminated placeholder '{{'", t->path,
-			       line_at(src, (size_t)(p - src)));
-			dk_tmpl_free(t);
-			return NULL;
-		}
-		const char *a = p + 2, *b = e;
-		while (a < b && (*a == ' ' || *a == '\t'))
-			a++;
-		while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
-			b--;
-		char name[64];
-		size_t len = (size_t)(b - a);
-		if (len == 0 || len >= sizeof name) {
-			dk_err(err, n, DK_SKIP, "%s:%d: bad placeholder '%.*s'", t->path,
-			       line_at(src, (size_t)(p - src)), (int)(e + 2 - p), p);
-			dk_tmpl_free(t);
-			return NULL;
-		}
-		memcpy(name, a, len);
-		name[len] = 0;
-		if (!dk_tmpl_known_var(name)) {
-			dk_err(err, n, DK_SKIP,
-			       "%s:%d: unknown placeholder '{{%s}}' (known: text, path, name, member, mime, "
-			       "bytes, labels, schema, chunk_index, chunk_count, summaries, field, "
-			       "field_description)",
-			       t->path, line_at(src, (size_t)(p - src)), name);
-			dk_tmpl_free(t);
-			return NULL;
-		}
-		if ((p > lit && add_part(t, false, lit, (size_t)(p - lit))) ||
-		    add_part(t, true, name, len)) {
-			dk_err(err, n, DK_FATAL, "out of memory");
-			dk_tmpl_free(t);
-			return NULL;
-		}
-		p = lit = e + 2;
-	}
-	if (*lit && add_part(t, false, lit, strlen(lit))) {
-		dk_err(err, n, DK_FATAL, "out of memory");
-		dk_tmpl_free(t);
-		return NULL;
-	}
-	return t;
-}
-
-void dk_tmpl_free(struct dk_tmpl *t)
-{
-	if (!t)
-		return;
-	for (size_t i = 0; i < t->n_parts; i++)
-		free(t->parts[i].text);
-	free(t->parts);
-	free(t->path);
-	free(t->src);
-	free(t);
-}
-
-bool dk_tmpl_uses(const struct dk_tmpl *t, const char *var)
-{
-	if (!t)
-		return false;
-	for (size_t i = 0; i < t->n_parts; i++)
-		if (t->parts[i].is_var && !strcmp(t->parts[i].text, var))
-			return true;
-	return false;
-}
-
-int dk_segs_add(struct dk_segs *s, const char *text, size_t len, bool special)
-{
-	if (len == 0)
-		return 0;
-	/* merge with the previous segment of the same kind */
-	if (s->n && s->v[s->n - 1].special == special) {
-		struct dk_seg *g = &s->v[s->n - 1];
-		char *p = realloc(g->text, g->len + len + 1);
-		if (!p)
-			return -1;
-		memcpy(p + g->len, text, len);
-		g->len += len;
-		p[g->len] = 0;
-		g->text = p;
-		return 0;
-	}
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 8;
-		struct dk_seg *v = realloc(s->v, cap * sizeof *v);
-		if (!v)
-			return -1;
-		s->v = v;
-		s->cap = cap;
-	}
-	char *c = malloc(len + 1);
-	if (!c)
-		return -1;
-	memcpy(c, text, len);
-	c[len] = 0;
-	s->v[s->n++] = (struct dk_seg){c, len, special};
-	return 0;
-}
-
-void dk_segs_free(struct dk_segs *s)
-{
-	for (size_t i = 0; i < s->n; i++)
-		free(s->v[i].text);
-	free(s->v);
-	memset(s, 0, sizeof *s);
-}
-
-char *dk_segs_join(const struct dk_segs *s)
-{
-	struct dk_buf b = {0};
-	for (size_t i = 0; i < s->n; i++)
-		if (dk_buf_append(&b, s->v[i].text, s->v[i].len)) {
-			dk_buf_free(&b);
-			return NULL;
-		}
-	return dk_buf_steal(&b);
-}
-
-int dk_tmpl_render(const struct dk_tmpl *t, const struct dk_tmpl_var *vars, size_t n_vars,
-		   struct dk_segs *out)
-{
-	for (size_t i = 0; t && i < t->n_parts; i++) {
-		const struct dk_tmpl_part *p = &t->parts[i];
-		if (!p->is_var) {
-			if (dk_segs_add(out, p->text, strlen(p->text), true))
-				return -1;
-			continue;
-		}
-		for (size_t k = 0; k < n_vars; k++)
-			if (!strcmp(vars[k].name, p->text)) {
-				if (vars[k].value &&
-				    dk_segs_add(out, vars[k].value, strlen(vars[k].value), false))
-					return -1;
-				break;
-			}
-	}
-	return 0;
 }
 
 /* ---- pipeline files ---- */
@@ -526,6 +346,8 @@ static int get_str(struct loader *L, json_t *o, const char *key, const char *fie
 	*out = strdup(json_string_value(v));
 	return 0;
 }
+
+static void free_strv(char **v, size_t n);
 
 static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 {
@@ -827,7 +649,7 @@ static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 		p->has_fallback = true;
 		/* the routing layer reads the block itself; checking it here makes a
 		 * typo in a privacy setting a load error, not a run-time one */
-		struct dk_fallback_params fp = dk_fallback_default_params();
+		p->fallback = dk_fallback_default_params();
 		char ferr[DK_ERRMSG_MAX];
 		json_t *fbc = json_deep_copy(fb);
 		/* early names of two conditions, kept so older pipelines still load */
@@ -840,21 +662,24 @@ static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 			else if (w && !strcmp(w, "too-long"))
 				json_array_set_new(wl, wi, json_string("over_context"));
 		}
-		if (!fbc || dk_fallback_params_from_json(&fp, fbc, ferr, sizeof ferr)) {
-			json_decref(fbc);
+		p->fallback_block = fbc;
+		if (!fbc || dk_fallback_params_from_json(&p->fallback, fbc, ferr, sizeof ferr)) {
 			p = fail(&L, p, "fallback", "%s", fbc ? ferr : "out of memory");
 			goto out;
 		}
-		p->fallback_json = json_dumps(fbc, JSON_COMPACT | JSON_PRESERVE_ORDER);
-		json_decref(fbc);
-		if (!p->fallback_json) {
-			p = fail(&L, p, "fallback", "out of memory");
-			goto out;
-		}
-		if (get_str(&L, fb, "url", "fallback.url", &p->fallback_url) ||
-		    get_str(&L, fb, "model", "fallback.model", &p->fallback_model) ||
-		    get_str(&L, fb, "key_env", "fallback.key_env", &p->fallback_key_env) ||
-		    str_array(&L, json_object_get(fb, "when"), "fallback.when", &p->fallback_when, &p->n_fallback_when))
+		/* the shapes the schema allows (a comma string for when is the
+		 * command line's, not the file's) */
+		char *url = NULL, *model = NULL, *key_env = NULL, **when = NULL;
+		size_t n_when = 0;
+		int bad_shape = get_str(&L, fb, "url", "fallback.url", &url) ||
+				get_str(&L, fb, "model", "fallback.model", &model) ||
+				get_str(&L, fb, "key_env", "fallback.key_env", &key_env) ||
+				str_array(&L, json_object_get(fb, "when"), "fallback.when", &when, &n_when);
+		free(url);
+		free(model);
+		free(key_env);
+		free_strv(when, n_when);
+		if (bad_shape)
 			goto bad;
 	}
 
@@ -923,10 +748,6 @@ void dk_pipeline_free(struct dk_pipeline *p)
 	}
 	free(p->fields);
 	free_strv(p->stop, p->n_stop);
-	free(p->fallback_json);
-	free(p->fallback_url);
-	free(p->fallback_model);
-	free(p->fallback_key_env);
-	free_strv(p->fallback_when, p->n_fallback_when);
+	json_decref(p->fallback_block);
 	free(p);
 }
