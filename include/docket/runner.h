@@ -84,6 +84,8 @@ struct dk_runner_params {
 	struct dk_ingest_params ingest;
 	/* operator */
 	enum dk_progress progress;
+	double log_interval_s;        /* DK_PROGRESS_LOG lines and metrics writes (default 30) */
+	const char *metrics_path;     /* Prometheus textfile (runner/metrics.h); NULL = none */
 	const char *report_path;
 	const char *const *fail_on;   /* classify: labels that fail the run */
 	size_t n_fail_on;

@@ -68,7 +68,12 @@ static void usage(FILE *f, bool batch)
 	      "      --temperature F    override the pipeline's temperature (0 = greedy)\n"
 	      "      --seed N           override the pipeline's seed\n"
 	      "\noperation:\n"
-	      "      --progress MODE    bar, jsonl or none (default: bar when stderr is a terminal)\n"
+	      "      --progress MODE    bar, log, jsonl or none (default: bar on a terminal, else log:\n"
+	      "                         a timestamped line every --log-interval seconds)\n"
+	      "      --log-interval N   seconds between log lines and metrics writes (default 30)\n"
+	      "      --quiet            no progress (the same as --progress none)\n"
+	      "      --metrics FILE     write Prometheus metrics (textfile collector format) to\n"
+	      "                         FILE every interval and at the end\n"
 	      "      --report FILE      write the end-of-run summary as JSON\n"
 	      "      --max-failures N   stop after more than N records in error (exit 2)\n"
 	      "      --sync-every N     fsync the output and checkpoint every N records (default 64)\n"
@@ -91,6 +96,7 @@ enum {
 	O_FAIL_ON, O_SEQS, O_CTX, O_BATCH, O_NO_PREFIX, O_ONE, O_NO_CONSTRAIN, O_MAX_TOKENS,
 	O_TEMP, O_SEED, O_PROGRESS, O_REPORT, O_MAX_FAIL, O_SYNC, O_FB_URL, O_FB_MODEL, O_FB_KEY,
 	O_FB_WHEN, O_ALLOW_SENS, O_REDACT, O_NO_FB, O_AUDIT, O_PREFIX_DIR, O_DET, O_NODET,
+	O_METRICS, O_LOG_INTERVAL, O_QUIET,
 };
 
 static bool parse_int(const char *s, long lo, long hi, long *out)
@@ -186,6 +192,9 @@ int dk_cli_run_main(int argc, char **argv, bool batch)
 		{"temperature", required_argument, 0, O_TEMP},
 		{"seed", required_argument, 0, O_SEED},
 		{"progress", required_argument, 0, O_PROGRESS},
+		{"metrics", required_argument, 0, O_METRICS},
+		{"log-interval", required_argument, 0, O_LOG_INTERVAL},
+		{"quiet", no_argument, 0, O_QUIET},
 		{"report", required_argument, 0, O_REPORT},
 		{"max-failures", required_argument, 0, O_MAX_FAIL},
 		{"sync-every", required_argument, 0, O_SYNC},
@@ -328,12 +337,21 @@ int dk_cli_run_main(int argc, char **argv, bool batch)
 				p.progress = DK_PROGRESS_BAR;
 			else if (!strcmp(optarg, "jsonl"))
 				p.progress = DK_PROGRESS_JSONL;
+			else if (!strcmp(optarg, "log"))
+				p.progress = DK_PROGRESS_LOG;
 			else if (!strcmp(optarg, "none"))
 				p.progress = DK_PROGRESS_NONE;
 			else {
-				dk_cli_error("--progress '%s': expected bar, jsonl or none", optarg);
+				dk_cli_error("--progress '%s': expected bar, log, jsonl or none", optarg);
 				goto out;
 			}
+			break;
+		case O_QUIET: p.progress = DK_PROGRESS_NONE; break;
+		case O_METRICS: p.metrics_path = optarg; break;
+		case O_LOG_INTERVAL:
+			if (!parse_int(optarg, 1, 86400, &v))
+				goto bad_num;
+			p.log_interval_s = (double)v;
 			break;
 		case O_REPORT: p.report_path = optarg; break;
 		case O_MAX_FAIL:

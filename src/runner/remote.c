@@ -66,6 +66,10 @@ enum dk_status dk_remote_ask(struct runner *R, const char *rid, const struct dk_
 		st = DK_SKIP;
 	} else {
 		st = dk_fallback_chat(R->fb, &rq, resp);
+		if (st == DK_OK)
+			R->st->remote_ok++;
+		else
+			R->st->remote_errors++;
 	}
 	free(sys);
 	free(usr);

@@ -153,9 +153,8 @@ struct runner {
 	float temperature;
 	uint64_t seed;
 	char err[DK_ERRMSG_MAX];
-	double t0, last_progress;
-	bool progress_bar, progress_jsonl;
-	int last_bar_len;
+	double t0;
+	struct dk_progress_meter *meter; /* progress lines, log lines, metrics */
 };
 
 /* ---- docs.c ---- */

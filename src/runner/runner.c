@@ -20,6 +20,7 @@
 #include "docket/route.h"
 #include "runner/output.h"
 #include "runner/prefixes.h"
+#include "runner/progress.h"
 #include "runner/run.h"
 #include "runner/sched.h"
 #include "runner/task.h"
@@ -98,41 +99,30 @@ static double cache_rate(const struct dk_runner_stats *st)
 	return st->prompt_tokens ? (double)st->cached_tokens / (double)st->prompt_tokens : 0;
 }
 
-static void progress(struct runner *R, bool final)
+/* success: the run ended with every record ok or skipped (for the metrics) */
+static void progress(struct runner *R, bool final, bool success)
 {
-	double t = dk_run_now_ms();
-	if (!final && t - R->last_progress < (R->progress_jsonl ? 1000 : 200))
-		return;
-	R->last_progress = t;
-	const struct dk_runner_stats *st = R->st;
-	double secs = (t - R->t0) / 1000;
-	double tps = secs > 0 ? (double)(st->prompt_tokens - st->cached_tokens + st->completion_tokens) / secs : 0;
-	if (R->progress_jsonl) {
-		fprintf(stderr,
-			"{\"event\":\"%s\",\"docs\":%llu,\"chunks\":%llu,\"ok\":%llu,\"skipped\":%llu,"
-			"\"errors\":%llu,\"tokens_per_s\":%.1f,\"cache_hit_rate\":%.4f,\"elapsed_s\":%.2f}\n",
-			final ? "done" : "progress", (unsigned long long)st->docs,
-			(unsigned long long)st->chunks, (unsigned long long)st->ok,
-			(unsigned long long)st->skipped, (unsigned long long)st->errors, tps,
-			cache_rate(st), secs);
-		fflush(stderr);
-	} else if (R->progress_bar) {
-		char line[256];
-		int n = snprintf(line, sizeof line,
-				 "\r%llu docs (%llu ok, %llu skipped, %llu errors) | %llu chunks | %.0f tok/s | "
-				 "cache %.0f%% | %d:%02d",
-				 (unsigned long long)st->docs, (unsigned long long)st->ok,
-				 (unsigned long long)st->skipped, (unsigned long long)st->errors,
-				 (unsigned long long)st->chunks, tps, 100 * cache_rate(st), (int)secs / 60,
-				 (int)secs % 60);
-		fputs(line, stderr);
-		for (int i = n; i < R->last_bar_len; i++)
-			fputc(' ', stderr);
-		R->last_bar_len = n;
-		if (final)
-			fputc('\n', stderr);
-		fflush(stderr);
-	}
+	dk_progress_tick(R->meter, R->st, final, success);
+}
+
+/* The operator's view; inputs NULL (a batch file): no counted total. */
+static struct dk_progress_meter *meter_new(struct runner *R, const char *const *inputs,
+					   size_t n_inputs, const struct dk_ingest_params *ip)
+{
+	const struct dk_runner_params *p = R->p;
+	struct dk_progress_params pp = {
+		.mode = p->progress,
+		.log_interval_s = p->log_interval_s,
+		.metrics_path = p->metrics_path,
+		.pipeline = R->pl ? R->pl->name : "batch",
+		.model = R->model_name,
+		.inputs = inputs,
+		.n_inputs = n_inputs,
+		.ingest = ip,
+		.shard_k = p->shard_k,
+		.shard_n = p->shard_n,
+	};
+	return dk_progress_new(&pp);
 }
 
 static void abandon_all(struct runner *R)
@@ -166,7 +156,7 @@ static void loop(struct runner *R)
 			R->io_failed = true;
 			R->stopping = true;
 		}
-		progress(R, false);
+		progress(R, false, false);
 	}
 	abandon_all(R);
 }
@@ -486,9 +476,6 @@ static enum dk_status start_engine(struct runner *R, char *err, size_t n)
 	if (dk_sched_new(&R->sched, &sp) != DK_OK)
 		return dk_err(err, n, DK_FATAL, "out of memory");
 	dk_sched_set_prefixes(R->sched, R->pfx);
-	R->progress_bar = p->progress == DK_PROGRESS_BAR ||
-			  (p->progress == DK_PROGRESS_AUTO && isatty(STDERR_FILENO));
-	R->progress_jsonl = p->progress == DK_PROGRESS_JSONL;
 	return DK_OK;
 }
 
@@ -512,7 +499,9 @@ static enum dk_status finish(struct runner *R, enum dk_status st, char *err, siz
 		R->pfx = NULL;
 	}
 	if (R->ctx)
-		progress(R, true);
+		progress(R, true, st == DK_OK && !R->stopping && !R->st->errors);
+	dk_progress_free(R->meter); /* joins the counting walk */
+	R->meter = NULL;
 	if (R->model)
 		write_report(R);
 	dk_sched_free(R->sched);
@@ -591,6 +580,8 @@ enum dk_status dk_runner_run(const struct dk_runner_params *p, const char *const
 		if (dk_ingest_new(&R->ing, &ip) != DK_OK) {
 			st = dk_err(err, n, DK_FATAL, "cannot start ingest: %s",
 				    R->ing ? dk_ingest_error(R->ing) : "out of memory");
+		} else if (!(R->meter = meter_new(R, inputs, n_inputs, &ip))) {
+			st = dk_err(err, n, DK_FATAL, "out of memory");
 		} else {
 			for (size_t i = 0; i < n_inputs; i++)
 				dk_ingest_add(R->ing, inputs[i]);
@@ -628,6 +619,8 @@ enum dk_status dk_runner_batch(const struct dk_runner_params *p, const char *in_
 		st = start_engine(R, err, n);
 	if (st == DK_OK)
 		st = open_output(R, err, n);
+	if (st == DK_OK && !(R->meter = meter_new(R, NULL, 0, NULL)))
+		st = dk_err(err, n, DK_FATAL, "out of memory");
 	if (st == DK_OK)
 		loop(R);
 	return finish(R, st, err, n);
