@@ -147,12 +147,41 @@ static void test_errors(void **state)
 	expect_error("{\"name\": \"x\",\n\"task\": \"summarize\",\n\"chunking\": {\"max_tokens\": 100,\n"
 		     "  \"overlap_tokens\": 60},\n\"prompts\": {\"user\": \"u.txt\"}}",
 		     "p.json:4: chunking.overlap_tokens: must be at most half of max_tokens (50)");
+	expect_error("{\"name\": \"x\",\n\"task\": \"classify\",\n\"prompts\": {\"user\": \"u.txt\"},\n"
+		     "\"labels\": [\"a\", \"b\"],\n\"classify\": {\"scope\": \"middle\"}}",
+		     "p.json:5: classify.scope: expected \"head\" or \"all\"");
+	expect_error("{\"name\": \"x\",\n\"task\": \"summarize\",\n\"prompts\": {\"user\": \"u.txt\"},\n"
+		     "\"classify\": {\"scope\": \"all\"}}",
+		     "p.json:4: classify: only for a classify pipeline");
 	put("bad.txt", "{{text}} {{oops}}");
 	expect_error("{\"name\": \"x\",\n\"task\": \"summarize\",\n\"prompts\": {\"user\": \"bad.txt\"}}",
 		     "prompts.user: ");
 }
 
 /* Field types from nullable/compound schemas, grounding and the extract block. */
+/* classify reads a document's head unless the pipeline asks for all of it */
+static void test_classify_scope(void **state)
+{
+	(void)state;
+	put("u.txt", "Sort: {{text}}\n");
+	const char *head = "{\"name\": \"x\", \"task\": \"classify\", \"prompts\": {\"user\": \"u.txt\"},"
+			   " \"labels\": [\"a\", \"b\"]}";
+	const char *all = "{\"name\": \"x\", \"task\": \"classify\", \"prompts\": {\"user\": \"u.txt\"},"
+			  " \"labels\": [\"a\", \"b\"], \"classify\": {\"scope\": \"all\"}}";
+	const char *sum = "{\"name\": \"x\", \"task\": \"summarize\", \"prompts\": {\"user\": \"u.txt\"}}";
+	const char *texts[] = {head, all, sum};
+	size_t want[] = {1, 0, 0};
+	for (int i = 0; i < 3; i++) {
+		const char *path = put("p.json", texts[i]);
+		char err[DK_ERRMSG_MAX];
+		struct dk_pipeline *p = dk_pipeline_load(path, err, sizeof err);
+		if (!p)
+			fail_msg("%s", err);
+		assert_int_equal(p->max_chunks, want[i]);
+		dk_pipeline_free(p);
+	}
+}
+
 static void test_extract_fields(void **state)
 {
 	(void)state;
@@ -266,6 +295,7 @@ int main(void)
 		cmocka_unit_test(test_shipped),
 		cmocka_unit_test(test_template),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_classify_scope),
 		cmocka_unit_test(test_extract_fields),
 		cmocka_unit_test(test_hash),
 		cmocka_unit_test(test_fallback_block),

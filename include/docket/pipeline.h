@@ -99,6 +99,9 @@ struct dk_pipeline {
 	/* classify */
 	char **labels;
 	size_t n_labels;
+	size_t max_chunks;   /* chunks of a document processed, from its start; 0 = all.
+			      * classify: 1 ("classify": {"scope": "head"}, the default), 0
+			      * for "scope": "all" (the chunks' distributions averaged) */
 	/* extract: the JSON Schema text (object with properties) and its fields */
 	char *schema_json;
 	struct dk_field *fields;

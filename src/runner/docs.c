@@ -281,7 +281,15 @@ void dk_run_doc_open(struct runner *R, const struct dk_doc *dd)
 	cp.overlap_tokens = pl->chunk_overlap;
 	cp.count = dk_prompt_count_tokens;
 	cp.count_ud = R;
-	if (dk_chunk_text(dd->text, dd->text_len, dd->sha256[0] ? dd->sha256 : NULL, &cp, &d->chunks,
+	/* a pipeline that reads only a document's head (classify) tokenizes only
+	 * a generous head of it: 16 bytes a token is more than text averages */
+	size_t len = dd->text_len;
+	if (pl->max_chunks && len > pl->max_chunks * (size_t)pl->chunk_tokens * 16 + 4096) {
+		len = pl->max_chunks * (size_t)pl->chunk_tokens * 16 + 4096;
+		while (len > 0 && ((unsigned char)dd->text[len] & 0xC0) == 0x80)
+			len--; /* not inside a UTF-8 sequence */
+	}
+	if (dk_chunk_text(dd->text, len, dd->sha256[0] ? dd->sha256 : NULL, &cp, &d->chunks,
 			  &d->n_chunks) != DK_OK) {
 		json_t *rec = dk_record_base(R, d->id, d, NULL);
 		struct record_end e = {.status = DK_REC_ERROR, .error = "cannot chunk the text"};
@@ -297,6 +305,8 @@ void dk_run_doc_open(struct runner *R, const struct dk_doc *dd)
 		dk_run_doc_free(d);
 		return;
 	}
+	if (pl->max_chunks && d->n_chunks > pl->max_chunks)
+		d->n_chunks = pl->max_chunks;
 	d->text = strndup(dd->text, dd->text_len);
 	d->cr = calloc(d->n_chunks, sizeof *d->cr);
 	if (!d->text || !d->cr) {

@@ -392,7 +392,7 @@ static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 	}
 	static const char *const top[] = {"$schema", "name", "description", "task", "input",
 					  "chunking", "prompts", "labels", "schema", "generation",
-					  "output", "sensitive", "fallback", "extract", NULL};
+					  "output", "sensitive", "fallback", "extract", "classify", NULL};
 	const char *bad = stray_key(root, top);
 	if (bad) {
 		p = fail(&L, p, bad, "unknown field (see pipelines/pipeline.schema.json)");
@@ -505,6 +505,29 @@ static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 		p = fail(&L, p, json_object_get(root, "labels") ? "labels" : NULL,
 			 "a classify pipeline needs 'labels' with at least two labels");
 		goto out;
+	}
+	/* classify reads a document's head by default: the first chunk decides
+	 * what a file is, and a long file costs one chunk, not all of them */
+	json_t *cl = json_object_get(root, "classify");
+	if (cl && p->task != DK_TASK_CLASSIFY) {
+		p = fail(&L, p, "classify", "only for a classify pipeline");
+		goto out;
+	}
+	p->max_chunks = p->task == DK_TASK_CLASSIFY ? 1 : 0;
+	if (cl) {
+		json_t *sv = json_object_get(cl, "scope");
+		const char *scope = json_string_value(sv);
+		static const char *const ck[] = {"scope", NULL};
+		if (!json_is_object(cl) || stray_key(cl, ck)) {
+			p = fail(&L, p, "classify", "expected {\"scope\": \"head\" | \"all\"}");
+			goto out;
+		}
+		if (sv && (!scope || (strcmp(scope, "head") && strcmp(scope, "all")))) {
+			p = fail(&L, p, "classify.scope", "expected \"head\" or \"all\"");
+			goto out;
+		}
+		if (scope && !strcmp(scope, "all"))
+			p->max_chunks = 0;
 	}
 	for (size_t i = 0; i < p->n_labels; i++)
 		for (size_t j = 0; j < i; j++)
