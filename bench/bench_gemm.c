@@ -2,7 +2,7 @@
  * Single-thread matrix x matrix throughput for the prefill / batched decode
  * shapes: the engine's vec_dot_n loop (tiles of 32 tokens, one weight row
  * at a time, the engine's path for types without a packed layout) against
- * the row-interleaved kernel (engine/pack.h, packing outside the timing)
+ * the row-interleaved kernel (engine/kernels/pack.h, packing outside the timing)
  * and against dequantise + OpenBLAS sgemm (1 thread).
  *
  *   bench_gemm [-q] [-t T,T...] [type...]
@@ -21,9 +21,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine/gemm.h"
-#include "engine/pack.h"
-#include "engine/quant.h"
+#include "engine/kernels/gemm.h"
+#include "engine/kernels/pack.h"
+#include "engine/kernels/quant.h"
 
 static double now(void)
 {

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Generates src/engine/unicode_data.c: per-code-point flags for the
+"""Generates src/engine/text/unicode_data.c: per-code-point flags for the
 tokenizer's pre-tokenizer matchers (general category class + White_Space).
 
 Uses only Python's stdlib unicodedata, so the tables follow the Unicode
 version of the Python that runs this script (printed into the output).
 
-  python3 scripts/gen-unicode-tables.py > src/engine/unicode_data.c
+  python3 scripts/gen-unicode-tables.py > src/engine/text/unicode_data.c
 
 Layout: a two-stage table.  stage1[cp >> 8] names a 256-entry block of
 stage2; identical blocks are stored once.
@@ -13,7 +13,7 @@ stage2; identical blocks are stored once.
 import sys
 import unicodedata
 
-# Flag values; keep in sync with src/engine/unicode.h.
+# Flag values; keep in sync with src/engine/text/unicode.h.
 CAT = {'L': 1, 'N': 2, 'P': 3, 'M': 4, 'S': 5, 'Z': 6, 'C': 7}
 WS = 0x08
 

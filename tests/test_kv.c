@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "docket/model.h"
-#include "engine/quant.h"
+#include "engine/kernels/quant.h"
 #include "testutil.h"
 
 static struct dk_model *model;

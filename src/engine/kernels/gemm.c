@@ -1,11 +1,11 @@
 /* Per-thread scratch and the OpenBLAS comparison path of gemm.h. */
-#include "engine/gemm.h"
+#include "engine/kernels/gemm.h"
 
 #include <cblas.h>
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "engine/quant.h"
+#include "engine/kernels/quant.h"
 
 struct scratch {
 	void *p;

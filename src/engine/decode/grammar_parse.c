@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "docket/grammar.h"
-#include "engine/grammar_impl.h"
+#include "engine/decode/grammar_impl.h"
 #include "util/buf.h"
 #include "util/err.h"
 

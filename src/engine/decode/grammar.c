@@ -23,7 +23,7 @@
 
 #include "docket/grammar.h"
 #include "docket/sampler.h"
-#include "engine/grammar_impl.h"
+#include "engine/decode/grammar_impl.h"
 #include "util/buf.h"
 #include "util/err.h"
 

@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "unicode.h"
+#include "engine/text/unicode.h"
 #include "util/err.h"
 
 enum { VOCAB_SPM = 1, VOCAB_BPE = 2 };

@@ -2,8 +2,8 @@
 #include <immintrin.h>
 #include <string.h>
 
-#include "vec.h"
-#include "vexp_avx2.h"
+#include "engine/kernels/vec.h"
+#include "engine/kernels/vexp_avx2.h"
 
 static inline __m256 swiglu8(__m256 x, __m256 up)
 {

@@ -2,7 +2,7 @@
  * unicodedata (Unicode 14.0.0).  Do not edit. */
 #include <stdint.h>
 
-#include "unicode.h"
+#include "engine/text/unicode.h"
 
 const char dk_unicode_version[] = "14.0.0";
 

@@ -1,6 +1,6 @@
 /* AVX2/FMA/F16C kernels (compiled with those flags only; see quant.c for
  * the run-time selection). */
-#include "engine/quant_impl.h"
+#include "engine/kernels/quant_impl.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -8,7 +8,7 @@
 /* maddubs saturates at int16, which the operand ranges here never reach */
 #define DOT_U8S8(acc, u, s) \
 	_mm256_add_epi32((acc), _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), _mm256_set1_epi16(1)))
-#include "engine/quant_x86.h"
+#include "engine/kernels/quant_x86.h"
 
 static void set(struct dk_qtraits *t, dk_vec_dot_fn dot, dk_vec_dot_n_fn dotn)
 {

@@ -1,13 +1,13 @@
 /* Repacking into the row-interleaved layout of pack.h (portable C); the
  * kernel is in pack_avx512.c. */
-#include "engine/pack.h"
+#include "engine/kernels/pack.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
-#include "engine/quant.h"
-#include "engine/quant_impl.h"
+#include "engine/kernels/quant.h"
+#include "engine/kernels/quant_impl.h"
 
 #define H2F(h) dk_fp16_to_fp32(h)
 

@@ -1,12 +1,12 @@
-#include "attn.h"
+#include "engine/kernels/attn.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "kv.h"
-#include "quant.h"
-#include "vec.h"
+#include "engine/core/kv.h"
+#include "engine/kernels/quant.h"
+#include "engine/kernels/vec.h"
 
 static inline const uint8_t *row(const struct dk_attn_args *a, size_t off, int32_t j)
 {

@@ -2,8 +2,8 @@
 #include <immintrin.h>
 #include <math.h>
 
-#include "vec.h"
-#include "vexp_avx512.h"
+#include "engine/kernels/vec.h"
+#include "engine/kernels/vexp_avx512.h"
 
 void dk_vec_swiglu_avx512(float *restrict g, const float *restrict u, int64_t n)
 {

@@ -3,9 +3,9 @@
 #include <math.h>
 #include <string.h>
 
-#include "attn.h"
-#include "kv.h"
-#include "vexp_avx2.h"
+#include "engine/kernels/attn.h"
+#include "engine/core/kv.h"
+#include "engine/kernels/vexp_avx2.h"
 
 #define KINLINE static inline __attribute__((always_inline))
 

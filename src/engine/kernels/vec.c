@@ -1,10 +1,10 @@
 /* Row kernels: references and the choice of level (vec.h). */
-#include "vec.h"
+#include "engine/kernels/vec.h"
 
 #include <math.h>
 #include <string.h>
 
-#include "quant.h"
+#include "engine/kernels/quant.h"
 
 float dk_vec_exp_ref(float x)
 {

@@ -1,6 +1,6 @@
 /*
  * Block layouts of the GGUF tensor formats and the glue between quant.c and
- * the per-ISA kernel files.  Private to src/engine/quant*.c.
+ * the per-ISA kernel files.  Private to src/engine/kernels/quant*.c.
  *
  * Layouts are those of the file format (ggml's), little-endian, packed; a
  * "half" is an IEEE fp16 bit pattern.  Every struct's size is pinned below
@@ -11,7 +11,7 @@
 
 #include <stdint.h>
 
-#include "engine/quant.h"
+#include "engine/kernels/quant.h"
 
 /* x = (q - 8) * d; qs[j] low nibble = element j, high nibble = element j+16 */
 struct dk_block_q4_0 {

@@ -7,7 +7,7 @@
  */
 #include "docket/sampler.h"
 
-#include "vec.h"
+#include "engine/kernels/vec.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* AVX-512 (F/BW/VL/DQ/VNNI) kernels.  The 32-wide block formats reuse the
  * 256-bit kernels of quant_x86.h with vpdpbusd; the K formats with 64-element
  * chunks and the float formats get 512-bit versions here. */
-#include "engine/quant_impl.h"
+#include "engine/kernels/quant_impl.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -10,7 +10,7 @@
 #define DOT_U8S8(acc, u, s) _mm256_dpbusd_epi32((acc), (u), (s))
 /* 32 vector registers: unrolled K chunks stay in registers */
 #define UNROLL_CHUNK _Pragma("GCC unroll 16")
-#include "engine/quant_x86.h"
+#include "engine/kernels/quant_x86.h"
 
 /* ---- float formats, written for nc columns like the integer kernels */
 

@@ -17,7 +17,7 @@
 #include <immintrin.h>
 #include <string.h>
 
-#include "engine/quant_impl.h"
+#include "engine/kernels/quant_impl.h"
 
 #define KINLINE static inline __attribute__((always_inline))
 /* the per-column/per-chunk loops must be unrolled so their vectors stay

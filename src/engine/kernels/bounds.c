@@ -7,8 +7,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine/pack.h"
-#include "engine/quant.h"
+#include "engine/kernels/pack.h"
+#include "engine/kernels/quant.h"
 
 static double now_s(void)
 {

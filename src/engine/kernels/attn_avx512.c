@@ -12,9 +12,9 @@
 #include <immintrin.h>
 #include <math.h>
 
-#include "attn.h"
-#include "kv.h"
-#include "vexp_avx512.h"
+#include "engine/kernels/attn.h"
+#include "engine/core/kv.h"
+#include "engine/kernels/vexp_avx512.h"
 
 #define KINLINE static inline __attribute__((always_inline))
 

@@ -12,7 +12,7 @@
  * (leftmost match, ordered alternation, greedy quantifiers, no lookahead
  * past the chunk).
  */
-#include "unicode.h"
+#include "engine/text/unicode.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -8,7 +8,7 @@
  * integers per block before scaling, so a SIMD kernel can be checked against
  * them exactly for the integer part.
  */
-#include "engine/quant.h"
+#include "engine/kernels/quant.h"
 
 #include <float.h>
 #include <math.h>
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/quant_impl.h"
+#include "engine/kernels/quant_impl.h"
 
 /* ---------------------------------------------------------------- fp16/bf16 */
 

@@ -23,10 +23,10 @@
  * the nibble unpacking removed, +0.4%.  Both multiplies are the
  * reference's, so this is the kernel's ceiling.
  */
-#include "engine/pack.h"
+#include "engine/kernels/pack.h"
 
-#include "engine/gemm.h"
-#include "engine/quant_impl.h"
+#include "engine/kernels/gemm.h"
+#include "engine/kernels/quant_impl.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>

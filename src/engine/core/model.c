@@ -30,13 +30,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "attn.h"
-#include "gemm.h"
-#include "pack.h"
-#include "kv.h"
-#include "quant.h"
-#include "threadpool.h"
-#include "vec.h"
+#include "engine/kernels/attn.h"
+#include "engine/kernels/gemm.h"
+#include "engine/kernels/pack.h"
+#include "engine/core/kv.h"
+#include "engine/kernels/quant.h"
+#include "engine/core/threadpool.h"
+#include "engine/kernels/vec.h"
 #include "util/err.h"
 #include "util/sha256.h"
 
