@@ -74,8 +74,8 @@ const struct dk_tokenizer *dk_model_tokenizer(const struct dk_model *m);
 const struct dk_gguf *dk_model_gguf(const struct dk_model *m);
 /* tokenizer.chat_template or NULL; NUL-terminated, owned by the model. */
 const char *dk_model_chat_template(const struct dk_model *m);
-/* Hex sha256 of the model file, computed once on first call (reads the
- * whole file), then cached.  NULL if the file cannot be read. */
+/* Hex sha256 of the model file, computed from the mapping at load (the
+ * model is immutable after); never NULL for a loaded model. */
 const char *dk_model_sha256(struct dk_model *m);
 
 struct dk_chat_msg;

@@ -539,6 +539,7 @@ const char *dk_gguf_path(const struct dk_gguf *g) { return g->path; }
 uint32_t dk_gguf_version(const struct dk_gguf *g) { return g->version; }
 size_t dk_gguf_alignment(const struct dk_gguf *g) { return g->alignment; }
 size_t dk_gguf_file_size(const struct dk_gguf *g) { return g->size; }
+const void *dk_gguf_file_data(const struct dk_gguf *g) { return g->data; }
 int64_t dk_gguf_n_kv(const struct dk_gguf *g) { return g->n_kv; }
 int64_t dk_gguf_n_tensors(const struct dk_gguf *g) { return g->n_tensors; }
 

@@ -56,8 +56,7 @@ struct dk_model {
 	struct dk_pack **packs;
 	bool neox;              /* rotate (i, i + n_rot/2) pairs instead of (2i, 2i+1) */
 	char *chat_template;
-	char sha256[65];
-	bool sha_done;
+	char sha256[65];        /* of the mapped file, set at load: the model is immutable after */
 	char err[DK_ERRMSG_MAX];
 };
 
@@ -279,6 +278,10 @@ enum dk_status dk_model_load(struct dk_model **out, const char *path, const stru
 		return dk_err(m->err, sizeof m->err, DK_FATAL, "cannot load '%s': out of memory", path);
 	if (dk_gguf_open(&m->g, path) != DK_OK)
 		return dk_err(m->err, sizeof m->err, DK_FATAL, "%s", dk_gguf_error(m->g));
+	/* Hashed from the mapping once here, so contexts only read the model. */
+	uint8_t digest[32];
+	dk_sha256(dk_gguf_file_data(m->g), dk_gguf_file_size(m->g), digest);
+	dk_sha256_hex(digest, m->sha256);
 
 	struct dk_model_info *hp = &m->info;
 	const char *s;
@@ -390,15 +393,7 @@ const struct dk_gguf *dk_model_gguf(const struct dk_model *m) { return m->g; }
 const char *dk_model_chat_template(const struct dk_model *m) { return m->chat_template; }
 const char *dk_model_path(const struct dk_model *m) { return m->path; }
 
-const char *dk_model_sha256(struct dk_model *m)
-{
-	if (!m->sha_done) {
-		if (dk_sha256_file(m->path, m->sha256) != 0)
-			return NULL;
-		m->sha_done = true;
-	}
-	return m->sha256;
-}
+const char *dk_model_sha256(struct dk_model *m) { return m->sha256; }
 
 char *dk_model_chat_render(const struct dk_model *m, const char *family,
 			   const struct dk_chat_msg *msgs, size_t n, bool add_assistant,
