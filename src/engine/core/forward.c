@@ -59,6 +59,7 @@ static void set_numerics(struct dk_ctx *c)
 
 struct dk_ctx_params dk_ctx_default_params(void)
 {
+	const char *env = getenv("DOCKET_PREFILL"); /* the edge: model.h says why here */
 	return (struct dk_ctx_params){
 		.n_ctx = 2048,
 		.n_seq_max = 1,
@@ -68,6 +69,10 @@ struct dk_ctx_params dk_ctx_default_params(void)
 		.prefix_cache = true,
 		.deterministic = true,
 		.kv_blocks = 0,
+		.prefill = !env ? DK_PREFILL_AUTO
+			   : !strcmp(env, "int") ? DK_PREFILL_INT
+			   : !strcmp(env, "blas") ? DK_PREFILL_BLAS
+						  : DK_PREFILL_AUTO,
 	};
 }
 
@@ -425,15 +430,15 @@ static double now_s(void)
 /* Times both ways of a T = BLAS_MIN_T product for each weight type of the
  * model, one thread, on up to 256 rows of a real matrix of that type, and
  * marks the types where OpenBLAS is at least 5% faster.  Runs once, at
- * context creation, only with deterministic mode off.  DOCKET_PREFILL=blas
- * or =int skips the timing and takes that path for every type (tests). */
+ * context creation, only with deterministic mode off.  params.prefill
+ * (DOCKET_PREFILL=blas|int, model.h) skips the timing and takes that path
+ * for every type (tests). */
 static void blas_calibrate(struct dk_ctx *c)
 {
 	const struct dk_model *m = c->m;
-	const char *env = getenv("DOCKET_PREFILL");
-	if (env && !strcmp(env, "int"))
+	if (c->p.prefill == DK_PREFILL_INT)
 		return;
-	const bool force = env && !strcmp(env, "blas");
+	const bool force = c->p.prefill == DK_PREFILL_BLAS;
 	const struct dk_gguf_tensor *cand[8];
 	int nc = 0;
 	if (m->info.n_layer > 0) {

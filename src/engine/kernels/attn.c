@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "engine/core/kv.h"
+#include "engine/kernels/cpu.h"
 #include "engine/kernels/quant.h"
 #include "engine/kernels/vec.h"
 
@@ -84,15 +85,9 @@ void dk_attn_f16_ref(const struct dk_attn_args *a) { per_head(a, f16_one); }
 
 dk_attn_fn dk_attn_kernel(size_t esize, int32_t hd)
 {
-	static int level = -1;
-	if (level < 0) {
-		const char *e = getenv("DOCKET_KERNELS");
-		level = (e && !strcmp(e, "ref")) ? 0 :
-			(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-			 __builtin_cpu_supports("f16c")) ? 1 : 0;
-		if (level == 1 && dk_quant_level() >= DK_KERNELS_AVX512)
-			level = 2;
-	}
+	/* the level and the DOCKET_KERNELS cap are cpu.c's; the AVX2 kernels
+	 * also convert F16 rows, so they need F16C */
+	const int level = dk_cpu_f16c() ? dk_cpu_kernels() : DK_KERNELS_REF;
 	/* tiny heads (the test models) stay on the reference, whose summation
 	 * order is llama.cpp's for heads narrower than its vector step */
 	if (level >= 2 && hd % 16 == 0 && hd >= 32 && hd <= 256)

@@ -891,27 +891,9 @@ static const struct dk_qtraits ref_table[DK_TYPE_COUNT] = {
 /* ---------------------------------------------------------------- selection */
 
 static struct dk_qtraits tables[3][DK_TYPE_COUNT];
-static int cpu_level;  /* highest level this CPU runs */
-static int sel_level;  /* after the DOCKET_KERNELS cap */
+static int cpu_level;  /* highest level this CPU runs (cpu.h) */
+static int sel_level;  /* after the DOCKET_KERNELS cap (cpu.h) */
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
-
-static int detect_cpu(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_cpu_init();
-	if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")))
-		return DK_KERNELS_REF;
-	/* F16C and BMI2 have no __builtin_cpu_supports names in every gcc;
-	 * every AVX2+FMA CPU has them. */
-	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-	    __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-	    __builtin_cpu_supports("avx512vnni"))
-		return DK_KERNELS_AVX512;
-	return DK_KERNELS_AVX2;
-#else
-	return DK_KERNELS_REF;
-#endif
-}
 
 static void set_kernel_name(struct dk_qtraits *tab, const char *name)
 {
@@ -925,7 +907,7 @@ static void init_tables(void)
 	memcpy(tables[0], ref_table, sizeof ref_table);
 	memcpy(tables[1], tables[0], sizeof ref_table);
 	memcpy(tables[2], tables[0], sizeof ref_table);
-	cpu_level = detect_cpu();
+	cpu_level = dk_cpu_level();
 #if defined(__x86_64__)
 	if (cpu_level >= DK_KERNELS_AVX2) {
 		dk_quant_install_avx2(tables[1]);
@@ -939,15 +921,7 @@ static void init_tables(void)
 				tables[2][t].kernel = "avx512";
 	}
 #endif
-	sel_level = cpu_level;
-	const char *env = getenv("DOCKET_KERNELS");
-	if (env && *env) {
-		int cap = !strcmp(env, "ref") ? DK_KERNELS_REF
-			  : !strcmp(env, "avx2") ? DK_KERNELS_AVX2
-						 : DK_KERNELS_AVX512;
-		if (cap < sel_level)
-			sel_level = cap;
-	}
+	sel_level = dk_cpu_kernels();
 }
 
 const struct dk_qtraits *dk_quant_traits(enum dk_ttype t)

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "docket/gguf.h"
+#include "engine/kernels/cpu.h"
 
 #define DK_QK 32   /* elements per block of the 32-wide formats */
 #define DK_QK_K 256 /* elements per super-block of the K formats */
@@ -69,10 +70,8 @@ struct dk_qtraits {
  * activation-only formats: their vec_dot/vec_dot_n are NULL. */
 const struct dk_qtraits *dk_quant_traits(enum dk_ttype t);
 
-/* Kernel levels.  dk_quant_traits() uses the highest level the CPU supports,
- * capped by env DOCKET_KERNELS=ref|avx2|avx512 (read once; other values
- * cap nothing). */
-enum dk_kernel_level { DK_KERNELS_REF = 0, DK_KERNELS_AVX2 = 1, DK_KERNELS_AVX512 = 2 };
+/* Kernel levels (cpu.h).  dk_quant_traits() uses dk_cpu_kernels(): the
+ * highest level the CPU supports, capped by env DOCKET_KERNELS. */
 
 /* The traits table of one level, for tests and benchmarks: NULL when t is
  * unsupported or this CPU cannot run level (the env cap is ignored here).
