@@ -1,4 +1,5 @@
 #include "docket/perplexity.h"
+#include "docket/sampler.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -40,15 +41,7 @@ enum dk_status dk_perplexity(struct dk_ctx *c, const dk_token *toks, int64_t n, 
 				int32_t p = start + i;
 				if (p < first || p > n_ctx - 2)
 					continue;
-				const float *lg = dk_logits(c, i);
-				float mx = lg[0];
-				for (int32_t v = 1; v < nv; v++)
-					if (lg[v] > mx)
-						mx = lg[v];
-				double s = 0;
-				for (int32_t v = 0; v < nv; v++)
-					s += expf(lg[v] - mx);
-				double l = -((double)lg[ct[p + 1]] - mx - log(s));
+				double l = -dk_log_softmax_at(dk_logits(c, i), nv, ct[p + 1]);
 				nll += l;
 				nll2 += l * l;
 				count++;

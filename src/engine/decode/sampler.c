@@ -492,3 +492,121 @@ void dk_softmax(const float *logits, float *probs, int32_t n)
 	for (int32_t i = 0; i < n; i++)
 		probs[i] *= inv;
 }
+
+/* ---- scoring: log softmax and constrained label choice ---- */
+
+double dk_log_softmax_at(const float *logits, int32_t n, dk_token t)
+{
+	float mx = -INFINITY;
+	for (int32_t i = 0; i < n; i++)
+		if (logits[i] > mx)
+			mx = logits[i];
+	if (mx == -INFINITY)
+		return -INFINITY;
+	double sum = 0;
+	for (int32_t i = 0; i < n; i++)
+		sum += exp((double)logits[i] - mx);
+	return (double)logits[t] - mx - log(sum);
+}
+
+static int cmp_seq(const dk_token *a, int32_t na, const dk_token *b, int32_t nb)
+{
+	int32_t n = na < nb ? na : nb;
+	for (int32_t i = 0; i < n; i++)
+		if (a[i] != b[i])
+			return a[i] < b[i] ? -1 : 1;
+	return na < nb ? -1 : na > nb;
+}
+
+struct label_seqs {
+	const dk_token *const *toks;
+	const int32_t *ntoks;
+};
+
+static int cmp_label(const void *a, const void *b, void *ctx)
+{
+	const struct label_seqs *l = ctx;
+	int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+	return cmp_seq(l->toks[x], l->ntoks[x], l->toks[y], l->ntoks[y]);
+}
+
+enum dk_status dk_label_probs(const dk_token *const *toks, const int32_t *ntoks, int32_t n_labels,
+			      int32_t n_vocab, dk_logits_fn logits_fn, void *ud, double *probs,
+			      double *logp)
+{
+	if (n_labels < 1 || n_vocab < 1)
+		return DK_SKIP;
+	int32_t maxlen = 0;
+	for (int32_t i = 0; i < n_labels; i++) {
+		if (ntoks[i] < 1)
+			return DK_SKIP;
+		for (int32_t k = 0; k < ntoks[i]; k++)
+			if (toks[i][k] < 0 || toks[i][k] >= n_vocab)
+				return DK_SKIP;
+		if (ntoks[i] > maxlen)
+			maxlen = ntoks[i];
+	}
+	int32_t *order = malloc((size_t)n_labels * sizeof *order);
+	double *lp = calloc((size_t)n_labels, sizeof *lp);
+	double *lse = calloc((size_t)maxlen, sizeof *lse);
+	/* logits after each prefix length of the current label, so that a
+	 * label sharing a prefix with the previous one reuses them */
+	float *cache = malloc((size_t)maxlen * (size_t)n_vocab * sizeof *cache);
+	enum dk_status st = DK_OK;
+	if (!order || !lp || !lse || !cache) {
+		st = DK_FATAL;
+		goto out;
+	}
+	for (int32_t i = 0; i < n_labels; i++)
+		order[i] = i;
+	struct label_seqs ls = {toks, ntoks};
+	qsort_r(order, (size_t)n_labels, sizeof *order, cmp_label, &ls);
+	int32_t have = 0; /* cache[k] valid for k < have */
+	for (int32_t oi = 0; oi < n_labels; oi++) {
+		int32_t i = order[oi];
+		if (oi > 0) {
+			int32_t j = order[oi - 1], shared = 0;
+			while (shared < ntoks[i] && shared < ntoks[j] && toks[i][shared] == toks[j][shared])
+				shared++;
+			if (have > shared + 1)
+				have = shared + 1;
+		}
+		for (int32_t k = 0; k < ntoks[i]; k++) {
+			float *lg = cache + (size_t)k * (size_t)n_vocab;
+			if (k >= have) {
+				if (logits_fn(ud, toks[i], k, lg)) {
+					st = DK_FATAL;
+					goto out;
+				}
+				float mx = -INFINITY;
+				for (int32_t t = 0; t < n_vocab; t++)
+					if (lg[t] > mx)
+						mx = lg[t];
+				double sum = 0;
+				for (int32_t t = 0; t < n_vocab && mx > -INFINITY; t++)
+					sum += exp((double)lg[t] - mx);
+				lse[k] = mx > -INFINITY ? mx + log(sum) : INFINITY;
+				have = k + 1;
+			}
+			lp[i] += (double)lg[toks[i][k]] - lse[k];
+		}
+	}
+	double mx = -INFINITY;
+	for (int32_t i = 0; i < n_labels; i++)
+		if (lp[i] > mx)
+			mx = lp[i];
+	double sum = 0;
+	for (int32_t i = 0; i < n_labels; i++)
+		sum += mx > -INFINITY ? exp(lp[i] - mx) : 1.0;
+	for (int32_t i = 0; i < n_labels; i++) {
+		probs[i] = (mx > -INFINITY ? exp(lp[i] - mx) : 1.0) / sum;
+		if (logp)
+			logp[i] = lp[i];
+	}
+out:
+	free(order);
+	free(lp);
+	free(lse);
+	free(cache);
+	return st;
+}
