@@ -21,9 +21,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine/gemm.h"
-#include "engine/pack.h"
-#include "engine/quant.h"
+#include "engine/kernels/gemm.h"
+#include "engine/kernels/pack.h"
+#include "engine/kernels/quant.h"
 
 static double now(void)
 {

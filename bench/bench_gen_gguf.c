@@ -24,7 +24,7 @@
 #include <string.h>
 
 #include "docket/gguf.h"
-#include "engine/quant.h"
+#include "engine/kernels/quant.h"
 
 #define ALIGN 32
 

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine/quant.h"
+#include "engine/kernels/quant.h"
 
 /* thread CPU time: on a busy machine, preemption does not count against a
  * kernel (shared caches still do) */

@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/attn.h"
-#include "engine/kv.h"
-#include "engine/quant.h"
+#include "engine/kernels/attn.h"
+#include "engine/core/kv.h"
+#include "engine/kernels/quant.h"
 #include "testutil.h"
 
 static uint64_t rng = 88172645463325252ull;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "docket/grammar.h"
+#include "docket/sampler.h"
 #include "testutil.h"
 
 static struct dk_grammar *compile_ok(const char *text)

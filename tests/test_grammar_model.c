@@ -14,6 +14,7 @@
 
 #include "docket/gguf.h"
 #include "docket/grammar.h"
+#include "docket/sampler.h"
 #include "docket/jsonschema.h"
 #include "docket/model.h"
 #include "docket/tokenizer.h"

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "docket/model.h"
-#include "engine/quant.h"
+#include "engine/kernels/quant.h"
 #include "testutil.h"
 
 static struct dk_model *model;
@@ -263,9 +263,8 @@ static void test_prefix_files(void **s)
 	pn.n_ctx = 256;
 	pn.n_threads = 1;
 	pn.deterministic = false;
-	setenv("DOCKET_PREFILL", "blas", 1);
+	pn.prefill = DK_PREFILL_BLAS;
 	assert_int_equal(dk_ctx_new(&c, model, &pn), DK_OK);
-	unsetenv("DOCKET_PREFILL");
 	char want[40];
 	snprintf(want, sizeof want, "kernels=%s,blas", dk_quant_level_name(dk_quant_level()));
 	assert_string_equal(dk_ctx_numerics(c), want);

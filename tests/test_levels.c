@@ -28,7 +28,7 @@
 
 #include "docket/model.h"
 #include "docket/sampler.h"
-#include "engine/quant.h"
+#include "engine/kernels/quant.h"
 #include "testutil.h"
 
 static bool skipped_any;

@@ -14,9 +14,9 @@
 
 #include "docket/docket.h"
 #include "docket/gguf.h"
-#include "engine/gemm.h"
-#include "engine/pack.h"
-#include "engine/quant.h"
+#include "engine/kernels/gemm.h"
+#include "engine/kernels/pack.h"
+#include "engine/kernels/quant.h"
 #include "testrng.h"
 #include "testutil.h"
 

@@ -12,11 +12,11 @@
 #include <unistd.h>
 
 #include "docket/gguf.h"
-#include "engine/quant.h"
+#include "engine/kernels/quant.h"
 #include "testrng.h"
 #include "testutil.h"
 #include "util/sha256.h"
-#include "engine/quant_impl.h"
+#include "engine/kernels/quant_impl.h"
 
 static uint32_t f2u(float f)
 {

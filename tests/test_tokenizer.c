@@ -19,7 +19,7 @@
 
 #include "docket/gguf.h"
 #include "docket/tokenizer.h"
-#include "engine/unicode.h"
+#include "engine/text/unicode.h"
 #include "testutil.h"
 
 /* ---- helpers ---- */

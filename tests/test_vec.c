@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/quant.h"
-#include "engine/vec.h"
+#include "engine/kernels/quant.h"
+#include "engine/kernels/vec.h"
 #include "testrng.h"
 #include "testutil.h"
 

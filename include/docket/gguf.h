@@ -71,6 +71,8 @@ const char *dk_gguf_path(const struct dk_gguf *g);
 uint32_t dk_gguf_version(const struct dk_gguf *g);
 size_t dk_gguf_alignment(const struct dk_gguf *g);
 size_t dk_gguf_file_size(const struct dk_gguf *g);
+/* The whole file as mapped (dk_gguf_file_size bytes), read-only. */
+const void *dk_gguf_file_data(const struct dk_gguf *g);
 
 /* ---- metadata ---- */
 int64_t dk_gguf_n_kv(const struct dk_gguf *g);

@@ -165,30 +165,4 @@ int32_t dk_grammar_min_bytes_to_close(const struct dk_grammar_state *s);
  * Caller frees.  NULL when out of memory or n_labels < 1. */
 char *dk_grammar_labels_gbnf(const char *const *labels, int32_t n_labels);
 
-/*
- * Per-label probabilities for a constrained choice.
- *
- * Each label i is given as its token sequence toks[i][0..ntoks[i]).  The
- * probability of a label is the product over its tokens of the softmax
- * probability of that token given the prompt and the label's previous
- * tokens (full sequence scoring), renormalised over the label set.  Labels
- * that share a token prefix share the calls: logits_fn is called once per
- * distinct prefix (the empty prefix first), in depth-first order, and must
- * write into logits (n_vocab floats) the model's logits after prompt +
- * prefix[0..n_prefix).  A typical runner keeps the prompt's KV, forks the
- * sequence per prefix (or feeds prefixes incrementally, since calls come
- * depth first) and decodes.  logits_fn returns 0, or non-zero to abort.
- *
- * probs[n_labels] receives the normalised probabilities; logp (may be
- * NULL) the unnormalised log probabilities.  Returns DK_OK, DK_SKIP when a
- * label has no tokens or a token is out of range, DK_FATAL when the
- * callback failed or memory ran out.
- */
-typedef int (*dk_logits_fn)(void *ud, const dk_token *prefix, int32_t n_prefix, float *logits);
-enum dk_status dk_label_probs(const dk_token *const *toks, const int32_t *ntoks, int32_t n_labels,
-			      int32_t n_vocab, dk_logits_fn logits_fn, void *ud, double *probs,
-			      double *logp);
-/* log softmax(logits)[t] over n logits, in double. */
-double dk_log_softmax_at(const float *logits, int32_t n, dk_token t);
-
 #endif

@@ -74,8 +74,8 @@ const struct dk_tokenizer *dk_model_tokenizer(const struct dk_model *m);
 const struct dk_gguf *dk_model_gguf(const struct dk_model *m);
 /* tokenizer.chat_template or NULL; NUL-terminated, owned by the model. */
 const char *dk_model_chat_template(const struct dk_model *m);
-/* Hex sha256 of the model file, computed once on first call (reads the
- * whole file), then cached.  NULL if the file cannot be read. */
+/* Hex sha256 of the model file, computed from the mapping at load (the
+ * model is immutable after); never NULL for a loaded model. */
 const char *dk_model_sha256(struct dk_model *m);
 
 struct dk_chat_msg;
@@ -92,6 +92,9 @@ char *dk_model_chat_render(const struct dk_model *m, const char *family,
 			   bool template_system, char *err, size_t errn);
 const char *dk_model_path(const struct dk_model *m);
 
+/* How a context with deterministic off picks OpenBLAS for long products. */
+enum dk_prefill { DK_PREFILL_AUTO = 0, DK_PREFILL_INT, DK_PREFILL_BLAS };
+
 struct dk_ctx_params {
 	int32_t n_ctx;        /* max tokens per sequence; default 2048 (<= n_ctx_train) */
 	int32_t n_seq_max;    /* max live sequences; default 1 */
@@ -106,10 +109,15 @@ struct dk_ctx_params {
 			       * SGEMM for the weight types where that measured faster
 			       * at creation (F16/F32 weights; CPUs without AVX-512
 			       * VNNI), whose sums depend on those; results stay within
-			       * float rounding.  DOCKET_PREFILL=blas|int forces the
-			       * choice. */
+			       * float rounding.  prefill forces the choice. */
 	int32_t kv_blocks;    /* KV pages of DK_KV_BLOCK tokens; 0 = n_seq_max*n_ctx worth */
+	enum dk_prefill prefill; /* deterministic off only: DK_PREFILL_AUTO (measure at
+				  * creation), _INT (never OpenBLAS), _BLAS (always) */
 };
+/* The defaults, and the one place the engine's environment knobs are read
+ * (each call, so a caller may change them between contexts):
+ *   DOCKET_PREFILL=int|blas   sets prefill (other values: auto).
+ * DOCKET_KERNELS, process-wide, is read once by the kernels (kernels/cpu.c). */
 struct dk_ctx_params dk_ctx_default_params(void);
 
 enum dk_status dk_ctx_new(struct dk_ctx **out, struct dk_model *m, const struct dk_ctx_params *p);

@@ -63,4 +63,32 @@ dk_token dk_argmax(const float *logits, int32_t n);
 /* Softmax of logits[n] into probs[n], in float with max subtracted. */
 void dk_softmax(const float *logits, float *probs, int32_t n);
 
+/* ---- scoring (moved from grammar.h: it reads logits, not grammars) ---- */
+
+/*
+ * Per-label probabilities for a constrained choice.
+ *
+ * Each label i is given as its token sequence toks[i][0..ntoks[i]).  The
+ * probability of a label is the product over its tokens of the softmax
+ * probability of that token given the prompt and the label's previous
+ * tokens (full sequence scoring), renormalised over the label set.  Labels
+ * that share a token prefix share the calls: logits_fn is called once per
+ * distinct prefix (the empty prefix first), in depth-first order, and must
+ * write into logits (n_vocab floats) the model's logits after prompt +
+ * prefix[0..n_prefix).  A typical runner keeps the prompt's KV, forks the
+ * sequence per prefix (or feeds prefixes incrementally, since calls come
+ * depth first) and decodes.  logits_fn returns 0, or non-zero to abort.
+ *
+ * probs[n_labels] receives the normalised probabilities; logp (may be
+ * NULL) the unnormalised log probabilities.  Returns DK_OK, DK_SKIP when a
+ * label has no tokens or a token is out of range, DK_FATAL when the
+ * callback failed or memory ran out.
+ */
+typedef int (*dk_logits_fn)(void *ud, const dk_token *prefix, int32_t n_prefix, float *logits);
+enum dk_status dk_label_probs(const dk_token *const *toks, const int32_t *ntoks, int32_t n_labels,
+			      int32_t n_vocab, dk_logits_fn logits_fn, void *ud, double *probs,
+			      double *logp);
+/* log softmax(logits)[t] over n logits, in double. */
+double dk_log_softmax_at(const float *logits, int32_t n, dk_token t);
+
 #endif

@@ -45,7 +45,7 @@
 #include "docket/bounds.h"
 #include "docket/model.h"
 #include "docket/sampler.h"
-#include "engine/quant.h"
+#include "engine/kernels/quant.h"
 #include "runner/sched.h"
 
 struct sizes {

@@ -1,6 +1,8 @@
 /* The scheduler: queue, slots, admission, the decode step and sampling. */
 #include "runner/sched.h"
 
+#include "docket/sampler.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -439,18 +441,6 @@ static void sample(struct dk_sched *s, struct job *j, const float *logits)
 	j->last = t;
 }
 
-static double log_softmax_at(const float *l, int32_t n, dk_token t)
-{
-	float mx = l[0];
-	for (int32_t i = 1; i < n; i++)
-		if (l[i] > mx)
-			mx = l[i];
-	double sum = 0;
-	for (int32_t i = 0; i < n; i++)
-		sum += exp((double)l[i] - mx);
-	return (double)l[t] - mx - log(sum);
-}
-
 /* ---- the step ---- */
 
 /* One dk_decode over every live sequence: decode tokens first, then
@@ -514,7 +504,7 @@ static enum dk_status decode(struct dk_sched *s)
 					if (t >= j->sp.score_from - 1 && t < j->n_toks - 1) {
 						const float *l = dk_logits(ctx, j->bfirst + t - first);
 						if (l)
-							j->logp += log_softmax_at(l, s->p.n_vocab, j->toks[t + 1]);
+							j->logp += dk_log_softmax_at(l, s->p.n_vocab, j->toks[t + 1]);
 					}
 			if (!j->warmed && j->n_past >= j->sp.n_prefix) {
 				j->warmed = true;

@@ -12,7 +12,7 @@
 
 #include "docket/gguf.h"
 #include "docket/tokenizer.h"
-#include "engine/unicode.h"
+#include "engine/text/unicode.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
