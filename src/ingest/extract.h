@@ -41,6 +41,16 @@ void dk_x_rtf(const char *s, size_t n, struct dk_buf *out);
 void dk_x_csv(const char *s, size_t n, char delim, struct dk_buf *out);
 void dk_x_json(const char *s, size_t n, bool lines, struct dk_buf *out);
 void dk_x_eml(const char *s, size_t n, struct dk_buf *out);
+/* The zip+XML documents (fmt: docx, xlsx, pptx, odt, ods, odp, epub) and
+ * PDF (through pdftotext); these read in->fs_path or in->data themselves.
+ * Return 0, or non-zero with *reason and err set. */
+int dk_x_office(const struct dk_xin *in, const char *fmt, struct dk_buf *out, const char **reason, char *err,
+		size_t errn);
+int dk_x_pdf(const struct dk_xin *in, struct dk_buf *out, const char **reason, char *err, size_t errn);
+/* The value of hex digit c, or -1 (RTF \'hh escapes, quoted-printable). */
+int dk_x_hexval(char c);
+/* The extension of name's last component without the dot ("" for none). */
+const char *dk_x_ext_of(const char *name);
 
 /* Charset conversion to UTF-8 with newline normalisation (CRLF, CR -> LF)
  * and replacement of invalid sequences.  charset as libmagic names it
