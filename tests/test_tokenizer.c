@@ -855,8 +855,8 @@ static void test_token_limit(void **state)
 	free(w.p);
 	free(big);
 
-	static const char *const seeds[] = {"tests/fuzz/seeds/fuzz_gguf/vocab-token-4096.gguf",
-					    "tests/fuzz/seeds/fuzz_gguf/vocab-token-4097.gguf"};
+	static const char *const seeds[] = {"tests/fuzz/seeds/fuzz_gguf/vocab-token-4096.bin",
+					    "tests/fuzz/seeds/fuzz_gguf/vocab-token-4097.bin"};
 	for (int i = 0; i < 2; i++) {
 		assert_int_equal(dk_gguf_open(&g, dk_test_src(seeds[i])), DK_OK);
 		enum dk_status st = dk_tokenizer_new(&t, g);
@@ -866,7 +866,7 @@ static void test_token_limit(void **state)
 			assert_int_equal(len, 4096);
 		} else {
 			assert_int_equal(st, DK_FATAL);
-			assert_non_null(strstr(dk_tokenizer_error(t), "vocab-token-4097.gguf': token 6 is 4097 bytes (limit 4096)"));
+			assert_non_null(strstr(dk_tokenizer_error(t), "vocab-token-4097.bin': token 6 is 4097 bytes (limit 4096)"));
 		}
 		dk_tokenizer_free(t);
 		dk_gguf_free(g);
