@@ -151,7 +151,7 @@ R ocs.json oc -o ocs.jsonl --ctx 64 --fallback-when over_context 2>/dev/null || 
 $REC field ocs.jsonl 'r.get("error", "")' | grep -q '^too-long: .*(fallback refused: sensitive' ||
 	fail "too-long refusal reason"
 
-echo "== kill -9 during a remote call, then --resume"
+echo "== kill -9 during a remote call, then --resume (one call at a time)"
 cat >g.json <<JSON
 {"name": "g", "task": "generate", "chunking": {"max_tokens": 2000, "overlap_tokens": 0},
  "prompts": {"user": "p.txt"}, "generation": {"max_tokens": 8}}
@@ -163,7 +163,7 @@ control '{"reset_log": true}'
 control '{"modes": ["slow:0.6", "slow:0.6", "slow:0.6", "slow:0.6", "slow:0.6", "slow:0.6"]}'
 # docket itself in the background (not a function's subshell) so kill -9 hits it
 "$DK_DOCKET" run g.json in -o k.jsonl "${FB[@]}" -m "$MODEL" -t 1 --progress none --max-tokens 8 \
-	--fallback-url "$URL" --fallback-model fm 2>/dev/null &
+	--fallback-url "$URL" --fallback-model fm --fallback-concurrency 1 2>/dev/null &
 pid=$!
 for _ in $(seq 100); do [ -s k.jsonl ] && [ "$(wc -l <k.jsonl)" -ge 2 ] && break; sleep 0.05; done
 sleep 0.3 # inside the next call

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "docket/route.h"
+#include "runner/calls.h"
 #include "testutil.h"
 #include "util/sha256.h"
 
@@ -954,6 +955,110 @@ static void test_concurrency_and_reuse(void **state)
 	json_decref(log);
 }
 
+static double mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void *cancel_later(void *arg)
+{
+	usleep(300 * 1000);
+	dk_fallback_cancel(arg);
+	return NULL;
+}
+
+/* A cancel ends a call waiting on a slow server at once, and later calls
+ * send nothing. */
+static void test_cancel(void **state)
+{
+	(void)state;
+	fresh_audit("cancel");
+	control(&plain, "[\"slow:5\"]");
+	struct dk_fallback_params p = params_for(&plain);
+	struct dk_fallback *f = client(&p);
+	struct dk_fallback_message m[2];
+	struct dk_fallback_request rq = user_req("slow one", m);
+	pthread_t th;
+	pthread_create(&th, NULL, cancel_later, f);
+	double t0 = mono_s();
+	struct dk_fallback_response r;
+	assert_int_equal(dk_fallback_chat(f, &rq, &r), DK_SKIP);
+	double took = mono_s() - t0;
+	pthread_join(th, NULL);
+	assert_non_null(strstr(r.error, "cancelled"));
+	assert_true(took < 3.0); /* not the server's 5 s */
+	dk_fallback_response_free(&r);
+	json_t *log = server_log(&plain);
+	size_t sent = json_array_size(log);
+	json_decref(log);
+	assert_int_equal(dk_fallback_chat(f, &rq, &r), DK_SKIP);
+	assert_int_equal(r.attempts, 0);
+	dk_fallback_response_free(&r);
+	log = server_log(&plain);
+	assert_int_equal(json_array_size(log), sent);
+	json_decref(log);
+	dk_fallback_free(f);
+}
+
+/* The runner's pool: every call comes back once, answered, with up to
+ * `workers` on the wire at once; freeing it with calls out drops them. */
+static void test_calls_pool(void **state)
+{
+	(void)state;
+	fresh_audit("pool");
+	control(&plain, "[\"slow:0.5\", \"slow:0.5\", \"slow:0.5\", \"slow:0.5\", \"slow:0.5\", \"slow:0.5\"]");
+	struct dk_fallback_params p = params_for(&plain);
+	p.max_concurrency = 3;
+	struct dk_fallback *f = client(&p);
+	struct dk_calls *q = dk_calls_new(f, 3);
+	assert_non_null(q);
+	bool seen[6] = {0};
+	for (int i = 0; i < 6; i++) {
+		char u[32];
+		snprintf(u, sizeof u, "call %d", i);
+		struct dk_call *c = dk_call_new(NULL, strdup(u));
+		assert_non_null(c);
+		c->index = i;
+		dk_calls_submit(q, c);
+	}
+	assert_int_equal(dk_calls_outstanding(q), 6);
+	for (int got = 0; got < 6;) {
+		struct dk_call *c = dk_calls_take(q, 5000);
+		assert_non_null(c);
+		assert_int_equal(c->status, DK_OK);
+		char want[48];
+		snprintf(want, sizeof want, "echo: call %d", c->index);
+		assert_string_equal(c->resp.content, want);
+		assert_false(seen[c->index]);
+		seen[c->index] = true;
+		dk_call_free(c);
+		got++;
+	}
+	assert_int_equal(dk_calls_outstanding(q), 0);
+	assert_int_equal(dk_calls_peak(q), 3);
+	assert_null(dk_calls_take(q, 0));
+	/* a call that cannot be built comes back in turn, unsent */
+	struct dk_call *c = dk_call_new(NULL, strdup("never sent"));
+	c->status = DK_SKIP;
+	dk_calls_finished(q, c);
+	c = dk_calls_take(q, 0);
+	assert_non_null(c);
+	assert_int_equal(c->resp.attempts, 0);
+	dk_call_free(c);
+	/* freed with slow calls on the wire: back quickly, nothing leaks (ASan) */
+	control(&plain, "[\"slow:5\", \"slow:5\", \"slow:5\", \"slow:5\"]");
+	for (int i = 0; i < 4; i++)
+		dk_calls_submit(q, dk_call_new(strdup("sys"), strdup("slow")));
+	usleep(200 * 1000);
+	double t0 = mono_s();
+	dk_calls_free(q);
+	assert_true(mono_s() - t0 < 3.0);
+	dk_fallback_free(f);
+	control(&plain, "[]");
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -1001,6 +1106,8 @@ int main(void)
 		cmocka_unit_test(test_tls),
 		cmocka_unit_test(test_audit_failure),
 		cmocka_unit_test(test_concurrency_and_reuse),
+		cmocka_unit_test(test_cancel),
+		cmocka_unit_test(test_calls_pool),
 	};
 	return dk_test_run_group(tests, setup, teardown);
 }

@@ -69,7 +69,7 @@ struct dk_fallback_params {
 	long backoff_base_ms;     /* full-jitter backoff: random in [0, min(max, base * 2^k)] (default 500) */
 	long backoff_max_ms;      /* default 20000 */
 	long retry_after_max_ms;  /* cap on a server's Retry-After (default 60000) */
-	int max_concurrency;      /* requests in flight per object (default 4, 1..64) */
+	int max_concurrency;      /* requests in flight per object (default 8, 1..64) */
 	const char *ca_bundle;    /* PEM file replacing the system CA store; NULL = system store */
 	unsigned when;            /* DK_FALLBACK_* bits (default 0: fallback never wanted) */
 	bool allow_sensitive;     /* let sensitive pipelines route at all (default false) */
@@ -112,6 +112,11 @@ struct dk_fallback;
  */
 struct dk_fallback *dk_fallback_new(const struct dk_fallback_params *p, char *err, size_t n);
 void dk_fallback_free(struct dk_fallback *f);
+/* Makes every call on f, running or to come, end soon with DK_SKIP
+ * ("cancelled"): transfers abort, back-off waits end, nothing more is sent.
+ * Any thread; f stays cancelled until freed.  For a run that is stopping
+ * and will not use the answers. */
+void dk_fallback_cancel(struct dk_fallback *f);
 /* The last failure's message (any thread); borrowed until the next call. */
 const char *dk_fallback_error(const struct dk_fallback *f);
 /* Endpoint host ("api.openai.com", "127.0.0.1:8080" keeps a port), model. */

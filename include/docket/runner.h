@@ -46,10 +46,12 @@ enum dk_progress { DK_PROGRESS_AUTO, DK_PROGRESS_BAR, DK_PROGRESS_JSONL, DK_PROG
  * answered remotely carry route "fallback" and fallback {host, model}; a
  * chunk that wants to route but may not (sensitive pipeline without
  * allow_sensitive) stays an error whose message says why, and nothing is
- * sent.  Remote calls are synchronous and a record is written only after
- * its call returns, so a killed run re-sends that chunk on --resume. */
+ * sent.  Remote calls run on `concurrency` worker threads while local
+ * decoding goes on; a record is written only after its call returns, so a
+ * killed run re-sends the chunks whose calls were in flight on --resume. */
 struct dk_fallback_opts {
 	const char *url, *model, *key_env;
+	int concurrency;        /* requests in flight (0: the block's max_concurrency, default 8) */
 	const char *when;       /* comma list: over_context, invalid_output, local_error, always */
 	const char *audit;      /* audit log file; default OUTPUT.audit.jsonl (required for "-") */
 	bool allow_sensitive, redact, disabled;
@@ -111,6 +113,7 @@ struct dk_runner_stats {
 	uint64_t prefix_tokens_loaded;
 	double wall_ms;
 	uint64_t remote_ok, remote_errors; /* requests to the fallback endpoint, by outcome */
+	int remote_peak;                /* most requests in flight at once */
 	bool interrupted;               /* stopped by *stop */
 	int signal;                     /* the value *stop held */
 	bool max_failures_hit;

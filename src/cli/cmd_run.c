@@ -84,6 +84,8 @@ static void usage(FILE *f, bool batch)
 	      "      --fallback-when LIST    over_context, invalid_output, local_error, always\n"
 	      "      --allow-sensitive       let a sensitive pipeline route at all\n"
 	      "      --redact                redact identifiers before sending (the default)\n"
+	      "      --fallback-concurrency N  requests in flight at once, 1..64 (default: the\n"
+	      "                              block's max_concurrency, else 8)\n"
 	      "      --no-fallback           no routing for this run\n"
 	      "      --audit FILE            audit log (default OUT.audit.jsonl)\n"
 	      "\nexit status: 0 all ok; 1 usage or configuration error; 2 finished with records in\n"
@@ -96,7 +98,7 @@ enum {
 	O_FAIL_ON, O_SEQS, O_CTX, O_BATCH, O_NO_PREFIX, O_ONE, O_NO_CONSTRAIN, O_MAX_TOKENS,
 	O_TEMP, O_SEED, O_PROGRESS, O_REPORT, O_MAX_FAIL, O_SYNC, O_FB_URL, O_FB_MODEL, O_FB_KEY,
 	O_FB_WHEN, O_ALLOW_SENS, O_REDACT, O_NO_FB, O_AUDIT, O_PREFIX_DIR, O_DET, O_NODET,
-	O_METRICS, O_LOG_INTERVAL, O_QUIET,
+	O_METRICS, O_LOG_INTERVAL, O_QUIET, O_FB_CONC,
 };
 
 static bool parse_int(const char *s, long lo, long hi, long *out)
@@ -205,6 +207,7 @@ int dk_cli_run_main(int argc, char **argv, bool batch)
 		{"allow-sensitive", no_argument, 0, O_ALLOW_SENS},
 		{"redact", no_argument, 0, O_REDACT},
 		{"no-fallback", no_argument, 0, O_NO_FB},
+		{"fallback-concurrency", required_argument, 0, O_FB_CONC},
 		{"audit", required_argument, 0, O_AUDIT},
 		{0, 0, 0, 0},
 	};
@@ -371,6 +374,11 @@ int dk_cli_run_main(int argc, char **argv, bool batch)
 		case O_ALLOW_SENS: p.fallback.allow_sensitive = true; break;
 		case O_REDACT: p.fallback.redact = true; break;
 		case O_NO_FB: p.fallback.disabled = true; break;
+		case O_FB_CONC:
+			if (!parse_int(optarg, 1, 64, &v))
+				goto bad_num;
+			p.fallback.concurrency = (int)v;
+			break;
 		case O_AUDIT: p.fallback.audit = optarg; break;
 		default:
 			usage(stderr, batch);

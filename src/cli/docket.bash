@@ -43,7 +43,7 @@ _docket()
 			--exclude --hidden --no-archives --fail-on --model --threads --seqs --ctx --batch
 			--no-prefix-cache --no-deterministic --prefix-dir --one-at-a-time --no-constrain
 			--max-tokens --temperature --seed --progress --report --max-failures --sync-every
-			--fallback-url --fallback-model --fallback-key-env --fallback-when
+			--fallback-url --fallback-model --fallback-key-env --fallback-when --fallback-concurrency
 			--allow-sensitive --redact --no-fallback --audit --help" ;;
 	merge) flags="--output --overwrite --help" ;;
 	ls) flags="--json --fast --pipeline --help $walk" ;;

@@ -7,6 +7,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -88,7 +89,7 @@ struct dk_fallback_params dk_fallback_default_params(void)
 		.backoff_base_ms = 500,
 		.backoff_max_ms = 20000,
 		.retry_after_max_ms = 60000,
-		.max_concurrency = 4,
+		.max_concurrency = 8,
 		.redact = true,
 	};
 }
@@ -215,6 +216,7 @@ struct dk_fallback {
 	bool audit_broken;
 	struct dk_redactor *red;
 	uint64_t seq;
+	atomic_bool cancelled;  /* dk_fallback_cancel: transfers abort, no new attempts */
 	char err[DK_ERRMSG_MAX];
 };
 
@@ -247,6 +249,15 @@ static void wipe_headers(struct curl_slist *h)
 			explicit_bzero(h->data, strlen(h->data));
 }
 
+/* Aborts a transfer once the object is cancelled (checked about once a second
+ * by libcurl, and at every chunk of data). */
+static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+	(void)dt, (void)dn, (void)ut, (void)un;
+	const struct dk_fallback *f = ud;
+	return atomic_load(&f->cancelled) ? 1 : 0;
+}
+
 static CURL *make_handle(struct dk_fallback *f)
 {
 	CURL *h = curl_easy_init();
@@ -264,6 +275,9 @@ static CURL *make_handle(struct dk_fallback *f)
 	bad |= curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, f->p.timeout_ms) != CURLE_OK;
 	bad |= curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, f->p.connect_timeout_ms) != CURLE_OK;
 	bad |= curl_easy_setopt(h, CURLOPT_USERAGENT, f->user_agent) != CURLE_OK;
+	bad |= curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress) != CURLE_OK;
+	bad |= curl_easy_setopt(h, CURLOPT_XFERINFODATA, f) != CURLE_OK;
+	bad |= curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L) != CURLE_OK;
 #if LIBCURL_VERSION_NUM >= 0x075500
 	bad |= curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK;
 #endif
@@ -432,6 +446,12 @@ oom_headers:
 	return fail_new(f, err, n, "fallback: out of memory");
 }
 
+void dk_fallback_cancel(struct dk_fallback *f)
+{
+	if (f)
+		atomic_store(&f->cancelled, true);
+}
+
 void dk_fallback_free(struct dk_fallback *f)
 {
 	if (!f)
@@ -544,13 +564,16 @@ static uint64_t rng_next(uint64_t *s)
 	return *s;
 }
 
-static void sleep_ms(long ms)
+/* Sleeps ms, in slices so that a cancel ends the wait early. */
+static void sleep_ms(const struct dk_fallback *f, long ms)
 {
-	if (ms <= 0)
-		return;
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
+	while (ms > 0 && !atomic_load(&f->cancelled)) {
+		long step = ms < 100 ? ms : 100;
+		struct timespec ts = {0, step * 1000000L};
+		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+			;
+		ms -= step;
+	}
 }
 
 static int acquire(struct dk_fallback *f)
@@ -835,6 +858,11 @@ enum dk_status dk_fallback_chat(struct dk_fallback *f, const struct dk_fallback_
 	bool exhausted = false;
 	struct xfer x = {0};
 	for (int attempt = 1; attempt <= max_attempts; attempt++) {
+		if (atomic_load(&f->cancelled)) {
+			snprintf(last, sizeof last, "cancelled");
+			st = DK_SKIP;
+			break;
+		}
 		dk_buf_clear(&x.body);
 		x.too_big = false;
 		x.retry_after_ms = -1;
@@ -858,6 +886,8 @@ enum dk_status dk_fallback_chat(struct dk_fallback *f, const struct dk_fallback_
 		if (cc != CURLE_OK) {
 			if (cc == CURLE_OPERATION_TIMEDOUT)
 				snprintf(last, sizeof last, "timed out after %ld ms", f->p.timeout_ms);
+			else if (cc == CURLE_ABORTED_BY_CALLBACK)
+				snprintf(last, sizeof last, "cancelled");
 			else if (x.too_big)
 				snprintf(last, sizeof last, "answer larger than %u bytes", MAX_RESPONSE_BYTES);
 			else
@@ -865,7 +895,7 @@ enum dk_status dk_fallback_chat(struct dk_fallback *f, const struct dk_fallback_
 			scrub(f, last);
 			if (fatal_curl(cc))
 				st = DK_FATAL;
-			else if (x.too_big)
+			else if (x.too_big || cc == CURLE_ABORTED_BY_CALLBACK)
 				st = DK_SKIP;
 			else
 				retry = true;
@@ -941,7 +971,7 @@ enum dk_status dk_fallback_chat(struct dk_fallback *f, const struct dk_fallback_
 				cap = f->p.backoff_max_ms;
 			wait = cap > 0 ? (long)(rng_next(&rs) % (uint64_t)(cap + 1)) : 0;
 		}
-		sleep_ms(wait);
+		sleep_ms(f, wait);
 	}
 	release(f, slot);
 	dk_buf_free(&x.body);

@@ -198,6 +198,7 @@ void dk_run_doc_free(struct doc *d)
 	free(d->text);
 	free(d->chunks);
 	free(d->reduce_out);
+	free(d->doc_error);
 	free(d->custom_id);
 	free(d->req_model);
 	for (size_t i = 0; i < d->n_stops; i++)
@@ -360,19 +361,19 @@ void dk_run_doc_stage_done(struct runner *R, struct doc *d)
 	}
 	if (!d->fb_done) {
 		d->fb_done = true;
+		bool sent = false;
 		for (size_t i = 0; i < d->n_chunks; i++)
-			if (dk_remote_resolve(R, d, i)) {
-				dk_run_doc_close(R, d); /* the run stops; no record */
-				return;
-			}
+			sent |= dk_remote_resolve(R, d, i);
+		if (sent)
+			return; /* back here when the answers are in */
 	}
 	bool err = false;
 	for (size_t i = 0; i < d->n_chunks; i++)
 		err |= d->cr[i].error != NULL;
 	if (!err && !d->reduced && R->ops->reduce && R->ops->reduce(R, d))
 		return;
-	dk_record_emit_doc(R, d, NULL);
-	dk_run_doc_close(R, d);
+	if (dk_record_emit_doc(R, d, d->doc_error))
+		dk_run_doc_close(R, d);
 }
 
 static void job_done(void *ud, const struct dk_job_result *r)

@@ -151,11 +151,11 @@ void dk_record_end(struct runner *R, const char *id, json_t *r, const struct rec
 }
 
 /* The remote endpoint that answered any part of d (host and model), or NULL. */
-static void doc_route(struct runner *R, const struct doc *d, struct record_end *e)
+static void doc_route(const struct doc *d, struct record_end *e)
 {
 	if (d->routed) {
-		e->fb_host = R->fb_host;
-		e->fb_model = R->fb_model;
+		e->fb_host = d->fb_host;
+		e->fb_model = d->fb_model;
 		return;
 	}
 	for (size_t i = 0; i < d->n_chunks; i++)
@@ -164,6 +164,21 @@ static void doc_route(struct runner *R, const struct doc *d, struct record_end *
 			e->fb_model = d->cr[i].fb_model;
 			return;
 		}
+}
+
+/* A local answer that fails the schema, when the run routes those: the
+ * chunk is asked remotely (true), once. */
+static bool reask_invalid(struct runner *R, struct doc *d, size_t ci)
+{
+	struct cres *c = &d->cr[ci];
+	if (c->routed || c->remote_tried || !R->fb || !dk_remote_wants(R, DK_FALLBACK_INVALID_OUTPUT))
+		return false;
+	free(c->error);
+	c->error = strdup("invalid-output: the local answer misses required fields");
+	c->reason = DK_REASON_INVALID_OUTPUT;
+	int before = d->pending;
+	dk_remote_chunk(R, d, ci);
+	return d->pending != before;
 }
 
 void dk_record_emit_chunk(struct runner *R, struct doc *d, size_t ci)
@@ -176,25 +191,17 @@ void dk_record_emit_chunk(struct runner *R, struct doc *d, size_t ci)
 	char id[33];
 	dk_run_chunk_id(R, d, ci, id);
 	json_t *rec = dk_record_base(R, id, d, &d->chunks[ci]);
-	R->st->chunks++;
 	json_t *o = NULL;
 	if (!c->error) {
 		struct task_verdict v = {0};
 		o = R->ops->output(R, d, ci, ci + 1, rec, &v);
-		if (v.schema_checked && !v.schema_valid && !c->routed && R->fb &&
-		    dk_remote_wants(R, DK_FALLBACK_INVALID_OUTPUT)) {
+		if (v.schema_checked && !v.schema_valid && reask_invalid(R, d, ci)) {
 			json_decref(o);
-			o = NULL;
-			c->error = strdup("invalid-output: the local answer misses required fields");
-			c->reason = DK_REASON_INVALID_OUTPUT;
-			if (dk_remote_chunk(R, d, ci)) {
-				json_decref(rec);
-				return;
-			}
-			if (!c->error)
-				o = R->ops->output(R, d, ci, ci + 1, rec, &v);
+			json_decref(rec);
+			return; /* emitted again with the remote answer */
 		}
 	}
+	R->st->chunks++;
 	struct record_end e = {
 		.status = DK_REC_OK, .output = o, .pt = c->pt, .ct = c->ct, .gt = c->gt,
 		.ms = dk_run_now_ms() - d->t0,
@@ -208,10 +215,9 @@ void dk_record_emit_chunk(struct runner *R, struct doc *d, size_t ci)
 	dk_record_end(R, id, rec, &e);
 }
 
-void dk_record_emit_doc(struct runner *R, struct doc *d, const char *error)
+bool dk_record_emit_doc(struct runner *R, struct doc *d, const char *error)
 {
 	json_t *rec = dk_record_base(R, d->id, d, NULL);
-	R->st->chunks += d->n_chunks;
 	if (!error)
 		for (size_t i = 0; i < d->n_chunks && !error; i++)
 			error = d->cr[i].error;
@@ -219,27 +225,18 @@ void dk_record_emit_doc(struct runner *R, struct doc *d, const char *error)
 	if (!error) {
 		struct task_verdict v = {0};
 		o = R->ops->output(R, d, 0, d->n_chunks, rec, &v);
-		if (v.schema_checked && !v.schema_valid && R->fb &&
-		    dk_remote_wants(R, DK_FALLBACK_INVALID_OUTPUT)) {
-			json_decref(o);
-			o = NULL;
-			for (size_t i = 0; i < d->n_chunks; i++) {
-				struct cres *c = &d->cr[i];
-				if (c->routed)
-					continue;
-				c->error = strdup("invalid-output: the local answer misses required fields");
-				c->reason = DK_REASON_INVALID_OUTPUT;
-				if (dk_remote_chunk(R, d, i)) {
-					json_decref(rec);
-					return;
-				}
-				if (c->error && !error)
-					error = c->error;
+		if (v.schema_checked && !v.schema_valid) {
+			bool sent = false;
+			for (size_t i = 0; i < d->n_chunks; i++)
+				sent |= reask_invalid(R, d, i);
+			if (sent) {
+				json_decref(o);
+				json_decref(rec);
+				return false;
 			}
-			if (!error)
-				o = R->ops->output(R, d, 0, d->n_chunks, rec, &v);
 		}
 	}
+	R->st->chunks += d->n_chunks;
 	struct record_end e = {
 		.status = DK_REC_OK, .output = o, .pt = d->prompt_tokens, .ct = d->cached_tokens,
 		.gt = d->completion_tokens, .ms = dk_run_now_ms() - d->t0,
@@ -250,8 +247,9 @@ void dk_record_emit_doc(struct runner *R, struct doc *d, const char *error)
 		e.status = DK_REC_ERROR;
 		e.error = error;
 	}
-	doc_route(R, d, &e);
+	doc_route(d, &e);
 	dk_record_end(R, d->id, rec, &e);
+	return true;
 }
 
 void dk_record_emit_skip(struct runner *R, struct doc *d, const char *reason, const char *detail)

@@ -7,13 +7,15 @@
  *                and how it reads the answers (task.h)
  *   prompt.c     templates -> token prompts
  *   record.c     records and output lines
- *   remote.c     answers from the fallback endpoint
+ *   remote.c     the routing stage: answers from the fallback endpoint
+ *   calls.c      remote calls in flight on worker threads (calls.h)
  *   batchfile.c  OpenAI Batch input files
  *   sched.c      jobs -> engine slots (knows nothing of the above)
  *
  * One struct runner lives for one run (dk_runner_run or dk_runner_batch);
- * it owns its documents, each document its chunk results.  Everything runs
- * on one thread.
+ * it owns its documents, each document its chunk results.  Everything here
+ * runs on the runner's thread; only the network calls of remote.c run on
+ * calls.c's workers, and their answers come back to this thread.
  */
 #ifndef DK_RUNNER_RUN_H
 #define DK_RUNNER_RUN_H
@@ -73,6 +75,7 @@ struct cres {
 	bool want;
 	int pending;
 	bool fb;          /* to be answered by the fallback endpoint when emitted */
+	bool remote_tried; /* a remote answer was asked for (once per chunk) */
 	bool routed;      /* answered by the fallback endpoint */
 	char fb_host[256], fb_model[128];
 };
@@ -86,10 +89,12 @@ struct doc {
 	size_t n_chunks;
 	struct cres *cr;
 	size_t n_fields;
-	int pending;          /* jobs not finished */
+	int pending;          /* jobs and remote calls not finished */
 	bool reduced;
 	bool fb_done;         /* chunks' fallbacks resolved (per-document records) */
 	bool routed;          /* the reduce step was answered remotely */
+	char fb_host[256], fb_model[128]; /* of the remote reduce answer */
+	char *doc_error;      /* why the reduce step has no answer */
 	char *reduce_out;
 	char id[33];
 	uint64_t prompt_tokens, cached_tokens, completion_tokens;
@@ -148,7 +153,7 @@ struct runner {
 	struct dk_fallback_params fbp;
 	char *audit_path;
 	char fb_why[256];     /* why the gate refuses, when it does */
-	char fb_host[256], fb_model[128]; /* of the last remote answer (reduce) */
+	struct dk_calls *calls; /* remote calls in flight; NULL when fb is */
 	int max_tokens;
 	float temperature;
 	uint64_t seed;
@@ -247,8 +252,12 @@ struct record_end {
 void dk_record_end(struct runner *R, const char *id, json_t *rec, const struct record_end *e);
 /* Writes one output line (consumed) and counts it. */
 void dk_record_put_line(struct runner *R, const char *out_id, json_t *line, enum dk_rec_status status);
+/* The record of chunk ci, unless it first waits for a remote answer (which
+ * calls it again). */
 void dk_record_emit_chunk(struct runner *R, struct doc *d, size_t ci);
-void dk_record_emit_doc(struct runner *R, struct doc *d, const char *error);
+/* The record of d; false when it waits for remote answers instead (d stays
+ * open, and dk_run_doc_stage_done comes again when they are in). */
+bool dk_record_emit_doc(struct runner *R, struct doc *d, const char *error);
 void dk_record_emit_skip(struct runner *R, struct doc *d, const char *reason, const char *detail);
 
 /* ---- remote.c ---- */
@@ -259,14 +268,22 @@ bool dk_remote_wants(const struct runner *R, unsigned reason);
 bool dk_remote_always(const struct runner *R);
 /* Appends " (fallback refused: why)" to *msg (or makes it the message). */
 void dk_remote_refuse(struct runner *R, char **msg);
-enum dk_status dk_remote_ask(struct runner *R, const char *rid, const struct dk_tmpl *user,
-			     const struct dk_var_values *vals, int max_tokens,
-			     const json_t *schema, struct dk_fallback_response *resp);
-/* Answers chunk ci remotely; -1 when the run must stop (no record). */
-int dk_remote_chunk(struct runner *R, struct doc *d, size_t ci);
-/* Routes chunk ci when it was marked, or when the local engine failed and
- * the run wants local_error.  -1: the run must stop. */
-int dk_remote_resolve(struct runner *R, struct doc *d, size_t ci);
+/* Asks the fallback endpoint to answer chunk ci (all of it: every field,
+ * every label), replacing what the local engine left.  The call runs on a
+ * worker; d stays open (d->pending) until its answer is applied on this
+ * thread, which then emits the chunk's record (per-chunk pipelines) or
+ * re-enters dk_run_doc_stage_done.  Once per chunk. */
+void dk_remote_chunk(struct runner *R, struct doc *d, size_t ci);
+/* Sends chunk ci when it was marked, or when the local engine failed and
+ * the run wants local_error: true when it did (the caller waits). */
+bool dk_remote_resolve(struct runner *R, struct doc *d, size_t ci);
+/* Asks for the reduce step of d (template user over vals); its answer sets
+ * d->reduce_out or d->doc_error, then dk_run_doc_stage_done comes again. */
+void dk_remote_reduce(struct runner *R, struct doc *d, const struct dk_tmpl *user,
+		      const struct dk_var_values *vals, int max_tokens);
+/* Applies every remote answer that is in; waits up to wait_ms for one when
+ * none is.  Returns the calls still out. */
+size_t dk_remote_drain(struct runner *R, int wait_ms);
 
 /* ---- batchfile.c ---- */
 

@@ -18,6 +18,7 @@
 #include "docket/ingest.h"
 #include "docket/model.h"
 #include "docket/route.h"
+#include "runner/calls.h"
 #include "runner/output.h"
 #include "runner/prefixes.h"
 #include "runner/progress.h"
@@ -56,7 +57,9 @@ int dk_runner_shard_of(const char *path, int n)
 
 static void refill(struct runner *R)
 {
-	int max_open = R->p->max_open_docs > 0 ? R->p->max_open_docs : 4 * R->n_seq;
+	/* remote calls hold their documents open: room for them besides the slots' */
+	int max_open = R->p->max_open_docs > 0 ? R->p->max_open_docs
+					       : 4 * R->n_seq + (R->calls ? R->fbp.max_concurrency : 0);
 	if (R->calib_pending)
 		return;
 	while (!R->eof && !R->stopping && dk_sched_queued(R->sched) < 2 * R->n_seq + 4 && R->n_open < max_open) {
@@ -127,6 +130,8 @@ static struct dk_progress_meter *meter_new(struct runner *R, const char *const *
 
 static void abandon_all(struct runner *R)
 {
+	dk_calls_free(R->calls); /* answers not yet in are dropped: resume asks again */
+	R->calls = NULL;
 	if (R->sched)
 		dk_sched_cancel_all(R->sched);
 	while (R->docs) {
@@ -147,10 +152,16 @@ static void loop(struct runner *R)
 		}
 		if (R->stopping)
 			break;
+		dk_remote_drain(R, 0);
 		refill(R);
-		if (R->eof && !dk_sched_queued(R->sched) && !dk_sched_active(R->sched))
+		bool idle = !dk_sched_queued(R->sched) && !dk_sched_active(R->sched);
+		if (idle && R->eof && !(R->calls && dk_calls_outstanding(R->calls)))
 			break;
-		if (dk_sched_step(R->sched) != DK_OK) {
+		if (idle) {
+			/* only the network is busy: wait for an answer (in slices,
+			 * for the stop flag and the progress line) */
+			dk_remote_drain(R, 200);
+		} else if (dk_sched_step(R->sched) != DK_OK) {
 			if (!R->io_failed)
 				dk_err(R->err, sizeof R->err, DK_FATAL, "%s", dk_sched_error(R->sched));
 			R->io_failed = true;
@@ -158,6 +169,8 @@ static void loop(struct runner *R)
 		}
 		progress(R, false, false);
 	}
+	if (R->calls)
+		R->st->remote_peak = dk_calls_peak(R->calls);
 	abandon_all(R);
 }
 
@@ -420,6 +433,8 @@ static enum dk_status fallback_setup(struct runner *R, char *err, size_t n)
 		R->fbp.redact = true;
 	if (o->disabled)
 		R->fbp.when = 0;
+	if (o->concurrency > 0)
+		R->fbp.max_concurrency = o->concurrency;
 	if (!R->fbp.when)
 		return DK_OK;
 	if (!R->fbp.base_url || !*R->fbp.base_url)
@@ -444,6 +459,10 @@ static enum dk_status fallback_setup(struct runner *R, char *err, size_t n)
 	R->fb = dk_fallback_new(&R->fbp, e, sizeof e);
 	if (!R->fb)
 		return dk_err(err, n, DK_SKIP, "fallback: %s", e);
+	R->calls = dk_calls_new(R->fb, R->fbp.max_concurrency);
+	if (!R->calls)
+		return dk_err(err, n, DK_FATAL, "fallback: cannot start %d workers",
+			      R->fbp.max_concurrency);
 	return DK_OK;
 }
 
@@ -519,6 +538,7 @@ static enum dk_status finish(struct runner *R, enum dk_status st, char *err, siz
 	if (R->batch_in)
 		fclose(R->batch_in);
 	dk_model_free(R->model);
+	dk_calls_free(R->calls);
 	dk_fallback_free(R->fb);
 	free(R->audit_path);
 	return st;

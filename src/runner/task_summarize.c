@@ -54,53 +54,23 @@ static bool reduce(struct runner *R, struct doc *d)
 	if (remote && !R->fb) {
 		dk_remote_refuse(R, &error);
 	} else if (remote) {
-		struct dk_fallback_response resp;
-		enum dk_status fs = dk_remote_ask(R, d->id, pl->reduce, &vals,
-					   pl->reduce_max_tokens, NULL, &resp);
-		if (fs == DK_OK) {
-			free(error);
-			error = NULL;
-			free(d->reduce_out);
-			d->reduce_out = dk_run_trim_dup(resp.content ? resp.content : "");
-			d->routed = true;
-			snprintf(R->fb_host, sizeof R->fb_host, "%s", resp.host);
-			snprintf(R->fb_model, sizeof R->fb_model, "%s", resp.model);
-			if (resp.prompt_tokens > 0)
-				d->prompt_tokens += (uint64_t)resp.prompt_tokens;
-			if (resp.completion_tokens > 0)
-				d->completion_tokens += (uint64_t)resp.completion_tokens;
-		} else if (fs != DK_FATAL) {
-			struct dk_buf b = {0};
-			dk_buf_printf(&b, "%s%sfallback failed: %s", error ? error : "",
-				      error ? " (" : "", resp.error);
-			if (error)
-				dk_buf_putc(&b, ')');
-			free(error);
-			error = dk_buf_steal(&b);
-		}
-		dk_fallback_response_free(&resp);
-		if (fs == DK_FATAL) {
-			dk_buf_free(&sum);
-			free(error);
-			free(t.v);
-			dk_run_doc_close(R, d);
-			return true;
-		}
-		if (!error) {
-			dk_buf_free(&sum);
-			free(t.v);
-			dk_record_emit_doc(R, d, NULL);
-			dk_run_doc_close(R, d);
-			return true;
-		}
+		/* the answer comes back through dk_run_doc_stage_done, with
+		 * reduce_out or doc_error set; a local error is kept in front */
+		free(d->doc_error);
+		d->doc_error = error;
+		error = NULL;
+		dk_remote_reduce(R, d, pl->reduce, &vals, pl->reduce_max_tokens);
+		free(t.v);
+		dk_buf_free(&sum);
+		return true;
 	}
 	free(t.v);
 	dk_buf_free(&sum);
 	if (!error)
 		return true; /* the reduce job calls dk_run_doc_stage_done again */
-	dk_record_emit_doc(R, d, error);
+	if (dk_record_emit_doc(R, d, error))
+		dk_run_doc_close(R, d);
 	free(error);
-	dk_run_doc_close(R, d);
 	return true;
 }
 
