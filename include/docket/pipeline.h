@@ -174,6 +174,7 @@ enum dk_var {
 	DK_VAR_SUMMARIES,
 	DK_VAR_FIELD,
 	DK_VAR_FIELD_DESCRIPTION,
+	DK_VAR_HINTS,
 	DK_VAR_COUNT
 };
 struct dk_var_def {

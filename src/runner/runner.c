@@ -566,6 +566,7 @@ enum dk_status dk_runner_run(const struct dk_runner_params *p, const char *const
 		if (strcmp(inputs[i], "-") && stat(inputs[i], &sb))
 			return dk_err(err, n, DK_SKIP, "cannot open '%s': %s", inputs[i],
 				      dk_errno_str(errno));
+	R->inputs = inputs;
 	R->n_inputs = n_inputs;
 	R->input_docs = calloc(n_inputs + 1, sizeof *R->input_docs);
 	if (!R->input_docs)
