@@ -80,6 +80,7 @@ struct dk_pipeline {
 	/* input */
 	char **include, **exclude;
 	size_t n_include, n_exclude;
+	bool hidden;        /* also walk dot-files and dot-directories (CI files, .env) */
 
 	/* chunking (tokens of the model's tokenizer) */
 	int chunk_tokens;   /* default 384 */
@@ -102,6 +103,8 @@ struct dk_pipeline {
 	size_t max_chunks;   /* chunks of a document processed, from its start; 0 = all.
 			      * classify: 1 ("classify": {"scope": "head"}, the default), 0
 			      * for "scope": "all" (the chunks' distributions averaged) */
+	bool calibrate;      /* classify: divide out the labels' probabilities on a
+			      * content-free document (default true) */
 	/* extract: the JSON Schema text (object with properties) and its fields */
 	char *schema_json;
 	struct dk_field *fields;

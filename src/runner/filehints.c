@@ -375,7 +375,7 @@ static const char *const d_gen[] = {"generated", "gen", "autogen", "dist", NULL}
 static const char *const d_ci[] = {".github", ".circleci", ".gitlab", ".ci", "ci", ".buildkite", NULL};
 static const char *const d_examples[] = {"example", "examples", "sample", "samples", "demo", "demos", NULL};
 static const char *const d_data[] = {"data", "dataset", "datasets", "corpus", NULL};
-static const char *const d_conf[] = {"config", "configs", "conf", "etc", "settings", NULL};
+static const char *const d_conf[] = {"config", "configs", "conf", "etc", "settings", "prompts", "templates", NULL};
 static const char *const d_scripts[] = {"scripts", "script", NULL};
 static const char *const d_cmake[] = {"cmake", NULL};
 static const char *const d_src[] = {"src", "source", "lib", "include", "pkg", "internal", "cmd", "app", NULL};
@@ -924,13 +924,13 @@ static int secrets(const char *t, size_t len, bool code, bool doc_dir, struct dk
 	return 0;
 }
 
-/* {"$schema": ...}: a settings file that names the schema it follows */
+/* {"$schema": ...}, or "$schema: ..." as JSON reads once extracted: a
+ * settings file that names the schema it follows */
 static bool json_with_schema(const char *t, size_t len)
 {
-	size_t i = 0;
-	while (i < len && isspace((unsigned char)t[i]))
-		i++;
-	return i < len && t[i] == '{' && memmem(t, len < 512 ? len : 512, "\"$schema\"", 9);
+	size_t n = len < 512 ? len : 512;
+	return memmem(t, n, "\"$schema\"", 9) || (n >= 8 && !memcmp(t, "$schema:", 8)) ||
+	       memmem(t, n, "\n$schema:", 9);
 }
 
 /* {{name}} placeholders: a template a program fills in */
