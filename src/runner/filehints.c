@@ -691,7 +691,7 @@ static bool digits_at(const char *t, size_t len, size_t i, size_t n)
 	return true;
 }
 
-/* 123-45-6789, not inside a longer run of digits or dashes: how many */
+/* ddd-dd-dddd, not inside a longer run of digits or dashes: how many */
 static size_t count_ssn(const char *t, size_t len)
 {
 	size_t c = 0;
@@ -706,9 +706,11 @@ static size_t count_ssn(const char *t, size_t len)
 	return c;
 }
 
-/* 4111 1111 1111 1111 or with dashes, passing the Luhn check */
-static bool find_card(const char *t, size_t len)
+/* Four groups of four digits split by spaces or dashes that pass the Luhn
+ * check: how many */
+static size_t count_card(const char *t, size_t len)
 {
+	size_t c = 0;
 	for (size_t i = 0; i + 19 <= len; i++) {
 		if (i && (isalnum((unsigned char)t[i - 1]) || t[i - 1] == '-'))
 			continue;
@@ -735,9 +737,9 @@ static bool find_card(const char *t, size_t len)
 			sum += v;
 		}
 		if (sum % 10 == 0)
-			return true;
+			c++;
 	}
-	return false;
+	return c;
 }
 
 /* Lines of the first 200 that hold an email address, and lines not blank. */
@@ -902,7 +904,7 @@ static int secrets(const char *t, size_t len, bool code, bool doc_dir, struct dk
 		return -1;
 	/* code quotes an identifier's format now and then; data holds them */
 	const char *pd = count_ssn(t, len) >= (code ? 2u : 1u) ? "social security numbers"
-			 : find_card(t, len)	? "payment card numbers"
+			 : count_card(t, len) >= (code ? 2u : 1u) ? "payment card numbers"
 			 : health_record(t, len) ? "a patient's health record"
 			 : NULL;
 	/* code and credits name their authors; a list of people is data */

@@ -64,7 +64,8 @@ struct job {
 struct cres {
 	uint64_t pt, ct, gt;  /* usage: prompt, cached, completion tokens */
 	char *gen;
-	double *logp;     /* per label */
+	double *logp;     /* per label: classify, of its first token (all of it when remote) */
+	double *logp_tail; /* per label: of its tokens after the first (NULL: none has any) */
 	char **fields;    /* per field: raw answer text, or JSON text (fields_json); NULL = absent */
 	bool fields_json; /* fields hold JSON values (constrained, object mode, fallback) */
 	bool truncated;   /* a constrained generation ran out of tokens */
