@@ -61,7 +61,7 @@ printf '\x00\x01\x02\x03binary\x00' >repo/logo.bin
 {
 	printf 'database:\n  host: db.internal\n  user: app\n'
 	printf '  password: %s%s\n' "Zq8v" "-r3al-Pa55w0rd"
-	printf 'aws:\n  access_key_id: %s%s\n' "AKIA" "QWERTYUIOPASDFGH"
+	printf 'aws:\n  access_key_id: %s%s\n' "AKIA" "Q7WERTY2UIOP4ASD"
 } >repo/config/production.yaml
 
 R() { "$DK_DOCKET" run classify-files "$@" -m "$MODEL" -t 2 --progress none; }

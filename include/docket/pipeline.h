@@ -81,6 +81,7 @@ struct dk_pipeline {
 	char **include, **exclude;
 	size_t n_include, n_exclude;
 	bool hidden;        /* also walk dot-files and dot-directories (CI files, .env) */
+	bool raw_text;      /* text formats as written (dk_ingest_params.raw_text) */
 
 	/* chunking (tokens of the model's tokenizer) */
 	int chunk_tokens;   /* default 384 */

@@ -158,6 +158,13 @@ static const struct name_rule name_rules[] = {
 	{M_EXACT, "pkgbuild", "a build file (Arch package)"},
 	{M_SUFFIX, ".spec", "a build file (RPM spec)"},
 	{M_SUFFIX, ".sbatch", "a job script (Slurm)"},
+	{M_EXACT, "flake.nix", "a build file (Nix)"},
+	{M_EXACT, "default.nix", "a build file (Nix)"},
+	{M_EXACT, "shell.nix", "a build file (Nix)"},
+	{M_PREFIX, "requirements", "a build file (Python dependencies)"},
+	{M_EXACT, "constraints.txt", "a build file (Python dependencies)"},
+	{M_EXACT, "pipfile", "a build file (Python dependencies)"},
+	{M_EXACT, "environment.yml", "a build file (conda environment)"},
 	/* documentation */
 	{M_DOC, "readme", "a documentation file (README)"},
 	{M_DOC, "changelog", "a documentation file (changelog)"},
@@ -230,7 +237,8 @@ static const struct name_rule name_rules[] = {
 	{M_SUFFIX, ".log", "a data format (log)"},
 	{M_SUFFIX, ".dat", "a data format (dat)"},
 	{M_SUFFIX, ".arff", "a data format (ARFF)"},
-	{M_SUFFIX, ".svg", "an image (SVG)"},
+	{M_SUFFIX, ".svg", "a data format (SVG image)"},
+	{M_EXACT, "pkg-info", "generated packaging metadata (PKG-INFO)"},
 	{M_SUFFIX, ".schema.json", "a configuration format (JSON Schema)"},
 	{M_SUFFIX, ".j2", "a configuration template (Jinja)"},
 	{M_SUFFIX, ".jinja", "a configuration template (Jinja)"},
@@ -269,7 +277,7 @@ static const struct {
 	{".scss", "Sass"},     {".less", "Less"},    {".tcl", "Tcl"},	       {".awk", "awk"},
 	{".sh", "shell script"}, {".bash", "shell script"}, {".zsh", "shell script"},
 	{".fish", "shell script"}, {".ps1", "PowerShell script"}, {".bat", "batch script"},
-	{".cmd", "batch script"}, {".gbnf", "grammar (GBNF)"},
+	{".cmd", "batch script"}, {".gbnf", "grammar (GBNF)"}, {".ipynb", "Jupyter notebook"},
 };
 
 static bool ends_with_ci(const char *s, size_t n, const char *suf)
@@ -314,7 +322,15 @@ static int name_kind(const char *base, struct dk_buf *out, bool *code, struct gu
 		if (hit) {
 			const char *l = phrase_label(r->phrase);
 			/* a secret's file name is as strong as a secret */
-			lean(g, l && !strcmp(l, "sensitive") ? T_CONTENT : l && !strcmp(l, "configuration") ? T_KIND : l && !strcmp(l, "data") ? T_KIND : T_NAME, l);
+			/* a secret's file name is as strong as a secret; a format
+			 * (.yaml, .csv) is weaker than a test directory, a tool's
+			 * own settings file (.gitignore) is not */
+			enum tier t = T_NAME;
+			if (l && !strcmp(l, "sensitive"))
+				t = T_CONTENT;
+			else if (l && (!strcmp(l, "data") || !strcmp(l, "configuration")) && r->m != M_EXACT)
+				t = T_KIND;
+			lean(g, t, l);
 			return dk_buf_printf(out, "%s%s", out->len ? "; " : "", r->phrase);
 		}
 	}
@@ -324,7 +340,8 @@ static int name_kind(const char *base, struct dk_buf *out, bool *code, struct gu
 			/* a shell line "KEY=value" is a literal, as in a .env file */
 			*code = !strstr(l, "shell");
 			lean(g, T_KIND, "source");
-			bool script = strstr(l, "script") || strstr(l, "grammar") || strstr(l, "header");
+			bool script = strstr(l, "script") || strstr(l, "grammar") || strstr(l, "header") ||
+				      strstr(l, "notebook");
 			return dk_buf_printf(out, "%s%s%s", out->len ? "; " : "", l,
 					     script ? "" : " source code");
 		}
@@ -390,7 +407,7 @@ static const struct dir_rule dir_rules[] = {
 	{d_examples, "in an examples directory", T_DIR, "data"},
 	{d_data, "in a data directory", T_DIR, "data"},
 	{d_conf, "in a configuration directory", T_DIR, "configuration"},
-	{d_scripts, "in a scripts directory", T_TEST, "build"},
+	{d_scripts, "in a scripts directory", T_NONE, NULL},
 	{d_src, "in a source directory", T_DIR, "source"},
 };
 
@@ -406,27 +423,34 @@ static bool in_list(const char *s, size_t n, const char *const *list)
 static int dir_roles(const char *rel, const char *base, struct dk_buf *out, struct guess *g)
 {
 	const size_t nr = sizeof dir_rules / sizeof *dir_rules;
+	bool said[sizeof dir_rules / sizeof *dir_rules] = {0};
+	struct guess dg = {T_NONE, NULL};
 	char word[64];
-	for (size_t r = 0; r < nr; r++) {
-		const char *p = rel;
-		while (p < base) {
-			const char *e = p;
-			while (e < base && *e != '/' && *e != '!')
-				e++;
-			size_t n = (size_t)(e - p);
-			/* "tests" in "../tests/x" and in "a.zip!/tests/x" alike */
-			if (n && in_list(p, n, dir_rules[r].names)) {
-				snprintf(word, sizeof word, "%.*s", (int)n, p);
-				lean(g, dir_rules[r].tier, dir_rules[r].label);
-				if (dk_buf_printf(out, "%s%s (%s/)", out->len ? "; " : "", dir_rules[r].phrase, word))
-					return -1;
-				break;
-			}
-			p = e;
-			while (p < base && (*p == '/' || *p == '!'))
-				p++;
+	/* outermost first; of two roles as strong, the nearer directory's wins
+	 * (examples/server/configs/x.json is configuration) */
+	const char *p = rel;
+	while (p < base) {
+		const char *e = p;
+		while (e < base && *e != '/' && *e != '!')
+			e++;
+		size_t n = (size_t)(e - p);
+		/* "tests" in "../tests/x" and in "a.zip!/tests/x" alike */
+		for (size_t r = 0; n && r < nr; r++) {
+			if (said[r] || !in_list(p, n, dir_rules[r].names))
+				continue;
+			said[r] = true;
+			snprintf(word, sizeof word, "%.*s", (int)n, p);
+			if (dir_rules[r].label && dir_rules[r].tier <= dg.tier)
+				dg = (struct guess){dir_rules[r].tier, dir_rules[r].label};
+			if (dk_buf_printf(out, "%s%s (%s/)", out->len ? "; " : "", dir_rules[r].phrase, word))
+				return -1;
+			break;
 		}
+		p = e;
+		while (p < base && (*p == '/' || *p == '!'))
+			p++;
 	}
+	lean(g, dg.tier, dg.label);
 	return 0;
 }
 
@@ -478,6 +502,19 @@ static const struct token_rule {
 	{"hooks.slack.com/services/", "/", 20, false, "a Slack webhook"},
 };
 
+static bool random_body(const char *s, size_t n)
+{
+	bool digit = false, seen[256] = {0};
+	int distinct = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		digit |= isdigit(c) != 0;
+		distinct += !seen[c];
+		seen[c] = true;
+	}
+	return digit && distinct >= 6;
+}
+
 static const char *find_token(const char *t, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
@@ -497,7 +534,9 @@ static const char *find_token(const char *t, size_t len)
 					m++;
 			else
 				m = run_of(t, len, b, tr->extra, true);
-			if (m >= tr->min_body)
+			/* a real token is random: digits and many characters
+			 * ("sk-xxxxxxxx" stands in for one) */
+			if (m >= tr->min_body && random_body(t + b, m))
 				return tr->what;
 		}
 	}
@@ -538,7 +577,7 @@ static bool find_jwt(const char *t, size_t len)
 static bool placeholder(const char *v, size_t n)
 {
 	static const char *const words[] = {"changeme", "change_me", "change-me", "your_", "your-", "yourpass",
-					    "<", "${", "{{", "%(", "%s", "xxxx", "****", "....", "placeholder",
+					    "<", "{", "%(", "%s", "xxxx", "****", "....", "placeholder",
 					    "redacted", "getenv", "environ", "process.env", "secrets.", "none",
 					    "null", "undefined", "false", "true", NULL};
 	char low[128];
@@ -583,7 +622,10 @@ static bool secret_value(const char *v, size_t n)
 		lower |= islower(c) != 0;
 		other |= !isalnum(c);
 	}
-	return n >= 16 || digit || other || (upper && lower);
+	(void)other;
+	/* "not-used", "llama.cpp", "sk-xxx" are words; a secret has a digit
+	 * or mixed case */
+	return digit || (upper && lower && n >= 8);
 }
 
 /* key = "literal" in any file; KEY=literal / key: literal at a line's start
@@ -825,10 +867,13 @@ static bool identifiers(const char *t, size_t len)
 /* A "generated, do not edit" banner in a comment of the first lines. */
 static bool generated_banner(const char *t, size_t len)
 {
-	static const char *const cues[] = {"generated by", "auto-generated", "autogenerated",
+	static const char *const cues[] = {"generated by", "autogenerated by", "auto-generated by",
 					   "automatically generated", "do not edit", "@generated",
-					   "code generated", "this file is generated", "this file was generated",
-					   NULL};
+					   "code generated", "file is generated", "file was generated",
+					   "file is auto-generated", "file was auto-generated",
+					   "file is autogenerated", "file has been autogenerated",
+					   "file has been generated", "autogenerated file", "auto-generated file",
+					   "generated file", NULL};
 	size_t ls = 0;
 	for (int line = 0; line < 10 && ls < len; line++) {
 		size_t le = ls;
@@ -948,13 +993,21 @@ static bool placeholders(const char *t, size_t len)
 	return k + 1 < n && t[k] == '}' && t[k + 1] == '}';
 }
 
-/* build.sh, install-deps.sh, release.py: scripts that build, install or ship */
+/* build.sh, install-deps.sh, release.py, gen-tables.py: scripts that
+ * build, install, ship or generate code; test.sh, lint.sh: what CI runs */
 static bool build_script_name(const char *base)
 {
 	static const char *const w[] = {"build", "install", "deploy", "release", "bootstrap", "setup",
-					"package", "configure", "ci.", "ci-", "ci_", "make", "compile", NULL};
+					"package", "configure", "ci.", "ci-", "ci_", "make", "compile",
+					"gen-", "gen_", "generate", NULL};
 	for (int i = 0; w[i]; i++)
 		if (!strncasecmp(base, w[i], strlen(w[i])))
+			return true;
+	static const char *const stem[] = {"test", "tests", "run-tests", "run_tests", "check", "lint", "ci", NULL};
+	const char *dot = strchr(base, '.');
+	size_t n = dot ? (size_t)(dot - base) : strlen(base);
+	for (int i = 0; stem[i]; i++)
+		if (strlen(stem[i]) == n && !strncasecmp(base, stem[i], n))
 			return true;
 	return false;
 }

@@ -435,10 +435,11 @@ static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 
 	json_t *in = json_object_get(root, "input");
 	if (in) {
-		static const char *const ik[] = {"include", "exclude", "hidden", NULL};
+		static const char *const ik[] = {"include", "exclude", "hidden", "raw_text", NULL};
 		if (check_block(&L, in, "input", ik))
 			goto bad;
-		if (get_bool(&L, in, "hidden", "input.hidden", &p->hidden))
+		if (get_bool(&L, in, "hidden", "input.hidden", &p->hidden) ||
+		    get_bool(&L, in, "raw_text", "input.raw_text", &p->raw_text))
 			goto bad;
 		if (str_array(&L, json_object_get(in, "include"), "input.include", &p->include, &p->n_include) ||
 		    str_array(&L, json_object_get(in, "exclude"), "input.exclude", &p->exclude, &p->n_exclude)) {

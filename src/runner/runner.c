@@ -599,6 +599,7 @@ enum dk_status dk_runner_run(const struct dk_runner_params *p, const char *const
 		ip.exclude = exc;
 		ip.n_exclude = ne;
 		ip.hidden |= R->pl->hidden;
+		ip.raw_text |= R->pl->raw_text;
 		if (dk_ingest_new(&R->ing, &ip) != DK_OK) {
 			st = dk_err(err, n, DK_FATAL, "cannot start ingest: %s",
 				    R->ing ? dk_ingest_error(R->ing) : "out of memory");

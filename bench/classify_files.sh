@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# classify-files, the CI labels, with the default model (or $MODEL):
+#   1. speed: files/s over this repository's src/ (every file, one record
+#      each), REPS runs, the median, with the CPU seconds each run used;
+#   2. accuracy on the hand-labelled files of tests/data/classify-files-labels.json
+#      (this repository's own and ../shared/corpus/file_type_samples_libmagic):
+#      per-label recall and precision (bench/score_classify_files.py);
+#   3. with ABLATION=1, the same files without the rules' facts in the
+#      prompt: what the model does alone.
+# usage: bench/classify_files.sh [REPS]   (default 3; env MODEL, THREADS (default 2), SHARED, DOCKET)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DOCKET=${DOCKET:-$ROOT/build/docket}
+SHARED=${SHARED:-$ROOT/../shared}
+REPS=${1:-3}
+ARGS=(--progress none -t "${THREADS:-2}")
+[ -n "${MODEL:-}" ] && ARGS+=(-m "$MODEL")
+T=$(mktemp -d /tmp/docket-clsfiles-XXXXXX)
+trap 'rm -rf "$T"' EXIT
+LABELS="$ROOT/tests/data/classify-files-labels.json"
+LIBMAGIC="$SHARED/corpus/file_type_samples_libmagic"
+cd "$ROOT"
+
+echo "== speed: src/ ($(find src -type f | wc -l) files), $REPS runs, ${THREADS:-2} threads"
+for i in $(seq "$REPS"); do
+	python3 - "$DOCKET" "$T/src.jsonl" "$T/rep.json" "${ARGS[@]}" <<'PY'
+import json, os, resource, subprocess, sys, time
+docket, out, rep, args = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+t0 = time.monotonic()
+rc = subprocess.run([docket, "run", "classify-files", "src", "-o", out, "--overwrite",
+                     "--report", rep] + args, stderr=subprocess.DEVNULL).returncode
+wall = time.monotonic() - t0
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+r = json.load(open(rep))
+files = sum(len(fs) for _, _, fs in os.walk("src"))
+recs = sum(1 for _ in open(out))
+print(f"run: {files / wall:.2f} files/s  wall {wall:.1f} s  cpu {ru.ru_utime + ru.ru_stime:.1f} s  "
+      f"records {recs}/{files} (ok {r['ok']}, skipped {r['skipped']}, error {r['error']})  "
+      f"load {os.getloadavg()[0]:.1f}  rc {rc}")
+PY
+done | tee "$T/speed"
+python3 - "$T/speed" <<'PY'
+import re, statistics, sys
+fps = [float(re.search(r"run: ([\d.]+) files/s", l).group(1)) for l in open(sys.argv[1])]
+cpu = [float(re.search(r"cpu ([\d.]+) s", l).group(1)) for l in open(sys.argv[1])]
+print(f"median {statistics.median(fps):.2f} files/s (cpu {statistics.median(cpu):.1f} s a run; "
+      "another load on the machine lowers files/s, not cpu)")
+PY
+
+# the labelled files: this repository's by path, the libmagic samples as a tree
+python3 -c 'import json, sys; [print(p) for p in json.load(open(sys.argv[1])) if not p.startswith("../")]' \
+	"$LABELS" >"$T/repo.list"
+run_set() { # run_set PIPELINE OUT
+	"$DOCKET" run "$1" - "$LIBMAGIC" -o "$2" "${ARGS[@]}" <"$T/repo.list" 2>/dev/null || true
+}
+echo "== accuracy: $(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' "$LABELS") hand-labelled files"
+run_set classify-files "$T/acc.jsonl"
+python3 bench/score_classify_files.py "$T/acc.jsonl" "$LABELS"
+echo "-- this repository's files"
+python3 - "$LABELS" "$T/repo-labels.json" <<'PY'
+import json, sys
+g = json.load(open(sys.argv[1]))
+json.dump({p: l for p, l in g.items() if not p.startswith("../")}, open(sys.argv[2], "w"))
+PY
+python3 bench/score_classify_files.py "$T/acc.jsonl" "$T/repo-labels.json" | sed -n '2,12p'
+
+if [ "${ABLATION:-0}" = 1 ]; then
+	echo "== the model alone: no facts in the answer frame"
+	python3 - "$ROOT" "$T" <<'PY'
+import json, sys
+root, t = sys.argv[1], sys.argv[2]
+p = json.load(open(f"{root}/pipelines/classify-files.json"))
+p.pop("$schema", None)
+p["name"] = "classify-files-nofacts"
+p["prompts"] = {k: f"{root}/pipelines/{v}" for k, v in p["prompts"].items()}
+open(f"{t}/answer.txt", "w").write("File: {{path}} | Label:")
+p["prompts"]["answer"] = f"{t}/answer.txt"
+json.dump(p, open(f"{t}/nofacts.json", "w"))
+PY
+	run_set "$T/nofacts.json" "$T/nofacts.jsonl"
+	python3 bench/score_classify_files.py "$T/nofacts.jsonl" "$LABELS"
+fi
