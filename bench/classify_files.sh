@@ -5,8 +5,9 @@
 #   2. accuracy on the hand-labelled files of tests/data/classify-files-labels.json
 #      (this repository's own and ../shared/corpus/file_type_samples_libmagic):
 #      per-label recall and precision (bench/score_classify_files.py);
-#   3. with ABLATION=1, the same files without the rules' facts in the
-#      prompt: what the model does alone.
+#   3. the rules alone (build/bench/bench_filehints: the label the facts in
+#      the prompt suggest, from the files' bytes), and with ABLATION=1 the
+#      model alone, without the facts in its prompt.
 # usage: bench/classify_files.sh [REPS]   (default 3; env MODEL, THREADS (default 2), SHARED, DOCKET)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,8 +19,9 @@ ARGS=(--progress none -t "${THREADS:-2}")
 T=$(mktemp -d /tmp/docket-clsfiles-XXXXXX)
 trap 'rm -rf "$T"' EXIT
 LABELS="$ROOT/tests/data/classify-files-labels.json"
-LIBMAGIC="$SHARED/corpus/file_type_samples_libmagic"
 cd "$ROOT"
+# as the labels spell it: relative to the repository
+LIBMAGIC=$(python3 -c 'import os, sys; print(os.path.relpath(sys.argv[1]))' "$SHARED/corpus/file_type_samples_libmagic")
 
 echo "== speed: src/ ($(find src -type f | wc -l) files), $REPS runs, ${THREADS:-2} threads"
 for i in $(seq "$REPS"); do
@@ -47,8 +49,9 @@ print(f"median {statistics.median(fps):.2f} files/s (cpu {statistics.median(cpu)
       "another load on the machine lowers files/s, not cpu)")
 PY
 
-# the labelled files: this repository's by path, the libmagic samples as a tree
-python3 -c 'import json, sys; [print(p) for p in json.load(open(sys.argv[1])) if not p.startswith("../")]' \
+# the labelled files: this repository's by path (an archive for its
+# members), the libmagic samples as a tree
+python3 -c 'import json, sys; [print(p) for p in sorted({p.split("!/")[0] for p in json.load(open(sys.argv[1])) if not p.startswith("../")})]' \
 	"$LABELS" >"$T/repo.list"
 run_set() { # run_set PIPELINE OUT
 	"$DOCKET" run "$1" - "$LIBMAGIC" -o "$2" "${ARGS[@]}" <"$T/repo.list" 2>/dev/null || true
@@ -56,13 +59,27 @@ run_set() { # run_set PIPELINE OUT
 echo "== accuracy: $(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' "$LABELS") hand-labelled files"
 run_set classify-files "$T/acc.jsonl"
 python3 bench/score_classify_files.py "$T/acc.jsonl" "$LABELS"
-echo "-- this repository's files"
-python3 - "$LABELS" "$T/repo-labels.json" <<'PY'
+python3 - "$LABELS" "$T" <<'PY'
 import json, sys
 g = json.load(open(sys.argv[1]))
-json.dump({p: l for p, l in g.items() if not p.startswith("../")}, open(sys.argv[2], "w"))
+json.dump({p: l for p, l in g.items() if not p.startswith("../")}, open(sys.argv[2] + "/repo.json", "w"))
+json.dump({p: l for p, l in g.items() if p.startswith("../")}, open(sys.argv[2] + "/libmagic.json", "w"))
 PY
-python3 bench/score_classify_files.py "$T/acc.jsonl" "$T/repo-labels.json" | sed -n '2,12p'
+echo "-- this repository's files"
+python3 bench/score_classify_files.py "$T/acc.jsonl" "$T/repo.json" | sed -n '2,12p'
+echo "-- file_type_samples_libmagic"
+python3 bench/score_classify_files.py "$T/acc.jsonl" "$T/libmagic.json" | sed -n '2,12p'
+
+echo "== the rules alone: the label their facts suggest (\"none\": no rule spoke)"
+{ grep -v '!/' "$T/repo.list"; find "$LIBMAGIC" -type f; } |
+	"$(dirname "$DOCKET")/bench/bench_filehints" "$LIBMAGIC" 2>/dev/null |
+	python3 -c '
+import json, sys
+for line in sys.stdin:
+    path, hints = line.rstrip("\n").split("\t", 1)
+    print(json.dumps({"source": {"path": path}, "status": "ok", "output": hints.rsplit("| Rules: ", 1)[1]}))
+' >"$T/rules.jsonl"
+python3 bench/score_classify_files.py "$T/rules.jsonl" "$LABELS" | grep -v "^no record"
 
 if [ "${ABLATION:-0}" = 1 ]; then
 	echo "== the model alone: no facts in the answer frame"
