@@ -8,7 +8,8 @@
 #   3. the rules alone (build/bench/bench_filehints: the label the facts in
 #      the prompt suggest, from the files' bytes), and with ABLATION=1 the
 #      model alone, without the facts in its prompt.
-# usage: bench/classify_files.sh [REPS]   (default 3; env MODEL, THREADS (default 2), SHARED, DOCKET)
+# usage: bench/classify_files.sh [REPS]   (default 3; env MODEL, THREADS (default 2), SHARED, DOCKET,
+#        SPEED_ONLY=1 to stop after 1)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DOCKET=${DOCKET:-$ROOT/build/docket}
@@ -48,6 +49,8 @@ cpu = [float(re.search(r"cpu ([\d.]+) s", l).group(1)) for l in open(sys.argv[1]
 print(f"median {statistics.median(fps):.2f} files/s (cpu {statistics.median(cpu):.1f} s a run; "
       "another load on the machine lowers files/s, not cpu)")
 PY
+
+[ "${SPEED_ONLY:-0}" = 1 ] && exit 0
 
 # the labelled files: this repository's by path (an archive for its
 # members), the libmagic samples as a tree

@@ -321,7 +321,6 @@ static int name_kind(const char *base, struct dk_buf *out, bool *code, struct gu
 					      : n >= k && !strncasecmp(base, r->pat, k);
 		if (hit) {
 			const char *l = phrase_label(r->phrase);
-			/* a secret's file name is as strong as a secret */
 			/* a secret's file name is as strong as a secret; a format
 			 * (.yaml, .csv) is weaker than a test directory, a tool's
 			 * own settings file (.gitignore) is not */
@@ -419,7 +418,7 @@ static bool in_list(const char *s, size_t n, const char *const *list)
 	return false;
 }
 
-/* Each directory role of rel's directories, once, most decisive first. */
+/* The role of each of rel's directories that has one, once each. */
 static int dir_roles(const char *rel, const char *base, struct dk_buf *out, struct guess *g)
 {
 	const size_t nr = sizeof dir_rules / sizeof *dir_rules;
