@@ -4,7 +4,7 @@
  * weights.  The tokenizer (every tokenizer.* key) is copied from an existing
  * GGUF, so prompts tokenise exactly as with the real model.
  *
- *   bench_gen_gguf --shape smollm2-135m|llama32-1b|qwen25-05b|tiny|tiny-qwen2
+ *   bench_gen_gguf --shape smollm2-135m|llama32-1b|qwen25-05b|tiny|tiny-qwen2|tiny-gemma3
  *                  --type q4_0|q8_0|q4_k|q4_1|f16 --vocab-from V.gguf
  *                  --out OUT.gguf [--seed N]
  *
@@ -14,6 +14,8 @@
  * is only checked against it).  A matrix whose row length is not a multiple
  * of the requested type's block (K types need 256) is stored as Q8_0, since a
  * GGUF cannot hold partial blocks.  Output is deterministic for a seed.
+ * tiny-gemma3 has Gemma 3's extra tensors (per-head Q/K norms, post-norms)
+ * and a sliding window of 8 positions on two layers of every three.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -35,19 +37,22 @@ struct shape {
 	uint32_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
 	float rope_base, eps;
 	bool qkv_bias;
+	uint32_t n_swa;      /* Gemma 3's layout with this sliding window (0: not Gemma) */
 };
 
 static const struct shape shapes[] = {
 	{"smollm2-135m", "llama", "SmolLM2-135M (random weights)", 576, 30, 9, 3, 1536, 49152,
-	 8192, 100000.0f, 1e-5f, false},
+	 8192, 100000.0f, 1e-5f, false, 0},
 	{"llama32-1b", "llama", "Llama-3.2-1B (random weights)", 2048, 16, 32, 8, 8192, 128256,
-	 8192, 500000.0f, 1e-5f, false},
+	 8192, 500000.0f, 1e-5f, false, 0},
 	{"qwen25-05b", "qwen2", "Qwen2.5-0.5B (random weights)", 896, 24, 14, 2, 4864, 151936,
-	 32768, 1000000.0f, 1e-6f, true},
+	 32768, 1000000.0f, 1e-6f, true, 0},
 	{"tiny", "llama", "tiny llama (random weights)", 64, 2, 4, 2, 128, 0, 512, 10000.0f,
-	 1e-5f, false},
+	 1e-5f, false, 0},
 	{"tiny-qwen2", "qwen2", "tiny qwen2 (random weights)", 64, 2, 4, 2, 128, 0, 512,
-	 10000.0f, 1e-6f, true},
+	 10000.0f, 1e-6f, true, 0},
+	{"tiny-gemma3", "gemma3", "tiny gemma3 (random weights)", 64, 3, 2, 1, 128, 0, 512,
+	 1000000.0f, 1e-6f, false, 8},
 };
 
 /* ---- deterministic normal numbers ---- */
@@ -255,7 +260,7 @@ static uint32_t file_type_of(enum dk_ttype t)
 static int usage(void)
 {
 	fprintf(stderr,
-		"usage: bench_gen_gguf --shape smollm2-135m|llama32-1b|qwen25-05b|tiny|tiny-qwen2\n"
+		"usage: bench_gen_gguf --shape smollm2-135m|llama32-1b|qwen25-05b|tiny|tiny-qwen2|tiny-gemma3\n"
 		"                      --type q4_0|q8_0|q4_k|q4_1|f16 --vocab-from V.gguf\n"
 		"                      --out OUT.gguf [--seed N]\n");
 	return 2;
@@ -325,7 +330,7 @@ int main(int argc, char **argv)
 
 	/* tensor list, in the order converters write it */
 	int64_t E = sh->n_embd, hd = sh->n_embd / sh->n_head, kvd = hd * sh->n_head_kv;
-	int cap = 2 + 12 * (int)sh->n_layer;
+	int cap = 2 + 16 * (int)sh->n_layer;
 	struct tensor *ts = calloc((size_t)cap, sizeof *ts);
 	if (!ts) {
 		dk_gguf_free(g);
@@ -350,11 +355,19 @@ int main(int argc, char **argv)
 			T("attn_k.bias", kvd, 1, 2);
 			T("attn_v.bias", kvd, 1, 2);
 		}
+		if (sh->n_swa) {
+			T("attn_q_norm.weight", hd, 1, 1);
+			T("attn_k_norm.weight", hd, 1, 1);
+		}
 		T("attn_output.weight", E, E, 0);
+		if (sh->n_swa)
+			T("post_attention_norm.weight", E, 1, 1);
 		T("ffn_norm.weight", E, 1, 1);
 		T("ffn_gate.weight", E, sh->n_ff, 0);
 		T("ffn_up.weight", E, sh->n_ff, 0);
 		T("ffn_down.weight", sh->n_ff, E, 0);
+		if (sh->n_swa)
+			T("post_ffw_norm.weight", E, 1, 1);
 #undef T
 	}
 	uint64_t off = 0;
@@ -381,7 +394,7 @@ int main(int argc, char **argv)
 	put(&o, "GGUF", 4);
 	put_u32(&o, 3);
 	put_u64(&o, (uint64_t)nt);
-	put_u64(&o, (uint64_t)(14 + n_tok_kv));
+	put_u64(&o, (uint64_t)(14 + (sh->n_swa ? 2 : 0) + n_tok_kv));
 	kv_str(&o, "general.architecture", a);
 	kv_str(&o, "general.name", sh->model_name);
 	kv_u32(&o, "general.alignment", ALIGN);
@@ -398,6 +411,10 @@ int main(int argc, char **argv)
 	KU("vocab_size", (uint32_t)n_vocab);
 	KF("rope.freq_base", sh->rope_base);
 	KF("attention.layer_norm_rms_epsilon", sh->eps);
+	if (sh->n_swa) {
+		KU("attention.sliding_window", sh->n_swa);
+		KU("attention.sliding_window_pattern", 3);
+	}
 #undef KU
 #undef KF
 	for (int64_t i = 0; i < dk_gguf_n_kv(g); i++) {

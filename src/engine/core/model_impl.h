@@ -17,9 +17,29 @@
 #include "engine/kernels/vec.h"
 #include "util/err.h"
 
+struct dk_model;
+
+/* What an architecture needs beyond the llama layer, as data: one row per
+ * architecture in model.c's table, read by the load and the forward pass
+ * (no code asks for an architecture by name). */
+struct arch_traits {
+	const char *name;
+	bool neox;          /* rope rotates (i, i + n_rot/2) pairs */
+	bool qkv_bias;      /* attn_{q,k,v}.bias are required */
+	bool qk_norm;       /* attn_q_norm / attn_k_norm: RMSNorm of each Q and K head before rope */
+	bool post_norms;    /* post_attention_norm / post_ffw_norm: RMSNorm of each block's
+			     * output before its residual add */
+	bool gelu;          /* the feed-forward gate is GELU (GeGLU), not SiLU (SwiGLU) */
+	/* reads what else the architecture's keys say (NULL: nothing) */
+	enum dk_status (*hparams)(struct dk_model *m);
+};
+
 struct layer {
 	const struct dk_gguf_tensor *attn_norm, *wq, *wk, *wv, *wo, *bq, *bk, *bv;
+	const struct dk_gguf_tensor *q_norm, *k_norm; /* [head_dim] each, or NULL */
 	const struct dk_gguf_tensor *ffn_norm, *wg, *wu, *wd;
+	const struct dk_gguf_tensor *attn_post_norm, *ffn_post_norm; /* or NULL */
+	bool swa;           /* attends to the last n_swa positions only, with the local rope */
 };
 
 struct dk_model {
@@ -27,11 +47,11 @@ struct dk_model {
 	struct dk_gguf *g;
 	struct dk_tokenizer *tok;
 	struct dk_model_info info;
+	const struct arch_traits *arch;
 	const struct dk_gguf_tensor *tok_embd, *out_norm, *output, *rope_freqs;
 	struct layer *layers;
 	/* packed copies of the matmul weights, by tensor index (NULL: none) */
 	struct dk_pack **packs;
-	bool neox;              /* rotate (i, i + n_rot/2) pairs instead of (2i, 2i+1) */
 	char *chat_template;
 	char sha256[65];        /* of the mapped file, set at load: the model is immutable after */
 	char err[DK_ERRMSG_MAX];
@@ -56,6 +76,7 @@ struct dk_ctx {
 	uint8_t *qx;            /* activations in a weight's dot format */
 	size_t qx_bytes;
 	float *rope;            /* [n_batch][n_rot] cos, sin pairs */
+	float *rope_swa;        /* the same for the windowed layers' rope (NULL: none) */
 	float *logits;          /* [n_out][n_vocab] */
 	int32_t *out_row;       /* batch index -> logits row or -1 */
 	int32_t *out_idx;       /* logits row -> batch index */
@@ -68,7 +89,7 @@ struct dk_ctx {
 				 * widened to float, blocks of [K tile][V rows] */
 	size_t att_wide_stride;
 	int32_t *att_runs;      /* batch index where run r starts; [n_runs] = n_tokens */
-	dk_vec_swiglu_fn swiglu; /* this CPU's kernels (vec.h) */
+	dk_vec_swiglu_fn swiglu; /* this CPU's kernels (vec.h): SwiGLU or GeGLU */
 	dk_vec_rope_fn rope_fn;
 	dk_vec_rmsnorm_fn rmsnorm;
 	int32_t n_runs;
@@ -87,6 +108,7 @@ struct dk_ctx {
 	int32_t qx_T;
 	const struct dk_qtraits *norm_dt; /* norm passes: convert rows to this too */
 	bool norm_add;          /* norm passes: first add xb2 into x (the residual) */
+	const float *post_norm; /* norm passes: first normalise xb2 with this (NULL: no) */
 	/* attention and SwiGLU passes: convert what they write, in whole blocks,
 	 * to the next matrix's activation format too (NULL = none) */
 	const struct dk_qtraits *out_dt;
