@@ -12,7 +12,8 @@
  *    token is llama.cpp's at every step but near-ties and the top-10
  *    probabilities are close (shared/reference/greedy-real); perplexity on
  *    ppl-text.txt is within 0.5% of llama-perplexity's (perplexity-real);
- *    and the levels give the same bits on it too.
+ *    the last logits of a prompt past the 512-position window do not
+ *    depend on its batches; and the levels give the same bits on it too.
  *
  * A model that cannot be had (no ../shared for the tokenizer of the tiny
  * one, a fetch that fails) skips its test, exit 77; under CI=true it fails.
@@ -109,25 +110,25 @@ static void decode_ok(struct dk_ctx *c, const struct dk_batch *b)
 
 /* ------------------------------------------------- invariance (tiny model) */
 
-/* Logits of every token of ids[0..n) as sequence `seq` of a fresh context,
- * the prompt fed `piece` tokens per call; with `mate`, every call also
- * carries one token of another sequence. */
-static float *all_logits(struct dk_model *m, const dk_token *ids, int n, int piece, int threads,
-			 enum dk_ttype kv, bool mate)
+/* Logits of tokens from..n-1 of ids[0..n) in a fresh context, the prompt
+ * fed `piece` tokens per call; with `mate`, every call also carries one
+ * token of another sequence. */
+static float *logits_from(struct dk_model *m, const dk_token *ids, int n, int from, int piece,
+			  int threads, enum dk_ttype kv, bool mate)
 {
 	const int32_t nv = dk_model_info(m)->n_vocab;
 	struct dk_ctx_params cp = dk_ctx_default_params();
-	cp.n_ctx = 256;
+	cp.n_ctx = n + 16;
 	cp.n_seq_max = 3;
-	cp.n_batch = 128;
+	cp.n_batch = piece + 1;
 	cp.n_threads = threads;
 	cp.kv_type = kv;
 	cp.prefix_cache = false;
 	struct dk_ctx *c;
 	if (dk_ctx_new(&c, m, &cp) != DK_OK)
 		fail_msg("ctx: %s", dk_ctx_error(c));
-	struct dk_batch *b = dk_batch_new(128);
-	float *out = malloc((size_t)n * (size_t)nv * sizeof *out);
+	struct dk_batch *b = dk_batch_new(piece + 1);
+	float *out = malloc((size_t)(n - from) * (size_t)nv * sizeof *out);
 	assert_non_null(out);
 	int mate_pos = 0;
 	for (int k0 = 0; k0 < n; k0 += piece) {
@@ -137,10 +138,11 @@ static float *all_logits(struct dk_model *m, const dk_token *ids, int n, int pie
 			dk_batch_add(b, ids[(mate_pos * 7) % n], mate_pos, 2, true), mate_pos++;
 		int32_t first = b->n_tokens;
 		for (int k = k0; k < k1; k++)
-			dk_batch_add(b, ids[k], k, 1, true);
+			dk_batch_add(b, ids[k], k, 1, k >= from);
 		decode_ok(c, b);
-		for (int k = k0; k < k1; k++)
-			memcpy(out + (size_t)k * nv, dk_logits(c, first + k - k0), (size_t)nv * sizeof *out);
+		for (int k = k0 > from ? k0 : from; k < k1; k++)
+			memcpy(out + (size_t)(k - from) * nv, dk_logits(c, first + k - k0),
+			       (size_t)nv * sizeof *out);
 	}
 	dk_batch_free(b);
 	dk_ctx_free(c);
@@ -172,14 +174,14 @@ static void test_tiny_invariance(void **state)
 	const size_t bytes = (size_t)n * (size_t)hp->n_vocab * sizeof(float);
 	const enum dk_ttype kvs[2] = {DK_TYPE_F32, DK_TYPE_F16};
 	for (int kv = 0; kv < 2; kv++) {
-		float *one = all_logits(m, ids, n, 128, 1, kvs[kv], false);
+		float *one = logits_from(m, ids, n, 0, 127, 1, kvs[kv], false);
 		/* runs of attention are at most 32 tokens: 128 crosses them */
 		const struct { int piece, threads; bool mate; } ways[] = {
-			{128, 3, false}, {5, 1, false}, {1, 2, false}, {7, 3, true}, {33, 2, true},
+			{127, 3, false}, {5, 1, false}, {1, 2, false}, {7, 3, true}, {33, 2, true},
 		};
 		for (size_t w = 0; w < sizeof ways / sizeof ways[0]; w++) {
-			float *got = all_logits(m, ids, n, ways[w].piece, ways[w].threads, kvs[kv],
-						ways[w].mate);
+			float *got = logits_from(m, ids, n, 0, ways[w].piece, ways[w].threads, kvs[kv],
+						 ways[w].mate);
 			if (memcmp(one, got, bytes)) {
 				size_t i = 0;
 				while (!memcmp(&one[i], &got[i], sizeof *got))
@@ -193,6 +195,32 @@ static void test_tiny_invariance(void **state)
 		}
 		free(one);
 	}
+	dk_model_free(m);
+}
+
+/* The real model past its 512-position window: the last tokens of a 560-
+ * token prompt in calls of up to 511 on 2 threads, and in calls of 37 on 1
+ * thread beside another sequence: the same bits. */
+static void test_real_invariance(void **state)
+{
+	(void)state;
+	struct dk_model *m;
+	if (dk_model_load(&m, real_model(), NULL) != DK_OK)
+		fail_msg("%s", dk_model_error(m));
+	assert_int_equal(dk_model_info(m)->n_swa, 512);
+	size_t len;
+	char *text = dk_test_read_file(dk_test_shared("reference/ppl-text.txt"), &len);
+	assert_non_null(text);
+	enum { N = 560, FROM = N - 4 };
+	dk_token *ids = malloc((len + 8) * sizeof *ids);
+	int n = dk_tokenize(dk_model_tokenizer(m), text, len, true, false, ids, (int)len + 8);
+	assert_true(n >= N);
+	const size_t bytes = (size_t)(N - FROM) * (size_t)dk_model_info(m)->n_vocab * sizeof(float);
+	float *a = logits_from(m, ids, N, FROM, 511, 2, DK_TYPE_F32, false);
+	float *b = logits_from(m, ids, N, FROM, 37, 1, DK_TYPE_F32, true);
+	if (memcmp(a, b, bytes))
+		fail_msg("gemma-3-270m: the last logits of a %d-token prompt depend on its batches", N);
+	free(a), free(b), free(ids), free(text);
 	dk_model_free(m);
 }
 
@@ -508,6 +536,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_tiny_levels),
 		cmocka_unit_test(test_real_greedy),
 		cmocka_unit_test(test_real_ppl),
+		cmocka_unit_test(test_real_invariance),
 		cmocka_unit_test(test_real_levels),
 	};
 	return dk_test_run_group(tests, NULL, NULL);
