@@ -19,8 +19,8 @@
  * Weights: the older shapes have matrices N(0, 0.02) and norms 1.0.  The
  * fidelity shapes are scaled so that each layer matters and the next-token
  * distribution is peaked, as a trained model's is: matrices N(0,
- * 1/sqrt(row length)), embeddings and output N(0, out_sd), norms 1 +
- * N(0, 0.2).  Biases are N(0, 0.002).  Norms, biases, routers and rope
+ * 1/sqrt(row length)), embeddings and output N(0, out_sd) (granite's
+ * embeddings, which it multiplies by 12, N(0, 0.02)), norms 1 + N(0, 0.2).  Biases are N(0, 0.002).  Norms, biases, routers and rope
  * factors are F32, as converters store them; the rest is quantised with
  * docket's own from_float.  The vocabulary size is the vocab file's token
  * count (the shape's nominal size is only checked against it).  A matrix
@@ -56,6 +56,7 @@ struct shape {
 	uint32_t n_swa;                    /* a sliding window key (phi3 files carry one) */
 	float embd_scale, residual_scale, attn_scale, logit_scale; /* granite */
 	float out_sd;                      /* > 0: the fidelity weights (see above) */
+	float embd_sd;                     /* token_embd's when not out_sd (untied only) */
 };
 
 static const struct shape shapes[] = {
@@ -78,17 +79,18 @@ static const struct shape shapes[] = {
 	 131072, 10000000.0f, 1e-5f, false, .embd_scale = 12.0f,
 	 .residual_scale = 0.22f, .attn_scale = 0.015625f, .logit_scale = 8.0f},
 	/* the fidelity shapes: small, each with its architecture's peculiarities */
-	{"tiny-qwen3", "qwen3", "tiny qwen3 (random weights)", 128, 2, 4, 2, 384, 0, 4096,
-	 1000000.0f, 1e-6f, false, .head_dim = 64, .qk_norm = true, .out_sd = 0.3f},
-	{"tiny-qwen3moe", "qwen3moe", "tiny qwen3moe (random weights)", 128, 2, 4, 2, 384, 0, 4096,
+	{"tiny-qwen3", "qwen3", "tiny qwen3 (random weights)", 64, 2, 4, 2, 192, 0, 4096,
+	 1000000.0f, 1e-6f, false, .head_dim = 64, .qk_norm = true, .out_sd = 0.45f},
+	{"tiny-qwen3moe", "qwen3moe", "tiny qwen3moe (random weights)", 64, 2, 4, 2, 192, 0, 4096,
 	 1000000.0f, 1e-6f, false, .head_dim = 64, .qk_norm = true, .n_expert = 16,
-	 .n_expert_used = 4, .n_ff_exp = 64, .untied = true, .out_sd = 0.3f},
+	 .n_expert_used = 4, .n_ff_exp = 32, .out_sd = 0.45f},
 	{"tiny-phi3", "phi3", "tiny phi3 (random weights)", 128, 2, 4, 2, 256, 0, 4096, 10000.0f,
 	 1e-5f, false, .n_rot = 24, .fused_qkv = true, .fused_gate_up = true, .n_ctx_orig = 256,
 	 .n_swa = 2047, .untied = true, .out_sd = 0.3f},
 	{"tiny-granite", "granite", "tiny granite (random weights)", 128, 2, 4, 2, 384, 0, 4096,
 	 10000000.0f, 1e-5f, false, .embd_scale = 12.0f, .residual_scale = 0.22f,
-	 .attn_scale = 0.015625f, .logit_scale = 8.0f, .out_sd = 2.4f},
+	 .attn_scale = 0.015625f, .logit_scale = 8.0f, .untied = true, .out_sd = 2.4f,
+	 .embd_sd = 0.02f},
 };
 
 /* ---- deterministic normal numbers ---- */
@@ -315,7 +317,10 @@ static void fill_row(const struct shape *sh, const struct tensor *t, int64_t r, 
 		}
 		return;
 	case EMBD:
-		fill_normal(row, t->ne0, fid ? sh->out_sd : 0.02f);
+		fill_normal(row, t->ne0,
+			    !fid ? 0.02f
+			    : sh->embd_sd > 0 && !strcmp(t->name, "token_embd.weight") ? sh->embd_sd
+										  : sh->out_sd);
 		return;
 	case MATRIX: case ROUTER:
 		fill_normal(row, t->ne0, fid ? 1.0f / sqrtf((float)t->ne0) : 0.02f);
