@@ -538,7 +538,7 @@ char *dk_model_chat_render(const struct dk_model *m, const char *family,
 		if (f == DK_CHAT_UNKNOWN) {
 			dk_err(err, errn, DK_FATAL,
 			       "unknown chat template family '%s' (chatml, llama2, llama3, mistral, "
-			       "phi3, gemma, zephyr, raw)", family);
+			       "phi3, phi4, gemma, zephyr, granite, raw)", family);
 			return NULL;
 		}
 	} else {
@@ -547,7 +547,7 @@ char *dk_model_chat_render(const struct dk_model *m, const char *family,
 			dk_chat_style_clear(&st);
 			dk_err(err, errn, DK_FATAL,
 			       "the chat template of '%s' is %s; name a family (chatml, llama2, llama3, "
-			       "mistral, phi3, gemma, zephyr) or give a raw prompt",
+			       "mistral, phi3, phi4, gemma, zephyr, granite) or give a raw prompt",
 			       m->path, m->chat_template ? "not one docket recognises" : "missing");
 			return NULL;
 		}
