@@ -1,7 +1,7 @@
 /*
  * The inference engine: a llama-family transformer (architectures "llama",
- * "qwen2" and "gemma3") over a GGUF file, a KV cache holding many
- * sequences, and a batched decode.
+ * "qwen2", "qwen3", "qwen3moe", "phi3", "granite" and "gemma3") over a GGUF
+ * file, a KV cache holding many sequences, and a batched decode.
  *
  * Lifecycle:
  *   1. dk_model_load: map the weights (read-only, shared between processes),
@@ -50,8 +50,15 @@ struct dk_model_info {
 	float rope_freq_base;
 	float rope_freq_scale; /* 1 / linear scaling factor */
 	float norm_eps;
+	int32_t n_expert;      /* routed experts per layer (0: a dense feed-forward) */
+	int32_t n_expert_used; /* experts each token goes through */
+	int32_t n_ff_exp;      /* feed-forward width of one expert */
+	int32_t n_ctx_orig;    /* rope: the context that short frequency factors are for */
+	float rope_attn_factor;/* rope: cos and sin are multiplied by this (1: none) */
 	float embd_scale;      /* token embeddings are multiplied by this (1: none) */
+	float residual_scale;  /* block outputs are multiplied by this before the residual add */
 	float attn_scale;      /* attention score scale: 1/sqrt(head_dim) unless the file says */
+	float logit_scale;     /* logits are divided by this (1: none) */
 	int32_t n_swa;         /* sliding window of the windowed layers, in positions (0: none) */
 	float rope_freq_base_swa;  /* the windowed layers' rope */
 	float rope_freq_scale_swa;

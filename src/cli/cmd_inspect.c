@@ -13,7 +13,6 @@
 #include "cli.h"
 #include "docket/gguf.h"
 #include "docket/model.h"
-#include "util/buf.h"
 
 enum { HEAD_N = 8,         /* array elements shown */
        STR_SHOW = 96,      /* string bytes shown in text unless --full */
@@ -84,13 +83,13 @@ static struct num num_at(enum dk_gguf_vtype t, const uint8_t *p)
 	return v;
 }
 
-static void num_text(struct dk_buf *b, struct num v, enum dk_gguf_vtype t)
+static void num_text(FILE *b, struct num v, enum dk_gguf_vtype t)
 {
 	switch (v.kind) {
-	case N_BOOL: dk_buf_puts(b, v.i ? "true" : "false"); break;
-	case N_UINT: dk_buf_printf(b, "%" PRIu64, v.u); break;
-	case N_REAL: dk_buf_printf(b, t == DK_GGUF_FLOAT32 ? "%.9g" : "%.17g", v.d); break;
-	default: dk_buf_printf(b, "%" PRId64, v.i); break;
+	case N_BOOL: fputs(v.i ? "true" : "false", b); break;
+	case N_UINT: fprintf(b, "%" PRIu64, v.u); break;
+	case N_REAL: fprintf(b, t == DK_GGUF_FLOAT32 ? "%.9g" : "%.17g", v.d); break;
+	default: fprintf(b, "%" PRId64, v.i); break;
 	}
 }
 
@@ -159,7 +158,7 @@ static bool scalar_of(const struct dk_gguf *g, const char *key, enum dk_gguf_vty
 /* Text form of a string: escapes control characters and backslashes so a
  * value stays on one line; cut after max bytes (at a UTF-8 boundary) unless
  * max is 0. */
-static void str_text(struct dk_buf *b, const char *s, size_t len, size_t max)
+static void str_text(FILE *b, const char *s, size_t len, size_t max)
 {
 	size_t n = len;
 	if (max && n > max) {
@@ -170,39 +169,39 @@ static void str_text(struct dk_buf *b, const char *s, size_t len, size_t max)
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 		switch (c) {
-		case '\n': dk_buf_puts(b, "\\n"); break;
-		case '\t': dk_buf_puts(b, "\\t"); break;
-		case '\r': dk_buf_puts(b, "\\r"); break;
-		case '\\': dk_buf_puts(b, "\\\\"); break;
+		case '\n': fputs("\\n", b); break;
+		case '\t': fputs("\\t", b); break;
+		case '\r': fputs("\\r", b); break;
+		case '\\': fputs("\\\\", b); break;
 		default:
 			if (c < 0x20 || c == 0x7f)
-				dk_buf_printf(b, "\\x%02x", c);
+				fprintf(b, "\\x%02x", c);
 			else
-				dk_buf_putc(b, (char)c);
+				fputc((char)c, b);
 		}
 	}
 	if (n < len)
-		dk_buf_printf(b, "... (%zu bytes)", len);
+		fprintf(b, "... (%zu bytes)", len);
 }
 
 /* An array's first elements, as text or as a JSON list. */
 static void array_head(const struct dk_gguf *g, const char *key, enum dk_gguf_vtype et,
-		       uint64_t count, struct dk_buf *text, json_t *list)
+		       uint64_t count, FILE *text, json_t *list)
 {
 	const uint8_t *data = et == DK_GGUF_STRING ? NULL : dk_gguf_arr_data(g, key);
 	const size_t sz = vtype_size(et);
 	for (uint64_t j = 0; j < count && j < HEAD_N; j++) {
 		if (text && j)
-			dk_buf_puts(text, ", ");
+			fputs(", ", text);
 		if (et == DK_GGUF_STRING) {
 			const char *s;
 			size_t n;
 			if (!dk_gguf_arr_str(g, key, j, &s, &n))
 				break;
 			if (text) {
-				dk_buf_putc(text, '\'');
+				fputc('\'', text);
 				str_text(text, s, n, HEAD_STR_SHOW);
-				dk_buf_putc(text, '\'');
+				fputc('\'', text);
 			}
 			if (list)
 				json_array_append_new(list, json_stringn(s, n));
@@ -214,13 +213,13 @@ static void array_head(const struct dk_gguf *g, const char *key, enum dk_gguf_vt
 				json_array_append_new(list, num_json(v));
 		} else { /* nested arrays: the reader exposes only their outer count */
 			if (text)
-				dk_buf_puts(text, "[...]");
+				fputs("[...]", text);
 			if (list)
 				json_array_append_new(list, json_null());
 		}
 	}
 	if (text && count > HEAD_N)
-		dk_buf_puts(text, ", ...");
+		fputs(", ...", text);
 }
 
 struct totals {
@@ -286,37 +285,34 @@ static int print_text(const struct dk_gguf *g, const char *path, bool full, cons
 	}
 	if (kw > 48)
 		kw = 48;
-	struct dk_buf line = {0};
 	for (int64_t i = 0; i < nkv; i++) {
 		const char *key = dk_gguf_kv_key(g, i);
 		enum dk_gguf_vtype t = dk_gguf_kv_type(g, i);
-		dk_buf_clear(&line);
 		if (t == DK_GGUF_ARRAY) {
 			enum dk_gguf_vtype et = DK_GGUF_UINT8;
 			uint64_t count = 0;
 			dk_gguf_get_arr(g, key, &et, &count);
 			char ty[48];
 			snprintf(ty, sizeof ty, "%s[%" PRIu64 "]", vtype_name(et), count);
-			dk_buf_printf(&line, "  %-*s  %-16s ", kw, key, ty);
-			array_head(g, key, et, count, &line, NULL);
+			fprintf(stdout, "  %-*s  %-16s ", kw, key, ty);
+			array_head(g, key, et, count, stdout, NULL);
 		} else {
-			dk_buf_printf(&line, "  %-*s  %-16s ", kw, key, vtype_name(t));
+			fprintf(stdout, "  %-*s  %-16s ", kw, key, vtype_name(t));
 			if (t == DK_GGUF_STRING) {
 				const char *s;
 				size_t n;
 				if (dk_gguf_get_str(g, key, &s, &n))
-					str_text(&line, s, n, full ? 0 : STR_SHOW);
+					str_text(stdout, s, n, full ? 0 : STR_SHOW);
 			} else {
 				struct num v;
 				if (scalar_of(g, key, t, &v))
-					num_text(&line, v, t);
+					num_text(stdout, v, t);
 				else
-					dk_buf_puts(&line, "?");
+					fputs("?", stdout);
 			}
 		}
-		printf("%s\n", line.data ? line.data : "");
+		putchar('\n');
 	}
-	dk_buf_free(&line);
 
 	const int64_t nt = dk_gguf_n_tensors(g);
 	printf("tensors    %" PRId64 "\n", nt);

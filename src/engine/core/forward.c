@@ -130,8 +130,9 @@ enum dk_status dk_ctx_new(struct dk_ctx **out, struct dk_model *m, const struct 
 		p->kv_blocks = per_seq * p->n_seq_max;
 	size_t kv_bytes = (size_t)p->kv_blocks * block_bytes;
 
-	int64_t E = hp->n_embd, QD = (int64_t)hp->n_head * hp->head_dim, FF = hp->n_ff;
-	int64_t NB = p->n_batch, V = hp->n_vocab;
+	int64_t E = hp->n_embd, QD = (int64_t)hp->n_head * hp->head_dim;
+	int64_t FF = hp->n_ff > hp->n_ff_exp ? hp->n_ff : hp->n_ff_exp;
+	int64_t NB = p->n_batch, V = hp->n_vocab, NE = hp->n_expert, K = hp->n_expert_used;
 	int64_t widest = E > FF ? E : FF;
 	widest = widest > QD ? widest : QD;
 	/* activation rows in the widest dot format: at most 4 bytes/element */
@@ -146,7 +147,8 @@ enum dk_status dk_ctx_new(struct dk_ctx **out, struct dk_model *m, const struct 
 	size_t scratch = 0;
 	size_t avail = mem_available();
 	size_t est = kv_bytes + (size_t)NB * (size_t)(4 * E + 2 * QD + 2 * c->kv_dim + 2 * FF) * 4 +
-		     (size_t)NB * c->qx_bytes + (size_t)NB * (size_t)V * 4;
+		     (size_t)NB * c->qx_bytes + (size_t)NB * (size_t)V * 4 +
+		     (size_t)NB * (size_t)(NE + 2 * K + (K + 2) * E) * 4;
 	if (avail && est > avail / 10 * 9)
 		return dk_err(c->err, sizeof c->err, DK_FATAL,
 			      "cannot allocate the context: %zu MiB asked (kv cache %zu MiB for %d "
@@ -182,13 +184,30 @@ enum dk_status dk_ctx_new(struct dk_ctx **out, struct dk_model *m, const struct 
 		c->att_wide = xalloc(c->att_wide_stride * 4 * (size_t)p->n_threads, &scratch);
 	}
 	c->att_runs = xalloc(((size_t)NB + 1) * 4, &scratch);
+	if (NE) {
+		c->moe_logits = xalloc((size_t)(NB * NE) * 4, &scratch);
+		c->moe_sel = xalloc((size_t)(NB * K) * 4, &scratch);
+		c->moe_w = xalloc((size_t)(NB * K) * 4, &scratch);
+		c->moe_out = xalloc((size_t)(NB * K * E) * 4, &scratch);
+		c->moe_rows = xalloc((size_t)(NB * K) * 4, &scratch);
+		c->xe = xalloc((size_t)(NB * E) * 4, &scratch);
+		c->ye = xalloc((size_t)(NB * E) * 4, &scratch);
+	}
+	/* frequency factors: the file's own, else the short or long set by the
+	 * context this context holds (as llama.cpp picks them) */
+	const struct dk_gguf_tensor *ff = m->rope_freqs;
+	if (!ff)
+		ff = p->n_ctx > hp->n_ctx_orig && m->rope_long ? m->rope_long : m->rope_short;
+	c->rope_ff = ff ? ff->data : NULL;
 	c->swiglu = m->arch->gelu ? dk_vec_geglu_ref : dk_vec_swiglu_kernel();
 	c->rope_fn = dk_vec_rope_kernel();
 	c->rmsnorm = dk_vec_rmsnorm_kernel();
 	c->pool = dk_pool_new(p->n_threads);
 	if ((c->kv_esize == 2 && !c->att_wide) || !c->att_runs || !c->kv || !c->x || !c->xb || !c->xb2 || !c->q || !c->k || !c->v || !c->att || !c->hb ||
-	    !c->hb2 || !c->qx || !c->rope || (hp->n_swa > 0 && !c->rope_swa) || !c->logits || !c->out_row || !c->out_idx ||
-	    !c->seq_new || !c->att_scratch || !c->att_blocks || !c->pool)
+	    !c->hb2 || !c->qx || !c->rope || (hp->n_swa > 0 && !c->rope_swa) || !c->logits ||
+	    !c->out_row || !c->out_idx || !c->seq_new || !c->att_scratch || !c->att_blocks || !c->pool ||
+	    (NE && (!c->moe_logits || !c->moe_sel || !c->moe_w || !c->moe_out || !c->moe_rows ||
+		    !c->xe || !c->ye)))
 		return dk_err(c->err, sizeof c->err, DK_FATAL,
 			      "cannot allocate the context (%zu MiB kv cache, %zu MiB scratch): %s",
 			      kv_bytes >> 20, scratch >> 20, strerror(ENOMEM));
@@ -215,6 +234,8 @@ void dk_ctx_free(struct dk_ctx *c)
 	free(c->att_blocks);
 	free(c->att_wide);
 	free(c->att_runs);
+	free(c->moe_logits); free(c->moe_sel); free(c->moe_w); free(c->moe_out);
+	free(c->moe_rows); free(c->xe); free(c->ye);
 	free(c);
 }
 
@@ -417,8 +438,7 @@ static void mm_setup(const struct dk_ctx *c, struct mm *j, const struct dk_gguf_
 	j->T = T;
 	j->y = y;
 	j->ldy = ldy;
-	int64_t idx = c->m->packs ? dk_gguf_tensor_index(c->m->g, W) : -1;
-	j->pk = idx >= 0 ? c->m->packs[idx] : NULL;
+	j->pk = dk_model_pack_of(c->m, W);
 	j->type = W->type;
 	j->blas = T >= BLAS_MIN_T && W->type < DK_TYPE_COUNT && c->blas[W->type];
 }
@@ -578,7 +598,7 @@ static void rope_table(struct dk_ctx *c, float *tab, float base, float scale)
 {
 	const struct dk_model_info *hp = &c->m->info;
 	const float theta_scale = dk_vec_pow_ref(base, -2.0f / (float)hp->n_rot);
-	const float *ff = c->m->rope_freqs ? c->m->rope_freqs->data : NULL;
+	const float *ff = c->rope_ff, ms = hp->rope_attn_factor;
 	for (int32_t t = 0; t < c->b->n_tokens; t++) {
 		float *cs = tab + (size_t)t * hp->n_rot;
 		float theta = (float)c->b->pos[t];
@@ -586,6 +606,10 @@ static void rope_table(struct dk_ctx *c, float *tab, float base, float scale)
 			float f = ff ? ff[i0 / 2] : 1.0f;
 			float th = scale * (theta / f);
 			dk_vec_sincos_ref(th, &cs[i0 + 1], &cs[i0]);
+			if (ms != 1.0f) {
+				cs[i0] *= ms;
+				cs[i0 + 1] *= ms;
+			}
 			theta *= theta_scale;
 		}
 	}
@@ -605,15 +629,6 @@ static void rope_apply(const struct dk_ctx *c, float *v, int32_t nheads, const f
 {
 	const struct dk_model_info *hp = &c->m->info;
 	c->rope_fn(v, nheads, hp->head_dim, hp->n_rot, cs, c->m->arch->neox);
-}
-
-/* RMSNorm of each of nheads heads of x in place (attn_q_norm, attn_k_norm) */
-static void head_norm(const struct dk_ctx *c, float *x, int32_t nheads, const struct dk_gguf_tensor *w)
-{
-	const struct dk_model_info *hp = &c->m->info;
-	for (int32_t h = 0; h < nheads; h++)
-		c->rmsnorm(x + (size_t)h * hp->head_dim, x + (size_t)h * hp->head_dim, w->data,
-			   hp->head_dim, hp->norm_eps);
 }
 
 /* A block holds, per layer, the keys then the values of its DK_KV_BLOCK
@@ -642,8 +657,12 @@ static void qkv_prep(struct dk_ctx *c, int32_t t, int32_t h0, int32_t h1)
 	const float *cs = (L->swa ? c->rope_swa : c->rope) + (size_t)t * hp->n_rot;
 	float *q = c->q + (size_t)t * QD, *k = c->k + (size_t)t * KD, *v = c->v + (size_t)t * KD;
 	if (L->q_norm) {
-		head_norm(c, q + (size_t)h0 * group * hd, (h1 - h0) * group, L->q_norm);
-		head_norm(c, k + (size_t)h0 * hd, h1 - h0, L->k_norm);
+		for (int32_t h = h0 * group; h < h1 * group; h++)
+			c->rmsnorm(q + (size_t)h * hd, q + (size_t)h * hd, L->q_norm->data, hd,
+				   hp->norm_eps);
+		for (int32_t h = h0; h < h1; h++)
+			c->rmsnorm(k + (size_t)h * hd, k + (size_t)h * hd, L->k_norm->data, hd,
+				   hp->norm_eps);
 	}
 	rope_apply(c, q + (size_t)h0 * group * hd, (h1 - h0) * group, cs);
 	rope_apply(c, k + (size_t)h0 * hd, h1 - h0, cs);
@@ -832,10 +851,15 @@ static void attention(void *arg, int ith, int nth)
 /* rmsnorm of every token's row into xb, each row then converted to the
  * next matrix's activation format (c->norm_dt, NULL = none) by the thread
  * that normalised it: the same rows as mm_convert, one hand-off fewer */
-static void residual(float *x, const float *d, int64_t n)
+static void residual(float *x, const float *d, int64_t n, float scale)
 {
-	for (int64_t i = 0; i < n; i++)
-		x[i] += d[i];
+	if (scale == 1.0f) {
+		for (int64_t i = 0; i < n; i++)
+			x[i] += d[i];
+	} else {
+		for (int64_t i = 0; i < n; i++)
+			x[i] += d[i] * scale;
+	}
 }
 
 static void norm_rows_with(struct dk_ctx *c, const float *w, int ith, int nth)
@@ -849,7 +873,7 @@ static void norm_rows_with(struct dk_ctx *c, const float *w, int ith, int nth)
 			if (c->post_norm)
 				c->rmsnorm(c->xb2 + (size_t)t * E, c->xb2 + (size_t)t * E, c->post_norm, E,
 					   hp->norm_eps);
-			residual(c->x + (size_t)t * E, c->xb2 + (size_t)t * E, E);
+			residual(c->x + (size_t)t * E, c->xb2 + (size_t)t * E, E, hp->residual_scale);
 		}
 		c->rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, w, E, hp->norm_eps);
 		if (dt)
@@ -902,8 +926,8 @@ static void swiglu(void *arg, int ith, int nth)
 {
 	struct dk_ctx *c = arg;
 	const struct dk_qtraits *dt = c->out_dt;
-	int64_t FF = c->m->info.n_ff, bk = dt ? dt->blck : 1, per = FF / bk;
-	int64_t n = (int64_t)c->b->n_tokens * per; /* blocks */
+	int64_t FF = c->glu_n, bk = dt ? dt->blck : 1, per = FF / bk;
+	int64_t n = (int64_t)c->glu_T * per; /* blocks */
 	int64_t a = n * ith / nth, z = n * (ith + 1) / nth;
 	size_t xrow = dt ? dk_ttype_row_bytes(dt->type, FF) : 0;
 	while (a < z) {
@@ -926,14 +950,119 @@ static const struct dk_qtraits *out_format(const struct dk_gguf_tensor *W, int64
 }
 
 /* Records that c->qx now holds x converted by a pass (see out_format). */
-static void converted(struct dk_ctx *c, const float *x)
+static void converted(struct dk_ctx *c, const float *x, int32_t T)
 {
 	if (!c->out_dt)
 		return;
 	c->qx_src = x;
 	c->qx_type = c->out_dt->type;
-	c->qx_T = c->b->n_tokens;
+	c->qx_T = T;
 	c->out_dt = NULL;
+}
+
+/* The feed-forward block of T rows of x (its input format maybe already
+ * in c->qx): y = down(SwiGLU(gate x, up x)). */
+static void ffn(struct dk_ctx *c, const struct dk_gguf_tensor *wg, const struct dk_gguf_tensor *wu,
+		const struct dk_gguf_tensor *wd, const float *x, int32_t T, float *y)
+{
+	int64_t E = c->m->info.n_embd, FF = wg->ne[1];
+	const struct dk_gguf_tensor *W[2] = {wg, wu};
+	float *const yy[2] = {c->hb, c->hb2};
+	const int64_t ld[2] = {FF, FF};
+	matmul_n(c, 2, W, x, E, T, yy, ld);
+	c->out_dt = out_format(wd, FF);
+	c->glu_T = T;
+	c->glu_n = FF;
+	run_pass(c, swiglu, c, (int64_t)T * FF * 4); /* expf: ~4x a norm */
+	converted(c, c->hb, T);
+	matmul(c, wd, c->hb, FF, T, y, E);
+}
+
+/* Routing of token t: the softmax of its router logits over all experts,
+ * the n_expert_used largest (ties to the lower index) in decreasing order,
+ * and their probabilities divided by their sum. */
+static void moe_route(struct dk_ctx *c, int32_t t)
+{
+	const struct dk_model_info *hp = &c->m->info;
+	int32_t NE = hp->n_expert, K = hp->n_expert_used;
+	float *lg = c->moe_logits + (size_t)t * NE;
+	int32_t *sel = c->moe_sel + (size_t)t * K;
+	float *w = c->moe_w + (size_t)t * K;
+	float mx = lg[0];
+	for (int32_t e = 1; e < NE; e++)
+		mx = lg[e] > mx ? lg[e] : mx;
+	double sum = 0;
+	for (int32_t e = 0; e < NE; e++) {
+		lg[e] = dk_vec_exp_ref(lg[e] - mx);
+		sum += lg[e];
+	}
+	const float inv = (float)(1.0 / sum);
+	for (int32_t e = 0; e < NE; e++)
+		lg[e] *= inv;
+	for (int32_t r = 0; r < K; r++) {
+		int32_t best = -1;
+		for (int32_t e = 0; e < NE; e++) {
+			bool taken = false;
+			for (int32_t q = 0; q < r && !taken; q++)
+				taken = sel[q] == e;
+			if (!taken && (best < 0 || lg[e] > lg[best]))
+				best = e;
+		}
+		sel[r] = best;
+		w[r] = lg[best];
+	}
+	double ws = 0;
+	for (int32_t r = 0; r < K; r++)
+		ws += w[r];
+	float wsum = (float)ws;
+	if (wsum < 6.103515625e-5f) /* the smallest normal fp16, as llama.cpp clamps */
+		wsum = 6.103515625e-5f;
+	for (int32_t r = 0; r < K; r++)
+		w[r] /= wsum;
+}
+
+/* The routed feed-forward block over c->xb: each expert runs once over the
+ * rows routed to it (gathered), each row's result is weighted into its
+ * slot, and a token's slots are summed in routing order, so a token's
+ * output does not depend on which tokens share its batch. */
+static void ffn_moe(struct dk_ctx *c, const struct layer *L, int32_t T)
+{
+	const struct dk_model_info *hp = &c->m->info;
+	int64_t E = hp->n_embd;
+	int32_t NE = hp->n_expert, K = hp->n_expert_used;
+	matmul(c, L->gate_inp, c->xb, E, T, c->moe_logits, NE);
+	for (int32_t t = 0; t < T; t++)
+		moe_route(c, t);
+	for (int32_t e = 0; e < NE; e++) {
+		int32_t n = 0;
+		for (int32_t i = 0; i < T * K; i++)
+			if (c->moe_sel[i] == e) {
+				c->moe_rows[n] = i;
+				memcpy(c->xe + (size_t)n * E, c->xb + (size_t)(i / K) * E,
+				       (size_t)E * sizeof *c->xe);
+				n++;
+			}
+		if (!n)
+			continue;
+		c->qx_src = NULL; /* c->xe holds other rows than last time */
+		ffn(c, L->eg[e], L->eu[e], L->ed[e], c->xe, n, c->ye);
+		for (int32_t j = 0; j < n; j++) {
+			int32_t i = c->moe_rows[j];
+			const float *y = c->ye + (size_t)j * E;
+			float *o = c->moe_out + (size_t)i * E, w = c->moe_w[i];
+			for (int64_t d = 0; d < E; d++)
+				o[d] = y[d] * w;
+		}
+	}
+	for (int32_t t = 0; t < T; t++) {
+		float *y = c->xb2 + (size_t)t * E;
+		const float *o = c->moe_out + (size_t)t * K * E;
+		memcpy(y, o, (size_t)E * sizeof *y);
+		for (int32_t r = 1; r < K; r++)
+			for (int64_t d = 0; d < E; d++)
+				y[d] += o[(size_t)r * E + d];
+	}
+	c->qx_src = NULL;
 }
 
 enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
@@ -979,16 +1108,15 @@ enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
 		dk_kv_set_token(c->kv, b->seq[i], b->pos[i], b->token[i]);
 
 	c->b = b;
-	int64_t E = hp->n_embd, QD = (int64_t)hp->n_head * hp->head_dim, KD = c->kv_dim,
-		FF = hp->n_ff;
+	int64_t E = hp->n_embd, QD = (int64_t)hp->n_head * hp->head_dim, KD = c->kv_dim;
 	const struct dk_qtraits *et = dk_quant_traits(c->m->tok_embd->type);
 	size_t erow = dk_ttype_row_bytes(c->m->tok_embd->type, E);
 	for (int32_t i = 0; i < T; i++) {
 		float *x = c->x + i * E;
 		et->to_float((const uint8_t *)c->m->tok_embd->data + (size_t)b->token[i] * erow, x, E);
 		if (hp->embd_scale != 1.0f)
-			for (int64_t e = 0; e < E; e++)
-				x[e] *= hp->embd_scale;
+			for (int64_t j = 0; j < E; j++)
+				x[j] *= hp->embd_scale;
 	}
 	rope_tables(c);
 	att_runs(c);
@@ -1016,25 +1144,22 @@ enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
 				      memory_order_relaxed);
 		c->out_dt = out_format(L->wo, (int64_t)(hp->n_head / hp->n_head_kv) * hp->head_dim);
 		dk_pool_run(c->pool, attention, c);
-		converted(c, c->att);
+		converted(c, c->att, T);
 		matmul(c, L->wo, c->att, QD, T, c->xb2, E);
-		add_norm_for(c, ffn_norm_rows, L->wg, L->attn_post_norm);
-		{
-			const struct dk_gguf_tensor *W[2] = {L->wg, L->wu};
-			float *const y[2] = {c->hb, c->hb2};
-			const int64_t ld[2] = {FF, FF};
-			matmul_n(c, 2, W, c->xb, E, T, y, ld);
+		add_bias(c->xb2, L->bo, T, E);
+		if (L->gate_inp) {
+			add_norm_for(c, ffn_norm_rows, L->gate_inp, L->attn_post_norm);
+			ffn_moe(c, L, T);
+		} else {
+			add_norm_for(c, ffn_norm_rows, L->wg, L->attn_post_norm);
+			ffn(c, L->wg, L->wu, L->wd, c->xb, T, c->xb2);
 		}
-		c->out_dt = out_format(L->wd, FF);
-		run_pass(c, swiglu, c, (int64_t)T * FF * 4); /* expf: ~4x a norm */
-		converted(c, c->hb);
-		matmul(c, L->wd, c->hb, FF, T, c->xb2, E);
 		if (l == hp->n_layer - 1)
 			for (int32_t t = 0; t < T; t++) {
 				float *d = c->xb2 + (size_t)t * E;
 				if (L->ffn_post_norm)
 					c->rmsnorm(d, d, L->ffn_post_norm->data, E, hp->norm_eps);
-				residual(c->x + (size_t)t * E, d, E);
+				residual(c->x + (size_t)t * E, d, E, hp->residual_scale);
 			}
 	}
 
@@ -1052,6 +1177,11 @@ enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
 	c->qx_src = NULL;
 	if (c->n_out)
 		matmul(c, c->m->output, c->xb, E, c->n_out, c->logits, hp->n_vocab);
+	if (c->n_out && hp->logit_scale != 1.0f) {
+		const float inv = 1.0f / hp->logit_scale;
+		for (int64_t i = 0; i < (int64_t)c->n_out * hp->n_vocab; i++)
+			c->logits[i] *= inv;
+	}
 	c->qx_src = NULL;
 
 	for (int32_t s = 0; s < p->n_seq_max; s++)

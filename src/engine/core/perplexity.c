@@ -20,7 +20,9 @@ enum dk_status dk_perplexity(struct dk_ctx *c, const dk_token *toks, int64_t n, 
 	int32_t n_chunk = (int32_t)(n / n_ctx);
 	if (max_chunks >= 0 && max_chunks < n_chunk)
 		n_chunk = max_chunks;
-	dk_token bos = dk_tokenizer_bos(tok);
+	/* as llama-perplexity: the first token becomes BOS only where the
+	 * vocabulary adds one (not Qwen's or GPT-2-style BPE vocabularies) */
+	dk_token bos = dk_tokenizer_add_bos(tok) ? dk_tokenizer_bos(tok) : DK_TOKEN_NULL;
 	const int32_t first = n_ctx / 2;
 	double nll = 0, nll2 = 0;
 	int64_t count = 0;
