@@ -12,8 +12,7 @@
  * qwen25-05b, qwen3-06b, phi35-mini, granite3-2b) and small ones with the
  * same structure, tensor names and metadata keys as llama.cpp's converters
  * write them (tiny, tiny-qwen2, and for the fidelity tests tiny-qwen3,
- * tiny-qwen3moe, tiny-phi3, tiny-granite; tiny-gemma3 for the engine's
- * invariance tests): Q/K norms, 3-D expert tensors and an F32 router, fused
+ * tiny-qwen3moe, tiny-phi3, tiny-granite, tiny-gemma3): Q/K norms, 3-D expert tensors and an F32 router, fused
  * attn_qkv and gate/up, rope factor tensors, granite's multipliers, and
  * Gemma 3's post-norms and sliding window (8 positions on two layers of
  * every three).
@@ -97,7 +96,7 @@ static const struct shape shapes[] = {
 	 .embd_sd = 0.02f},
 	{"tiny-gemma3", "gemma3", "tiny gemma3 (random weights)", 64, 3, 2, 1, 128, 0, 512,
 	 1000000.0f, 1e-6f, false, .qk_norm = true, .n_swa = 8, .swa_pattern = 3,
-	 .post_norms = true},
+	 .post_norms = true, .out_sd = 0.2f},
 };
 
 /* ---- deterministic normal numbers ---- */
