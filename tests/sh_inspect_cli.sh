@@ -83,10 +83,16 @@ check_json '.summary' '{"tensors":48,"params":292800,"bytes_by_type":{"f32":1171
 expect_line '^can run +yes$' "$TMP/out.txt"
 check_json '.can_run' 'true'
 check_json '.why_not' 'null'
-if [ -f "$PHI" ]; then # a vocabulary-only file of an architecture docket lacks
-	expect_line "^can run +no — architecture 'phi3' is not supported \\(" "$TMP/phi.txt"
-	"$DOCKET" inspect --json "$PHI" | jq -e '.can_run == false and (.why_not | test("architecture .phi3."))' \
-		>/dev/null || fail "json can_run of the phi-3 vocab"
+if [ -f "$PHI" ]; then # a vocabulary-only file: no weights
+	expect_line "^can run +no — missing tensor 'token_embd\\.weight'$" "$TMP/phi.txt"
+fi
+FALCON="$SHARED/vocab/ggml-vocab-falcon.gguf"
+if [ -f "$FALCON" ]; then # an architecture docket lacks
+	"$DOCKET" inspect "$FALCON" >"$TMP/falcon.txt" || fail "inspect falcon vocab failed"
+	expect_line "^can run +no — architecture 'falcon' is not supported \\(llama, " "$TMP/falcon.txt"
+	"$DOCKET" inspect --json "$FALCON" |
+		jq -e '.can_run == false and (.why_not | test("architecture .falcon."))' >/dev/null ||
+		fail "json can_run of the falcon vocab"
 fi
 # the same model with output_norm.weight's type byte set to f16: a tensor type
 # docket does not run there (the norms must be f32)
