@@ -12,9 +12,10 @@
  * qwen25-05b, qwen3-06b, phi35-mini, granite3-2b) and small ones with the
  * same structure, tensor names and metadata keys as llama.cpp's converters
  * write them (tiny, tiny-qwen2, and for the fidelity tests tiny-qwen3,
- * tiny-qwen3moe, tiny-phi3, tiny-granite): Q/K norms, 3-D expert tensors
- * and an F32 router, fused attn_qkv and gate/up, rope factor tensors and
- * granite's multipliers.
+ * tiny-qwen3moe, tiny-phi3, tiny-granite, tiny-gemma3): Q/K norms, 3-D expert tensors and an F32 router, fused
+ * attn_qkv and gate/up, rope factor tensors, granite's multipliers, and
+ * Gemma 3's post-norms and sliding window (8 positions on two layers of
+ * every three).
  *
  * Weights: the older shapes have matrices N(0, 0.02) and norms 1.0.  The
  * fidelity shapes are scaled so that each layer matters and the next-token
@@ -54,6 +55,8 @@ struct shape {
 	uint32_t n_expert, n_expert_used, n_ff_exp;
 	uint32_t n_ctx_orig;               /* rope_factors_long/short for n_ctx > this */
 	uint32_t n_swa;                    /* a sliding window key (phi3 files carry one) */
+	uint32_t swa_pattern;              /* a sliding_window_pattern key (gemma3) */
+	bool post_norms;                   /* post_attention_norm, post_ffw_norm (gemma3) */
 	float embd_scale, residual_scale, attn_scale, logit_scale; /* granite */
 	float out_sd;                      /* > 0: the fidelity weights (see above) */
 	float embd_sd;                     /* token_embd's when not out_sd (untied only) */
@@ -91,6 +94,9 @@ static const struct shape shapes[] = {
 	 10000000.0f, 1e-5f, false, .embd_scale = 12.0f, .residual_scale = 0.22f,
 	 .attn_scale = 0.015625f, .logit_scale = 8.0f, .untied = true, .out_sd = 2.4f,
 	 .embd_sd = 0.02f},
+	{"tiny-gemma3", "gemma3", "tiny gemma3 (random weights)", 64, 3, 2, 1, 128, 0, 512,
+	 1000000.0f, 1e-6f, false, .qk_norm = true, .n_swa = 8, .swa_pattern = 3,
+	 .post_norms = true, .out_sd = 0.2f},
 };
 
 /* ---- deterministic normal numbers ---- */
@@ -504,6 +510,8 @@ int main(int argc, char **argv)
 			T("attn_q_norm.weight", hd, 1, NORM);
 		}
 		T("attn_output.weight", qd, E, MATRIX);
+		if (sh->post_norms)
+			T("post_attention_norm.weight", E, 1, NORM);
 		T("ffn_norm.weight", E, 1, NORM);
 		if (sh->n_expert) {
 			T("ffn_gate_inp.weight", E, sh->n_expert, ROUTER);
@@ -518,6 +526,8 @@ int main(int argc, char **argv)
 			T("ffn_up.weight", E, sh->n_ff, MATRIX);
 			T("ffn_down.weight", sh->n_ff, E, MATRIX);
 		}
+		if (sh->post_norms)
+			T("post_ffw_norm.weight", E, 1, NORM);
 #undef T
 #undef T3
 	}
@@ -545,7 +555,7 @@ int main(int argc, char **argv)
 			n_tok_kv++;
 	uint64_t n_kv = 14 + (uint64_t)n_tok_kv + (tmpl != NULL);
 	n_kv += (sh->head_dim ? 2 : 0) + (sh->n_expert ? 3 : 0) + (sh->n_ctx_orig ? 2 : 0) +
-		(sh->n_swa ? 1 : 0) + (sh->logit_scale != 0 ? 4 : 0);
+		(sh->n_swa ? 1 : 0) + (sh->swa_pattern ? 1 : 0) + (sh->logit_scale != 0 ? 4 : 0);
 	char key[128];
 	const char *a = sh->arch;
 	put(&o, "GGUF", 4);
@@ -586,6 +596,8 @@ int main(int argc, char **argv)
 	}
 	if (sh->n_swa)
 		KU("attention.sliding_window", sh->n_swa);
+	if (sh->swa_pattern)
+		KU("attention.sliding_window_pattern", sh->swa_pattern);
 	if (sh->logit_scale != 0) {
 		KF("embedding_scale", sh->embd_scale);
 		KF("residual_scale", sh->residual_scale);

@@ -16,6 +16,9 @@
  * prompt, which says nothing about the architecture.  F32 weights test the
  * graph itself.
  *
+ * (tiny-gemma3's reference came from llama-server and llama-perplexity, the
+ * same library, as its file says.)
+ *
  * Per architecture, with an F32 KV cache:
  *  - the prompt tokenises to llama.cpp's ids;
  *  - teacher-forced greedy: at every step the top-10 probabilities are
@@ -257,6 +260,8 @@ static const struct arch_case qwen3 = {"tiny-qwen3", "qwen2"};
 static const struct arch_case qwen3moe = {"tiny-qwen3moe", "qwen2"};
 static const struct arch_case phi3 = {"tiny-phi3", "phi-3"};
 static const struct arch_case granite = {"tiny-granite", "refact"};
+/* Gemma 3 with a sliding window of 8: the long prompts cross it many times */
+static const struct arch_case gemma3 = {"tiny-gemma3", "llama-spm"};
 
 static void test_qwen3(void **s)
 {
@@ -280,6 +285,12 @@ static void test_granite(void **s)
 {
 	(void)s;
 	run_case(&granite, "granite");
+}
+
+static void test_gemma3(void **s)
+{
+	(void)s;
+	run_case(&gemma3, "gemma3");
 }
 
 /* The last logits of toks decoded in c's sequence seq, copied. */
@@ -367,6 +378,7 @@ int main(void)
 		cmocka_unit_test(test_qwen3moe_invariance),
 		cmocka_unit_test(test_phi3),
 		cmocka_unit_test(test_granite),
+		cmocka_unit_test(test_gemma3),
 	};
 	return dk_test_run_group(tests, setup, teardown);
 }

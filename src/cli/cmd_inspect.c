@@ -1,7 +1,8 @@
 /* docket inspect: a GGUF file's header, metadata and tensor table, as text
- * for people or as one JSON object for scripts.  Everything shown comes
- * through the validating reader (docket/gguf.h), so a corrupt file gets the
- * reader's message and never a partial dump. */
+ * for people or as one JSON object for scripts, and whether docket can run
+ * it (dk_model_check: the load's checks) and if not why.  Everything shown
+ * comes through the validating reader (docket/gguf.h), so a corrupt file
+ * gets the reader's message and never a partial dump. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -11,6 +12,7 @@
 
 #include "cli.h"
 #include "docket/gguf.h"
+#include "docket/model.h"
 
 enum { HEAD_N = 8,         /* array elements shown */
        STR_SHOW = 96,      /* string bytes shown in text unless --full */
@@ -21,11 +23,13 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: docket inspect [--json] [--full] MODEL\n"
-		"  shows a GGUF file's version, alignment, size, every metadata key (type and\n"
-		"  value; arrays as their type, count and first %d elements) and every tensor\n"
-		"  (name, type, shape, bytes, offset in the data section), then totals.\n"
-		"      --json   one JSON object: file, version, alignment, file_size, metadata,\n"
-		"               tensors, summary\n"
+		"  shows a GGUF file's version, alignment, size, whether docket can run it (and\n"
+		"  if not why: architecture, hyper-parameters, tensor types, tokenizer), every\n"
+		"  metadata key (type and value; arrays as their type, count and first %d\n"
+		"  elements) and every tensor (name, type, shape, bytes, offset in the data\n"
+		"  section), then totals.\n"
+		"      --json   one JSON object: file, version, alignment, file_size, can_run,\n"
+		"               why_not (when it cannot), metadata, tensors, summary\n"
 		"      --full   do not shorten long strings (text output)\n"
 		"  -m, --model PATH   the same as giving MODEL (default: the default model)\n",
 		HEAD_N);
@@ -258,7 +262,7 @@ static void human_bytes(char *buf, size_t n, uint64_t b)
 		snprintf(buf, n, "%" PRIu64 " B", b);
 }
 
-static int print_text(const struct dk_gguf *g, const char *path, bool full)
+static int print_text(const struct dk_gguf *g, const char *path, bool full, const char *why_not)
 {
 	char hb[32];
 	human_bytes(hb, sizeof hb, dk_gguf_file_size(g));
@@ -266,6 +270,10 @@ static int print_text(const struct dk_gguf *g, const char *path, bool full)
 	printf("size       %zu bytes (%s)\n", dk_gguf_file_size(g), hb);
 	printf("version    %" PRIu32 "\n", dk_gguf_version(g));
 	printf("alignment  %zu\n", dk_gguf_alignment(g));
+	if (why_not)
+		printf("can run    no \u2014 %s\n", why_not);
+	else
+		printf("can run    yes\n");
 
 	const int64_t nkv = dk_gguf_n_kv(g);
 	printf("metadata   %" PRId64 " keys\n", nkv);
@@ -366,7 +374,7 @@ static json_t *meta_json(const struct dk_gguf *g, int64_t i)
 	return scalar_of(g, key, t, &v) ? num_json(v) : json_null();
 }
 
-static int print_json(const struct dk_gguf *g, const char *path)
+static int print_json(const struct dk_gguf *g, const char *path, const char *why_not)
 {
 	json_t *meta = json_object();
 	for (int64_t i = 0; i < dk_gguf_n_kv(g); i++)
@@ -398,7 +406,9 @@ static int print_json(const struct dk_gguf *g, const char *path)
 		"file_size", (json_int_t)dk_gguf_file_size(g), "metadata", meta, "tensors", tensors,
 		"summary", "tensors", (json_int_t)dk_gguf_n_tensors(g), "params",
 		(json_int_t)tt.params, "bytes_by_type", by_type);
-	if (!root) {
+	if (!root || json_object_set_new(root, "can_run", json_boolean(!why_not)) ||
+	    (why_not && json_object_set_new(root, "why_not", json_string(why_not)))) {
+		json_decref(root);
 		dk_cli_error("out of memory");
 		return DK_EXIT_FATAL;
 	}
@@ -449,7 +459,9 @@ int dk_cmd_inspect(int argc, char **argv)
 		dk_gguf_free(g);
 		return DK_EXIT_FATAL;
 	}
-	int rc = as_json ? print_json(g, path) : print_text(g, path, full);
+	char why[DK_ERRMSG_MAX];
+	const char *why_not = dk_model_check(path, why, sizeof why) == DK_OK ? NULL : why;
+	int rc = as_json ? print_json(g, path, why_not) : print_text(g, path, full, why_not);
 	dk_gguf_free(g);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		dk_cli_error("cannot write the output");

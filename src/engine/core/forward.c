@@ -169,6 +169,8 @@ enum dk_status dk_ctx_new(struct dk_ctx **out, struct dk_model *m, const struct 
 	c->hb2 = xalloc((size_t)(NB * FF) * 4, &scratch);
 	c->qx = xalloc((size_t)NB * c->qx_bytes, &scratch);
 	c->rope = xalloc((size_t)(NB * hp->n_rot) * 4, &scratch);
+	if (hp->n_swa > 0)
+		c->rope_swa = xalloc((size_t)(NB * hp->n_rot) * 4, &scratch);
 	c->logits = xalloc((size_t)(NB * V) * 4, &scratch);
 	c->out_row = xalloc((size_t)NB * 4, &scratch);
 	c->out_idx = xalloc((size_t)NB * 4, &scratch);
@@ -197,13 +199,13 @@ enum dk_status dk_ctx_new(struct dk_ctx **out, struct dk_model *m, const struct 
 	if (!ff)
 		ff = p->n_ctx > hp->n_ctx_orig && m->rope_long ? m->rope_long : m->rope_short;
 	c->rope_ff = ff ? ff->data : NULL;
-	c->swiglu = dk_vec_swiglu_kernel();
+	c->swiglu = m->arch->gelu ? dk_vec_geglu_ref : dk_vec_swiglu_kernel();
 	c->rope_fn = dk_vec_rope_kernel();
 	c->rmsnorm = dk_vec_rmsnorm_kernel();
 	c->pool = dk_pool_new(p->n_threads);
 	if ((c->kv_esize == 2 && !c->att_wide) || !c->att_runs || !c->kv || !c->x || !c->xb || !c->xb2 || !c->q || !c->k || !c->v || !c->att || !c->hb ||
-	    !c->hb2 || !c->qx || !c->rope || !c->logits || !c->out_row || !c->out_idx ||
-	    !c->seq_new || !c->att_scratch || !c->att_blocks || !c->pool ||
+	    !c->hb2 || !c->qx || !c->rope || (hp->n_swa > 0 && !c->rope_swa) || !c->logits ||
+	    !c->out_row || !c->out_idx || !c->seq_new || !c->att_scratch || !c->att_blocks || !c->pool ||
 	    (NE && (!c->moe_logits || !c->moe_sel || !c->moe_w || !c->moe_out || !c->moe_rows ||
 		    !c->xe || !c->ye)))
 		return dk_err(c->err, sizeof c->err, DK_FATAL,
@@ -226,6 +228,7 @@ void dk_ctx_free(struct dk_ctx *c)
 	dk_kv_free(c->kv);
 	free(c->x); free(c->xb); free(c->xb2); free(c->q); free(c->k); free(c->v);
 	free(c->att); free(c->hb); free(c->hb2); free(c->qx); free(c->rope);
+	free(c->rope_swa);
 	free(c->logits); free(c->out_row); free(c->out_idx); free(c->seq_new);
 	free(c->att_scratch);
 	free(c->att_blocks);
@@ -591,17 +594,17 @@ static void add_bias(float *y, const struct dk_gguf_tensor *b, int32_t T, int64_
 /* cos/sin per token and rotary pair, angles built like ggml's rope cache;
  * the functions are vec.h's, not libm's, so the table is the same on
  * every machine */
-static void rope_tables(struct dk_ctx *c)
+static void rope_table(struct dk_ctx *c, float *tab, float base, float scale)
 {
 	const struct dk_model_info *hp = &c->m->info;
-	const float theta_scale = dk_vec_pow_ref(hp->rope_freq_base, -2.0f / (float)hp->n_rot);
+	const float theta_scale = dk_vec_pow_ref(base, -2.0f / (float)hp->n_rot);
 	const float *ff = c->rope_ff, ms = hp->rope_attn_factor;
 	for (int32_t t = 0; t < c->b->n_tokens; t++) {
-		float *cs = c->rope + (size_t)t * hp->n_rot;
+		float *cs = tab + (size_t)t * hp->n_rot;
 		float theta = (float)c->b->pos[t];
 		for (int32_t i0 = 0; i0 < hp->n_rot; i0 += 2) {
 			float f = ff ? ff[i0 / 2] : 1.0f;
-			float th = hp->rope_freq_scale * (theta / f);
+			float th = scale * (theta / f);
 			dk_vec_sincos_ref(th, &cs[i0 + 1], &cs[i0]);
 			if (ms != 1.0f) {
 				cs[i0] *= ms;
@@ -610,6 +613,16 @@ static void rope_tables(struct dk_ctx *c)
 			theta *= theta_scale;
 		}
 	}
+}
+
+/* the batch's tables: the global layers' and, with a sliding window, the
+ * windowed layers' own */
+static void rope_tables(struct dk_ctx *c)
+{
+	const struct dk_model_info *hp = &c->m->info;
+	rope_table(c, c->rope, hp->rope_freq_base, hp->rope_freq_scale);
+	if (c->rope_swa)
+		rope_table(c, c->rope_swa, hp->rope_freq_base_swa, hp->rope_freq_scale_swa);
 }
 
 static void rope_apply(const struct dk_ctx *c, float *v, int32_t nheads, const float *cs)
@@ -640,9 +653,9 @@ static void qkv_prep(struct dk_ctx *c, int32_t t, int32_t h0, int32_t h1)
 	const struct dk_model_info *hp = &c->m->info;
 	int32_t hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
 	int32_t QD = hp->n_head * hd, KD = c->kv_dim;
-	const float *cs = c->rope + (size_t)t * hp->n_rot;
-	float *q = c->q + (size_t)t * QD, *k = c->k + (size_t)t * KD, *v = c->v + (size_t)t * KD;
 	const struct layer *L = &c->m->layers[c->layer];
+	const float *cs = (L->swa ? c->rope_swa : c->rope) + (size_t)t * hp->n_rot;
+	float *q = c->q + (size_t)t * QD, *k = c->k + (size_t)t * KD, *v = c->v + (size_t)t * KD;
 	if (L->q_norm) {
 		for (int32_t h = h0 * group; h < h1 * group; h++)
 			c->rmsnorm(q + (size_t)h * hd, q + (size_t)h * hd, L->q_norm->data, hd,
@@ -731,7 +744,13 @@ static void attend(struct dk_ctx *c, int ith, int32_t r, int32_t kvh)
 	size_t vbase = kbase + (size_t)DK_KV_BLOCK * row_bytes;
 	const size_t wblock = (size_t)2 * DK_KV_BLOCK * (size_t)hd; /* floats */
 	int32_t i0 = c->att_runs[r], i1 = c->att_runs[r + 1], s = b->seq[i0];
-	int32_t nkeys = b->pos[i1 - 1] + 1;
+	/* a windowed layer leaves out the blocks wholly before the run's first
+	 * window, and each token the positions before its own (attn.h: the
+	 * same bits as with every block) */
+	const int32_t win = c->m->layers[c->layer].swa ? hp->n_swa : 0;
+	const int32_t lo0 = win && b->pos[i0] + 1 > win ? b->pos[i0] + 1 - win : 0;
+	const int32_t b0 = lo0 / DK_KV_BLOCK, base = b0 * DK_KV_BLOCK;
+	int32_t nkeys = b->pos[i1 - 1] + 1 - base;
 	struct dk_attn_args args = {.hd = hd, .scale = hp->attn_scale,
 				    .scratch = scratch, .blocks = blocks};
 	dk_attn_multi_fn fn;
@@ -739,7 +758,7 @@ static void attend(struct dk_ctx *c, int ith, int32_t r, int32_t kvh)
 	if (wide && i1 - i0 >= ATT_WIDEN_MIN) {
 		const dk_to_float_fn widen = dk_quant_traits(DK_TYPE_F16)->to_float;
 		for (int32_t bi = 0; bi * DK_KV_BLOCK < nkeys; bi++) {
-			const uint8_t *src = dk_kv_seq_block(c->kv, s, bi);
+			const uint8_t *src = dk_kv_seq_block(c->kv, s, b0 + bi);
 			float *dst = wide + (size_t)bi * wblock;
 			int32_t rows = nkeys - bi * DK_KV_BLOCK < DK_KV_BLOCK ? nkeys - bi * DK_KV_BLOCK
 									       : DK_KV_BLOCK;
@@ -757,24 +776,27 @@ static void attend(struct dk_ctx *c, int ith, int32_t r, int32_t kvh)
 		fn = dk_attn_multi_kernel(4, hd);
 	} else {
 		for (int32_t bi = 0; bi * DK_KV_BLOCK < nkeys; bi++)
-			blocks[bi] = dk_kv_seq_block(c->kv, s, bi);
+			blocks[bi] = dk_kv_seq_block(c->kv, s, b0 + bi);
 		args.k_off = kbase + ktile;
 		args.v_off = vbase + head;
 		args.row_bytes = row_bytes;
 		fn = dk_attn_multi_kernel(c->kv_esize, hd);
 	}
-	int32_t nk[ATT_RUN];
-	for (int32_t t = i0; t < i1; t++)
-		nk[t - i0] = b->pos[t] + 1;
+	int32_t nk[ATT_RUN], lo[ATT_RUN];
+	for (int32_t t = i0; t < i1; t++) {
+		nk[t - i0] = b->pos[t] + 1 - base;
+		lo[t - i0] = win && b->pos[t] + 1 > win ? b->pos[t] + 1 - win - base : 0;
+	}
 	for (int32_t h0 = kvh * group; h0 < (kvh + 1) * group; h0 += per) {
 		args.nq = (kvh + 1) * group - h0 < per ? (kvh + 1) * group - h0 : per;
 		args.q = c->q + (size_t)i0 * QD + (size_t)h0 * hd;
 		args.out = c->att + (size_t)i0 * QD + (size_t)h0 * hd;
 		if (i1 - i0 == 1 && args.nq == 1) {
 			args.n = nk[0];
+			args.lo = lo[0];
 			dk_attn_kernel(c->kv_esize, hd)(&args);
 		} else {
-			struct dk_attn_multi_args ma = {.a = args, .nt = i1 - i0, .nk = nk,
+			struct dk_attn_multi_args ma = {.a = args, .nt = i1 - i0, .nk = nk, .lo = lo,
 							.q_stride = (size_t)QD, .out_stride = (size_t)QD};
 			fn(&ma);
 		}
@@ -847,8 +869,12 @@ static void norm_rows_with(struct dk_ctx *c, const float *w, int ith, int nth)
 	const struct dk_qtraits *dt = c->norm_dt;
 	size_t xrow = dt ? dk_ttype_row_bytes(dt->type, E) : 0;
 	for (int32_t t = ith; t < c->b->n_tokens; t += nth) {
-		if (c->norm_add)
+		if (c->norm_add) {
+			if (c->post_norm)
+				c->rmsnorm(c->xb2 + (size_t)t * E, c->xb2 + (size_t)t * E, c->post_norm, E,
+					   hp->norm_eps);
 			residual(c->x + (size_t)t * E, c->xb2 + (size_t)t * E, E, hp->residual_scale);
+		}
 		c->rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, w, E, hp->norm_eps);
 		if (dt)
 			dt->from_float(c->xb + (size_t)t * E, c->qx + (size_t)t * xrow, E);
@@ -880,12 +906,16 @@ static void norm_for(struct dk_ctx *c, dk_pool_fn fn, const struct dk_gguf_tenso
 	c->norm_add = false;
 }
 
-/* x += xb2 (the residual), then the norm pass: the add runs on the norm's
+/* x += xb2 (the residual; first normalised by post, the block's post-norm,
+ * when there is one), then the norm pass: the add runs on the norm's
  * threads, row by row, instead of on one thread before it. */
-static void add_norm_for(struct dk_ctx *c, dk_pool_fn fn, const struct dk_gguf_tensor *W)
+static void add_norm_for(struct dk_ctx *c, dk_pool_fn fn, const struct dk_gguf_tensor *W,
+			 const struct dk_gguf_tensor *post)
 {
 	c->norm_add = true;
+	c->post_norm = post ? post->data : NULL;
 	norm_for(c, fn, W);
+	c->post_norm = NULL;
 }
 
 /* hb = SwiGLU(hb, hb2), and each span converted to the down projection's
@@ -1097,7 +1127,7 @@ enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
 		if (l == 0)
 			norm_for(c, norm_rows, L->wq);
 		else /* the previous layer's feed-forward output is still in xb2 */
-			add_norm_for(c, norm_rows, L->wq);
+			add_norm_for(c, norm_rows, L->wq, c->m->layers[l - 1].ffn_post_norm);
 		{
 			const struct dk_gguf_tensor *W[3] = {L->wq, L->wk, L->wv};
 			float *const y[3] = {c->q, c->k, c->v};
@@ -1118,14 +1148,19 @@ enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
 		matmul(c, L->wo, c->att, QD, T, c->xb2, E);
 		add_bias(c->xb2, L->bo, T, E);
 		if (L->gate_inp) {
-			add_norm_for(c, ffn_norm_rows, L->gate_inp);
+			add_norm_for(c, ffn_norm_rows, L->gate_inp, L->attn_post_norm);
 			ffn_moe(c, L, T);
 		} else {
-			add_norm_for(c, ffn_norm_rows, L->wg);
+			add_norm_for(c, ffn_norm_rows, L->wg, L->attn_post_norm);
 			ffn(c, L->wg, L->wu, L->wd, c->xb, T, c->xb2);
 		}
 		if (l == hp->n_layer - 1)
-			residual(c->x, c->xb2, (int64_t)T * E, hp->residual_scale);
+			for (int32_t t = 0; t < T; t++) {
+				float *d = c->xb2 + (size_t)t * E;
+				if (L->ffn_post_norm)
+					c->rmsnorm(d, d, L->ffn_post_norm->data, E, hp->norm_eps);
+				residual(c->x + (size_t)t * E, d, E, hp->residual_scale);
+			}
 	}
 
 	/* final norm and logits only for the tokens that asked */

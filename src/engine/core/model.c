@@ -78,15 +78,63 @@ static const struct dk_gguf_tensor *want(struct dk_model *m, const char *name, i
 	return t;
 }
 
+/* Gemma 3: embeddings times sqrt(n_embd), sliding-window attention on
+ * most layers with their own rope base, one global layer in every
+ * sliding_window_pattern (6 unless the file says; or one flag per layer). */
+static enum dk_status gemma3_hparams(struct dk_model *m)
+{
+	struct dk_model_info *hp = &m->info;
+	const char *a = hp->arch;
+	char key[160];
+	hp->embd_scale = sqrtf((float)hp->n_embd);
+	/* the 27B model's queries are scaled by 1/sqrt(n_embd / n_head), its
+	 * query_pre_attn_scalar, which no key carries: llama.cpp tells it by
+	 * its 62 layers */
+	if (hp->n_layer == 62)
+		hp->attn_scale = 1.0f / sqrtf((float)(hp->n_embd / hp->n_head));
+	float cap = 0;
+	snprintf(key, sizeof key, "%s.final_logit_softcapping", a);
+	if (dk_gguf_get_f32(m->g, key, &cap) && cap != 0)
+		return dk_err(m->err, sizeof m->err, DK_FATAL,
+			      "cannot load '%s': final logit softcapping is not supported", m->path);
+	if (!hp_u32(m, a, "attention.sliding_window", &hp->n_swa, 0, false))
+		return DK_FATAL;
+	if (hp->n_swa <= 0)
+		return DK_OK;
+	snprintf(key, sizeof key, "%s.rope.freq_base_swa", a);
+	if (!dk_gguf_get_f32(m->g, key, &hp->rope_freq_base_swa))
+		hp->rope_freq_base_swa = 10000.0f;
+	if (!(hp->rope_freq_base_swa > 0))
+		return dk_err(m->err, sizeof m->err, DK_FATAL, "cannot load '%s': bad '%s'", m->path,
+			      key);
+	snprintf(key, sizeof key, "%s.attention.sliding_window_pattern", a);
+	enum dk_gguf_vtype et;
+	uint64_t count;
+	const uint8_t *flags = NULL;
+	if (dk_gguf_get_arr(m->g, key, &et, &count)) {
+		if ((et != DK_GGUF_BOOL && et != DK_GGUF_UINT8 && et != DK_GGUF_INT8) ||
+		    count != (uint64_t)hp->n_layer || !(flags = dk_gguf_arr_data(m->g, key)))
+			return dk_err(m->err, sizeof m->err, DK_FATAL,
+				      "cannot load '%s': '%s' is not one flag per layer", m->path, key);
+	}
+	int32_t pattern = 6;
+	if (!flags && !hp_u32(m, a, "attention.sliding_window_pattern", &pattern, 6, false))
+		return DK_FATAL;
+	for (int i = 0; i < hp->n_layer; i++)
+		m->layers[i].swa = flags ? flags[i] != 0 : pattern == 0 || i % pattern < pattern - 1;
+	return DK_OK;
+}
+
 /* The architectures docket runs; everything else is llama's layer. */
 static const struct arch_traits archs[] = {
-	/* name        neox   qkv_bias qk_norm moe    gate_up scales */
-	{"llama",      false, false,   false,  false, false,  false},
-	{"qwen2",      true,  true,    false,  false, false,  false},
-	{"qwen3",      true,  false,   true,   false, false,  false},
-	{"qwen3moe",   true,  false,   true,   true,  false,  false},
-	{"phi3",       true,  false,   false,  false, true,   false},
-	{"granite",    false, false,   false,  false, false,  true},
+	/* name        neox   qkv_bias qk_norm moe    gate_up scales post_norms gelu   hparams */
+	{"llama",      false, false,   false,  false, false,  false, false,     false, NULL},
+	{"qwen2",      true,  true,    false,  false, false,  false, false,     false, NULL},
+	{"qwen3",      true,  false,   true,   false, false,  false, false,     false, NULL},
+	{"qwen3moe",   true,  false,   true,   true,  false,  false, false,     false, NULL},
+	{"phi3",       true,  false,   false,  false, true,   false, false,     false, NULL},
+	{"granite",    false, false,   false,  false, false,  true,  false,     false, NULL},
+	{"gemma3",     true,  false,   true,   false, false,  false, true,      true,  gemma3_hparams},
 };
 
 static const struct arch_traits *arch_find(const char *name)
@@ -217,6 +265,10 @@ static enum dk_status load_tensors(struct dk_model *m)
 		T(bo, "attn_output.bias", E, 1, true, true);
 		T(q_norm, "attn_q_norm.weight", hp->head_dim, 1, !A->qk_norm, true);
 		T(k_norm, "attn_k_norm.weight", hp->head_dim, 1, !A->qk_norm, true);
+		if (A->post_norms) {
+			T(attn_post_norm, "post_attention_norm.weight", E, 1, false, true);
+			T(ffn_post_norm, "post_ffw_norm.weight", E, 1, false, true);
+		}
 		T(ffn_norm, "ffn_norm.weight", E, 1, false, true);
 		if (A->moe) {
 			T(gate_inp, "ffn_gate_inp.weight", E, hp->n_expert, false, false);
@@ -339,24 +391,22 @@ static void pack_weights(struct dk_model *m)
 	}
 }
 
-enum dk_status dk_model_load(struct dk_model **out, const char *path, const struct dk_model_params *p)
+/* The load; check: its checks only (dk_model_check), no hash, no packed
+ * weights. */
+static enum dk_status load(struct dk_model *m, const char *path, const struct dk_model_params *p,
+			   bool check)
 {
-	struct dk_model_params dp = dk_model_default_params();
-	if (!p)
-		p = &dp;
-	struct dk_model *m = calloc(1, sizeof *m);
-	*out = m;
-	if (!m)
-		return DK_FATAL;
 	m->path = strdup(path);
 	if (!m->path)
 		return dk_err(m->err, sizeof m->err, DK_FATAL, "cannot load '%s': out of memory", path);
 	if (dk_gguf_open(&m->g, path) != DK_OK)
 		return dk_err(m->err, sizeof m->err, DK_FATAL, "%s", dk_gguf_error(m->g));
 	/* Hashed from the mapping once here, so contexts only read the model. */
-	uint8_t digest[32];
-	dk_sha256(dk_gguf_file_data(m->g), dk_gguf_file_size(m->g), digest);
-	dk_sha256_hex(digest, m->sha256);
+	if (!check) {
+		uint8_t digest[32];
+		dk_sha256(dk_gguf_file_data(m->g), dk_gguf_file_size(m->g), digest);
+		dk_sha256_hex(digest, m->sha256);
+	}
 
 	struct dk_model_info *hp = &m->info;
 	const char *s;
@@ -476,13 +526,18 @@ enum dk_status dk_model_load(struct dk_model **out, const char *path, const stru
 	if (!(hp->rope_freq_base > 0) || !(hp->norm_eps > 0))
 		return dk_err(m->err, sizeof m->err, DK_FATAL,
 			      "cannot load '%s': bad rope base or norm epsilon", path);
+	hp->rope_freq_base_swa = hp->rope_freq_base;
+	hp->rope_freq_scale_swa = 1.0f;
 
 	if (load_tensors(m) != DK_OK)
 		return DK_FATAL;
-	if (p->verify_tensors && check_finite(m) != DK_OK)
+	if (m->arch->hparams && m->arch->hparams(m) != DK_OK)
+		return DK_FATAL;
+	if (!check && p->verify_tensors && check_finite(m) != DK_OK)
 		return DK_FATAL;
 
-	pack_weights(m);
+	if (!check)
+		pack_weights(m);
 
 	if (dk_tokenizer_new(&m->tok, m->g) != DK_OK)
 		return dk_err(m->err, sizeof m->err, DK_FATAL, "cannot load '%s': %s", path,
@@ -494,6 +549,36 @@ enum dk_status dk_model_load(struct dk_model **out, const char *path, const stru
 				      path);
 	}
 	return DK_OK;
+}
+
+enum dk_status dk_model_load(struct dk_model **out, const char *path, const struct dk_model_params *p)
+{
+	struct dk_model_params dp = dk_model_default_params();
+	struct dk_model *m = calloc(1, sizeof *m);
+	*out = m;
+	if (!m)
+		return DK_FATAL;
+	return load(m, path, p ? p : &dp, false);
+}
+
+enum dk_status dk_model_check(const char *path, char *why, size_t n)
+{
+	struct dk_model_params dp = dk_model_default_params();
+	struct dk_model *m = calloc(1, sizeof *m);
+	if (!m)
+		return dk_err(why, n, DK_FATAL, "out of memory");
+	enum dk_status st = load(m, path, &dp, true);
+	if (st != DK_OK) {
+		/* the reason alone: the caller names the file */
+		char prefix[DK_ERRMSG_MAX];
+		snprintf(prefix, sizeof prefix, "cannot load '%s': ", path);
+		const char *e = m->err;
+		if (!strncmp(e, prefix, strlen(prefix)))
+			e += strlen(prefix);
+		snprintf(why, n, "%s", e);
+	}
+	dk_model_free(m);
+	return st;
 }
 
 void dk_model_free(struct dk_model *m)

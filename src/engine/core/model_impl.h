@@ -17,6 +17,8 @@
 #include "engine/kernels/vec.h"
 #include "util/err.h"
 
+struct dk_model;
+
 /* What an architecture needs beyond the llama layer, as data: one row per
  * architecture in model.c's table, read by the load and the forward pass
  * (no code asks for an architecture by name). */
@@ -28,6 +30,11 @@ struct arch_traits {
 	bool moe;           /* routed experts: ffn_gate_inp, ffn_{gate,up,down}_exps */
 	bool fused_gate_up; /* ffn_up holds the gate rows, then the up rows; no ffn_gate */
 	bool scales;        /* embedding, residual, attention and logit multipliers */
+	bool post_norms;    /* post_attention_norm / post_ffw_norm: RMSNorm of each block's
+			     * output before its residual add */
+	bool gelu;          /* the feed-forward gate is GELU (GeGLU), not SiLU (SwiGLU) */
+	/* reads what else the architecture's keys say (NULL: nothing) */
+	enum dk_status (*hparams)(struct dk_model *m);
 };
 
 /* Matrices are tensors of the file or views of part of one (the Q, K and V
@@ -39,6 +46,8 @@ struct layer {
 	const struct dk_gguf_tensor *ffn_norm, *wg, *wu, *wd;
 	/* routed experts: the router [n_embd x n_expert] and n_expert views each */
 	const struct dk_gguf_tensor *gate_inp, **eg, **eu, **ed;
+	const struct dk_gguf_tensor *attn_post_norm, *ffn_post_norm; /* or NULL */
+	bool swa;           /* attends to the last n_swa positions only, with the local rope */
 };
 
 /* Experts a token may go through, at most (llama.cpp's limit too). */
@@ -88,6 +97,7 @@ struct dk_ctx {
 	uint8_t *qx;            /* activations in a weight's dot format */
 	size_t qx_bytes;
 	float *rope;            /* [n_batch][n_rot] cos, sin pairs */
+	float *rope_swa;        /* the same for the windowed layers' rope (NULL: none) */
 	float *logits;          /* [n_out][n_vocab] */
 	int32_t *out_row;       /* batch index -> logits row or -1 */
 	int32_t *out_idx;       /* logits row -> batch index */
@@ -108,7 +118,7 @@ struct dk_ctx {
 	 * sel), inputs and outputs */
 	float *moe_logits, *moe_w, *moe_out, *xe, *ye;
 	int32_t *moe_sel, *moe_rows;
-	dk_vec_swiglu_fn swiglu; /* this CPU's kernels (vec.h) */
+	dk_vec_swiglu_fn swiglu; /* this CPU's kernels (vec.h): SwiGLU or GeGLU */
 	dk_vec_rope_fn rope_fn;
 	dk_vec_rmsnorm_fn rmsnorm;
 	int32_t n_runs;
@@ -127,6 +137,7 @@ struct dk_ctx {
 	int32_t qx_T;
 	const struct dk_qtraits *norm_dt; /* norm passes: convert rows to this too */
 	bool norm_add;          /* norm passes: first add xb2 into x (the residual) */
+	const float *post_norm; /* norm passes: first normalise xb2 with this (NULL: no) */
 	/* attention and SwiGLU passes: convert what they write, in whole blocks,
 	 * to the next matrix's activation format too (NULL = none) */
 	const struct dk_qtraits *out_dt;
