@@ -4,8 +4,9 @@
  * weights.  The tokenizer (every tokenizer.* key) is copied from an existing
  * GGUF, so prompts tokenise exactly as with the real model.
  *
- *   bench_gen_gguf --shape smollm2-135m|llama32-1b|qwen25-05b|tiny|tiny-qwen2
- *                  --type q4_0|q8_0|q4_k|q4_1|f16 --vocab-from V.gguf
+ *   bench_gen_gguf --shape smollm2-135m|llama32-1b|qwen25-05b|tiny|tiny-qwen2|tiny-k
+ *                  --type q4_0|q4_1|q5_0|q5_1|q8_0|q2_k|q3_k|q4_k|q5_k|q6_k|f16
+ *                  --vocab-from V.gguf
  *                  --out OUT.gguf [--seed N]
  *
  * Matrices are N(0, 0.02) quantised with docket's own from_float; norms are
@@ -13,7 +14,8 @@
  * vocabulary size is the vocab file's token count (the shape's nominal size
  * is only checked against it).  A matrix whose row length is not a multiple
  * of the requested type's block (K types need 256) is stored as Q8_0, since a
- * GGUF cannot hold partial blocks.  Output is deterministic for a seed.
+ * GGUF cannot hold partial blocks (tiny-k has rows of 256 and 512, so that
+ * every matrix of a K type is one).  Output is deterministic for a seed.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -48,6 +50,8 @@ static const struct shape shapes[] = {
 	 1e-5f, false},
 	{"tiny-qwen2", "qwen2", "tiny qwen2 (random weights)", 64, 2, 4, 2, 128, 0, 512,
 	 10000.0f, 1e-6f, true},
+	{"tiny-k", "llama", "tiny llama, K rows (random weights)", 256, 2, 4, 2, 512, 0, 512,
+	 10000.0f, 1e-5f, false},
 };
 
 /* ---- deterministic normal numbers ---- */
@@ -247,7 +251,13 @@ static uint32_t file_type_of(enum dk_ttype t)
 	case DK_TYPE_Q4_0: return 2;
 	case DK_TYPE_Q4_1: return 3;
 	case DK_TYPE_Q8_0: return 7;
-	case DK_TYPE_Q4_K: return 14; /* Q4_K_S: every matrix Q4_K */
+	case DK_TYPE_Q5_0: return 8;
+	case DK_TYPE_Q5_1: return 9;
+	case DK_TYPE_Q2_K: return 10;
+	case DK_TYPE_Q3_K: return 11; /* Q3_K_S: every matrix Q3_K */
+	case DK_TYPE_Q4_K: return 14; /* Q4_K_S */
+	case DK_TYPE_Q5_K: return 16; /* Q5_K_S */
+	case DK_TYPE_Q6_K: return 18;
 	default: return 0;
 	}
 }
@@ -255,8 +265,9 @@ static uint32_t file_type_of(enum dk_ttype t)
 static int usage(void)
 {
 	fprintf(stderr,
-		"usage: bench_gen_gguf --shape smollm2-135m|llama32-1b|qwen25-05b|tiny|tiny-qwen2\n"
-		"                      --type q4_0|q8_0|q4_k|q4_1|f16 --vocab-from V.gguf\n"
+		"usage: bench_gen_gguf --shape smollm2-135m|llama32-1b|qwen25-05b|tiny|tiny-qwen2|tiny-k\n"
+		"                      --type q4_0|q4_1|q5_0|q5_1|q8_0|q2_k|q3_k|q4_k|q5_k|q6_k|f16\n"
+		"                      --vocab-from V.gguf\n"
 		"                      --out OUT.gguf [--seed N]\n");
 	return 2;
 }
@@ -294,8 +305,10 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	static const struct { const char *name; enum dk_ttype t; } types[] = {
-		{"q4_0", DK_TYPE_Q4_0}, {"q8_0", DK_TYPE_Q8_0}, {"q4_k", DK_TYPE_Q4_K},
-		{"q4_1", DK_TYPE_Q4_1}, {"f16", DK_TYPE_F16},
+		{"q4_0", DK_TYPE_Q4_0}, {"q4_1", DK_TYPE_Q4_1}, {"q5_0", DK_TYPE_Q5_0},
+		{"q5_1", DK_TYPE_Q5_1}, {"q8_0", DK_TYPE_Q8_0}, {"q2_k", DK_TYPE_Q2_K},
+		{"q3_k", DK_TYPE_Q3_K}, {"q4_k", DK_TYPE_Q4_K}, {"q5_k", DK_TYPE_Q5_K},
+		{"q6_k", DK_TYPE_Q6_K}, {"f16", DK_TYPE_F16},
 	};
 	enum dk_ttype wtype = DK_TYPE_COUNT;
 	for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
