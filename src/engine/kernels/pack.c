@@ -129,30 +129,49 @@ static int get_u(enum dk_ttype t, const uint8_t *qb, int r, int e)
 	return u;
 }
 
-static void put_u(enum dk_ttype t, uint8_t *qb, int r, int e, int u)
+/* the 32 values u[e] of row r into the quants at qb (its mask words
+ * zeroed before): 4 bytes per stored vector, one word per mask */
+static void put_row(enum dk_ttype t, uint8_t *qb, int r, const int u[32])
 {
-	int v = e / 4, i = 4 * r + e % 4, base;
+	uint32_t by;
 	switch (store_of(t)) {
 	case S_BYTES:
-		qb[v * 64 + i] = (uint8_t)u;
+		for (int v = 0; v < 8; v++) {
+			by = 0;
+			for (int i = 0; i < 4; i++)
+				by |= (uint32_t)(u[4 * v + i] & 0xFF) << (8 * i);
+			memcpy(qb + v * 64 + 4 * r, &by, 4);
+		}
 		return;
 	case S_NIBBLES:
-		qb[(v & 3) * 64 + i] |= (uint8_t)((u & 0xF) << (v < 4 ? 0 : 4));
-		base = 4;
-		qb += 256;
+		for (int v = 0; v < 4; v++) {
+			by = 0;
+			for (int i = 0; i < 4; i++)
+				by |= (uint32_t)((u[4 * v + i] & 0xF) | (u[16 + 4 * v + i] & 0xF) << 4) << (8 * i);
+			memcpy(qb + v * 64 + 4 * r, &by, 4);
+		}
 		break;
 	default:
-		qb[(v / 4) * 64 + i] |= (uint8_t)((u & 3) << (2 * (v & 3)));
-		base = 2;
-		qb += 128;
+		for (int h = 0; h < 2; h++) {
+			by = 0;
+			for (int k = 0; k < 4; k++)
+				for (int i = 0; i < 4; i++)
+					by |= (uint32_t)(u[4 * (4 * h + k) + i] & 3) << (8 * i + 2 * k);
+			memcpy(qb + h * 64 + 4 * r, &by, 4);
+		}
 		break;
 	}
-	for (int b = 0; b < xbits_of(t); b++) {
-		uint64_t word;
-		memcpy(&word, qb + (size_t)(b * 8 + v) * 8, 8);
-		word |= (uint64_t)((u >> (base + b)) & 1) << i;
-		memcpy(qb + (size_t)(b * 8 + v) * 8, &word, 8);
-	}
+	const int base = store_of(t) == S_NIBBLES ? 4 : 2;
+	uint8_t *xm = qb + (store_of(t) == S_NIBBLES ? 256 : 128);
+	for (int b = 0; b < xbits_of(t); b++)
+		for (int v = 0; v < 8; v++) {
+			uint64_t word, bits = 0;
+			for (int i = 0; i < 4; i++)
+				bits |= (uint64_t)((u[4 * v + i] >> (base + b)) & 1) << i;
+			memcpy(&word, xm + (size_t)(b * 8 + v) * 8, 8);
+			word |= bits << (4 * r);
+			memcpy(xm + (size_t)(b * 8 + v) * 8, &word, 8);
+		}
 }
 
 /* ---- 32-element blocks */
@@ -221,9 +240,7 @@ static void pack_row32(const struct dk_pack *p, uint8_t *q, int r, const uint8_t
 		int qv[DK_QK];
 		uint16_t d, m;
 		block_parts(t, wr + (size_t)b * bb, qv, &d, &m);
-		uint8_t *qb = block_quants(p, q, b);
-		for (int e = 0; e < DK_QK; e++)
-			put_u(t, qb, r, e, qv[e]);
+		put_row(t, block_quants(p, q, b), r, qv);
 		uint16_t *ds = block_scales(p, q, b);
 		ds[r] = d;
 		if (has_min(t))
@@ -243,9 +260,10 @@ static void pack_row_k(const struct dk_pack *p, uint8_t *q, int r, const uint8_t
 		uint8_t *u = q + (size_t)b * p->ubytes;
 		int qv[DK_QK_K], sc[16], mn[16];
 		dk_quant_k_unpack(t, blk, qv, sc, mn);
+		for (int e = 0; e < DK_QK_K; e++)
+			qv[e] += off;
 		for (int c = 0; c < 8; c++)
-			for (int e = 0; e < 32; e++)
-				put_u(t, u + (size_t)c * p->qbytes, r, e, qv[c * 32 + e] + off);
+			put_row(t, u + (size_t)c * p->qbytes, r, qv + 32 * c);
 		for (int j = 0; j < nsub; j++) {
 			u[dk_pack_k_sc(p) + (size_t)j * DK_PACK_ROWS + r] = (uint8_t)sc[j];
 			if (has_min(t))
