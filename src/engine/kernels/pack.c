@@ -56,7 +56,7 @@ static int xbits_of(enum dk_ttype t)
 	}
 }
 
-/* q = u - off */
+/* the stored u is q + off (Q6_K: 31 - q, see pack.h) */
 static int off_of(enum dk_ttype t)
 {
 	switch (t) {
@@ -64,9 +64,18 @@ static int off_of(enum dk_ttype t)
 	case DK_TYPE_Q5_0: return 16;
 	case DK_TYPE_Q8_0: return 128;
 	case DK_TYPE_Q3_K: return 4;
-	case DK_TYPE_Q6_K: return 32;
 	default: return 0;
 	}
+}
+
+static int u_of(enum dk_ttype t, int q)
+{
+	return t == DK_TYPE_Q6_K ? 31 - q : q + off_of(t);
+}
+
+static int q_of(enum dk_ttype t, int u)
+{
+	return t == DK_TYPE_Q6_K ? 31 - u : u - off_of(t);
 }
 
 static bool has_min(enum dk_ttype t)
@@ -84,6 +93,14 @@ static size_t qbytes_of(enum dk_ttype t)
 int dk_pack_k_nsub(enum dk_ttype t)
 {
 	return t == DK_TYPE_Q4_K || t == DK_TYPE_Q5_K ? 8 : 16;
+}
+
+/* byte of sub-block j's scale of row r, from the scales at sc: [j][r] for
+ * 8 sub-blocks, [j/2][r][j%2] for 16 */
+static size_t sc_at(enum dk_ttype t, int j, int r)
+{
+	return dk_pack_k_nsub(t) == 8 ? (size_t)j * DK_PACK_ROWS + (size_t)r
+				      : (size_t)(j / 2) * 2 * DK_PACK_ROWS + 2 * (size_t)r + (size_t)(j % 2);
 }
 
 size_t dk_pack_k_sc(const struct dk_pack *p)
@@ -254,18 +271,18 @@ static void pack_row_k(const struct dk_pack *p, uint8_t *q, int r, const uint8_t
 {
 	const enum dk_ttype t = p->type;
 	const size_t bb = dk_ttype_row_bytes(t, DK_QK_K);
-	const int nsub = dk_pack_k_nsub(t), off = off_of(t);
+	const int nsub = dk_pack_k_nsub(t);
 	for (int64_t b = 0; b < p->nb; b++) {
 		const uint8_t *blk = wr + (size_t)b * bb;
 		uint8_t *u = q + (size_t)b * p->ubytes;
 		int qv[DK_QK_K], sc[16], mn[16];
 		dk_quant_k_unpack(t, blk, qv, sc, mn);
 		for (int e = 0; e < DK_QK_K; e++)
-			qv[e] += off;
+			qv[e] = u_of(t, qv[e]);
 		for (int c = 0; c < 8; c++)
 			put_row(t, u + (size_t)c * p->qbytes, r, qv + 32 * c);
 		for (int j = 0; j < nsub; j++) {
-			u[dk_pack_k_sc(p) + (size_t)j * DK_PACK_ROWS + r] = (uint8_t)sc[j];
+			u[dk_pack_k_sc(p) + sc_at(t, j, r)] = (uint8_t)sc[j];
 			if (has_min(t))
 				u[dk_pack_k_mn(p) + (size_t)(j / 2) * 2 * DK_PACK_ROWS + 2 * r + j % 2] =
 					(uint8_t)mn[j];
@@ -377,7 +394,6 @@ static float dot32(const struct dk_pack *p, const uint8_t *q, int r, const void 
 		   int32_t c)
 {
 	const enum dk_ttype t = p->type;
-	const int off = off_of(t);
 	float sum = 0;
 	for (int64_t b = 0; b < p->nb; b++) {
 		float dy, sy;
@@ -386,7 +402,7 @@ static float dot32(const struct dk_pack *p, const uint8_t *q, int r, const void 
 		const uint16_t *ds = block_scales(p, q, b);
 		int isum = 0;
 		for (int e = 0; e < DK_QK; e++)
-			isum += (get_u(t, qb, r, e) - off) * ys[e];
+			isum += q_of(t, get_u(t, qb, r, e)) * ys[e];
 		float dx = H2F(ds[r]);
 		if (has_min(t))
 			sum += (float)isum * (dx * dy) + H2F(ds[2 * DK_PACK_ROWS + r]) * sy;
@@ -400,7 +416,7 @@ static float dot_k(const struct dk_pack *p, const uint8_t *q, int r, const void 
 		   int32_t c)
 {
 	const enum dk_ttype t = p->type;
-	const int off = off_of(t), nsub = dk_pack_k_nsub(t), len = DK_QK_K / nsub;
+	const int nsub = dk_pack_k_nsub(t), len = DK_QK_K / nsub;
 	const struct dk_block_q8_k *ys =
 		(const struct dk_block_q8_k *)((const uint8_t *)xq + (size_t)c * xrow);
 	float sum = 0;
@@ -412,9 +428,9 @@ static float dot_k(const struct dk_pack *p, const uint8_t *q, int r, const void 
 			int s = 0;
 			for (int l = 0; l < len; l++) {
 				int e = j * len + l;
-				s += (get_u(t, u + (size_t)(e / 32) * p->qbytes, r, e % 32) - off) * y->qs[e];
+				s += q_of(t, get_u(t, u + (size_t)(e / 32) * p->qbytes, r, e % 32)) * y->qs[e];
 			}
-			int sc = u[dk_pack_k_sc(p) + (size_t)j * DK_PACK_ROWS + r];
+			int sc = u[dk_pack_k_sc(p) + sc_at(t, j, r)];
 			if (t == DK_TYPE_Q3_K || t == DK_TYPE_Q6_K)
 				sc = (int8_t)sc;
 			isum += sc * s;

@@ -35,7 +35,8 @@
 enum { KQ2, KQ3, KQ4, KQ5, KQ6 };
 #define NSUB(k) ((k) == KQ4 || (k) == KQ5 ? 8 : 16)
 #define HASMIN(k) ((k) == KQ2 || (k) == KQ4 || (k) == KQ5)
-#define OFF(k) ((k) == KQ3 ? 4 : (k) == KQ6 ? 32 : 0)
+/* Q3_K stores q + 4; Q6_K stores 31 - q, its chains sum -q*y */
+#define OFF(k) ((k) == KQ3 ? 4 : (k) == KQ6 ? 31 : 0)
 #define CRUMBS(k) ((k) == KQ2 || (k) == KQ3)
 #define XBITS(k) ((k) == KQ6 ? 2 : (k) == KQ2 || (k) == KQ4 ? 0 : 1)
 #define QBYTES(k) ((CRUMBS(k) ? 128 : 256) + 64 * XBITS(k))
@@ -54,8 +55,8 @@ enum { KQ2, KQ3, KQ4, KQ5, KQ6 };
 struct cols {
 	uint8_t *qs;   /* 256 quants, at (b*NC_MAX + c)*256 */
 	float *dy;     /* activation scale */
-	int32_t *aux;  /* 16 per index: (bsum, bsum) pairs for the mins, or
-			* -off * sum(q) per sub-block of 16 */
+	int32_t *aux;  /* 32 per index: (bsum, bsum) pairs for the mins,
+			* -4 * sum(q) per 16 (Q3_K), -31 * sum(q) per 8 (Q6_K) */
 	float *acc;    /* NC_MAX vectors of the tile's running sums */
 };
 
@@ -66,7 +67,7 @@ static void colprep(const int kind, int64_t nsb, const uint8_t *row, const struc
 		const size_t i = (size_t)b * NC_MAX + (size_t)c;
 		memcpy(cs->qs + i * 256, y[b].qs, 256);
 		cs->dy[i] = y[b].d;
-		int32_t *aux = cs->aux + i * 16;
+		int32_t *aux = cs->aux + i * 32;
 		if (HASMIN(kind)) {
 			/* sub-block sums of the stored bsums, as the reference takes them */
 			int16_t bs[16];
@@ -76,9 +77,10 @@ static void colprep(const int kind, int64_t nsb, const uint8_t *row, const struc
 			for (int k = 0; k < NSUB(kind) / 2; k++)
 				aux[k] = (int32_t)((uint32_t)(uint16_t)bs[2 * k] |
 						   (uint32_t)(uint16_t)bs[2 * k + 1] << 16);
-		} else if (OFF(kind)) {
-			/* sums of 16 signed bytes from the quants themselves: sums of
-			 * (q ^ 0x80) = q + 128 by 8, pairwise */
+		} else {
+			/* sums of 8 signed bytes from the quants themselves (not the
+			 * bsums): sums of (q ^ 0x80) = q + 128 */
+			int32_t s8[32];
 			UNROLL
 			for (int h = 0; h < 4; h++) {
 				__m512i q = _mm512_loadu_si512((const void *)(y[b].qs + 64 * h));
@@ -86,9 +88,15 @@ static void colprep(const int kind, int64_t nsb, const uint8_t *row, const struc
 							    _mm512_setzero_si512());
 				int64_t e[8];
 				_mm512_storeu_si512((void *)e, s);
-				for (int m = 0; m < 4; m++)
-					aux[4 * h + m] = -OFF(kind) * ((int32_t)(e[2 * m] + e[2 * m + 1]) - 16 * 128);
+				for (int m = 0; m < 8; m++)
+					s8[8 * h + m] = (int32_t)e[m] - 8 * 128;
 			}
+			if (kind == KQ6)
+				for (int m = 0; m < 32; m++)
+					aux[m] = -OFF(kind) * s8[m];
+			else
+				for (int m = 0; m < 16; m++)
+					aux[m] = -OFF(kind) * (s8[2 * m] + s8[2 * m + 1]);
 		}
 	}
 }
@@ -134,10 +142,11 @@ KINLINE void unpack(const int kind, const uint8_t *qb, __m512i w[8])
 	}
 }
 
-KINLINE __m512i load_sc(const int kind, const uint8_t *p)
+/* per dword, (low 16 bits of x, low 16 bits of y): hi moves each dword's
+ * bytes 0-1 to 2-3 (vpshufb, off the port of vpdpbusd), then a blend */
+KINLINE __m512i pair16(__m512i x, __m512i y, __m512i hi)
 {
-	__m128i b = _mm_load_si128((const __m128i *)p);
-	return kind == KQ3 || kind == KQ6 ? _mm512_cvtepi8_epi32(b) : _mm512_cvtepu8_epi32(b);
+	return _mm512_mask_blend_epi16((__mmask32)0xAAAAAAAAu, x, _mm512_shuffle_epi8(y, hi));
 }
 
 KINLINE void tile(const int kind, const int nc, int64_t nsb, const uint8_t *q,
@@ -145,6 +154,14 @@ KINLINE void tile(const int kind, const int nc, int64_t nsb, const uint8_t *q,
 {
 	const size_t QB = QBYTES(kind), UB = UBYTES(kind);
 	const int LINES = (int)(UB / 64);
+	/* per dword j of each lane: bytes 2-3 from bytes 4j, 4j+1 */
+	const __m512i hi = _mm512_set4_epi32(0x0D0C8080, 0x09088080, 0x05048080, 0x01008080);
+	/* Q4_K: byte r of 16 scales, broadcast to each 128-bit lane, into
+	 * dword r = (sc, sc) as 16-bit halves */
+	const __m512i dup = _mm512_set_epi32(
+		0x800F800F, 0x800E800E, 0x800D800D, 0x800C800C, 0x800B800B, 0x800A800A, 0x80098009,
+		0x80088008, 0x80078007, 0x80068006, 0x80058005, 0x80048004, 0x80038003, 0x80028002,
+		0x80018001, 0x80008000);
 	__m512 *acc = (__m512 *)cs->acc;
 	UNROLL
 	for (int c = 0; c < nc; c++)
@@ -167,37 +184,69 @@ KINLINE void tile(const int kind, const int nc, int64_t nsb, const uint8_t *q,
 			__m512i w[8];
 			unpack(kind, ub + (size_t)ch * QB, w);
 			const uint8_t *yq = cs->qs + i0 * 256 + (size_t)ch * 32;
-			if (NSUB(kind) == 8) {
-				__m512i sc = load_sc(kind, ub + SC_OFF(kind) + 16 * ch);
+			const uint8_t *scp = ub + SC_OFF(kind) + (NSUB(kind) == 8 ? 16 : 32) * ch;
+			if (kind == KQ5) {
+				/* a sub-block of 32 is two chains over 16 elements, whose
+				 * sums need 17 bits: vpmulld by the scale */
+				__m512i sc = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)scp));
 				UNROLL
 				for (int c = 0; c < nc; c++) {
 					const uint8_t *ys = yq + c * 256;
 					__m512i a = _mm512_setzero_si512(), e = _mm512_setzero_si512();
 					UNROLL
-					for (int v = 0; v < 8; v += 2) {
+					for (int v = 0; v < 4; v++) {
 						a = dpbusd_b(a, w[v], ys + 4 * v);
-						e = dpbusd_b(e, w[v + 1], ys + 4 * v + 4);
+						e = dpbusd_b(e, w[v + 4], ys + 16 + 4 * v);
 					}
 					isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(_mm512_add_epi32(a, e), sc));
 				}
 			} else {
-				__m512i sa = load_sc(kind, ub + SC_OFF(kind) + 32 * ch);
-				__m512i sb = load_sc(kind, ub + SC_OFF(kind) + 32 * ch + 16);
+				/* the chains' sums fit 16 bits (pack.h), so they go in
+				 * pairs into one vpdpwssd with (scale, scale) pairs: Q4_K
+				 * the two halves of its sub-block with (sc, sc); Q2_K/Q3_K
+				 * the two sub-blocks of the chunk with (sc_a, sc_b), as
+				 * the scales are stored; Q6_K the first and then the last
+				 * 8 elements of both, with (sc_a, sc_b) twice */
+				__m512i sp;
+				if (kind == KQ4)
+					sp = _mm512_shuffle_epi8(
+						_mm512_broadcast_i32x4(_mm_load_si128((const __m128i *)scp)), dup);
+				else if (kind == KQ2)
+					sp = _mm512_cvtepu8_epi16(_mm256_load_si256((const __m256i *)scp));
+				else
+					sp = _mm512_cvtepi8_epi16(_mm256_load_si256((const __m256i *)scp));
 				UNROLL
 				for (int c = 0; c < nc; c++) {
 					const uint8_t *ys = yq + c * 256;
-					const int32_t *aux = cs->aux + (i0 + (size_t)c) * 16 + 2 * ch;
-					__m512i a = OFF(kind) ? _mm512_set1_epi32(aux[0]) : _mm512_setzero_si512();
-					__m512i e = OFF(kind) ? _mm512_set1_epi32(aux[1]) : _mm512_setzero_si512();
+					const int32_t *aux = cs->aux + (i0 + (size_t)c) * 32;
+					if (kind == KQ6) {
+						__m512i c1 = _mm512_set1_epi32(aux[4 * ch]);
+						__m512i c2 = _mm512_set1_epi32(aux[4 * ch + 1]);
+						__m512i c3 = _mm512_set1_epi32(aux[4 * ch + 2]);
+						__m512i c4 = _mm512_set1_epi32(aux[4 * ch + 3]);
+						c1 = dpbusd_b(dpbusd_b(c1, w[0], ys), w[1], ys + 4);
+						c2 = dpbusd_b(dpbusd_b(c2, w[2], ys + 8), w[3], ys + 12);
+						c3 = dpbusd_b(dpbusd_b(c3, w[4], ys + 16), w[5], ys + 20);
+						c4 = dpbusd_b(dpbusd_b(c4, w[6], ys + 24), w[7], ys + 28);
+						isum[c] = _mm512_dpwssd_epi32(isum[c], pair16(c1, c3, hi), sp);
+						isum[c] = _mm512_dpwssd_epi32(isum[c], pair16(c2, c4, hi), sp);
+						continue;
+					}
+					__m512i a = kind == KQ3 ? _mm512_set1_epi32(aux[2 * ch]) : _mm512_setzero_si512();
+					__m512i e = kind == KQ3 ? _mm512_set1_epi32(aux[2 * ch + 1]) : _mm512_setzero_si512();
 					UNROLL
 					for (int v = 0; v < 4; v++) {
 						a = dpbusd_b(a, w[v], ys + 4 * v);
 						e = dpbusd_b(e, w[v + 4], ys + 16 + 4 * v);
 					}
-					isum[c] = _mm512_add_epi32(isum[c], _mm512_add_epi32(_mm512_mullo_epi32(a, sa),
-											   _mm512_mullo_epi32(e, sb)));
+					isum[c] = _mm512_dpwssd_epi32(isum[c], pair16(a, e, hi), sp);
 				}
 			}
+		}
+		if (kind == KQ6) {
+			UNROLL
+			for (int c = 0; c < nc; c++)
+				isum[c] = _mm512_sub_epi32(_mm512_setzero_si512(), isum[c]);
 		}
 		if (pf)
 			for (int l = LINES / 8 * 8; l < LINES; l++)
@@ -211,7 +260,7 @@ KINLINE void tile(const int kind, const int nc, int64_t nsb, const uint8_t *q,
 					_mm256_load_si256((const __m256i *)(ub + MN_OFF(kind) + 32 * k)));
 			UNROLL
 			for (int c = 0; c < nc; c++) {
-				const int32_t *aux = cs->aux + (i0 + (size_t)c) * 16;
+				const int32_t *aux = cs->aux + (i0 + (size_t)c) * 32;
 				__m512i m = _mm512_setzero_si512();
 				for (int k = 0; k < NSUB(kind) / 2; k++)
 					m = _mm512_dpwssd_epi32(m, mn[k], _mm512_set1_epi32(aux[k]));
@@ -276,17 +325,17 @@ void dk_pack_gemm_k_avx512(const struct dk_pack *p, int64_t g0, int64_t g1, cons
 	const int64_t nsb = p->nb;
 	if (g1 <= g0 || T <= 0)
 		return;
-	/* per super-block and column: 256 quants, dy, 16 aux; then acc */
+	/* per super-block and column: 256 quants, 32 aux, dy; then acc */
 	const size_t n = (size_t)nsb * NC_MAX;
-	uint8_t *sp = dk_gemm_scratch(n * (256 + 4 + 64) + NC_MAX * 64 + 64);
+	uint8_t *sp = dk_gemm_scratch(n * (256 + 128 + 4) + NC_MAX * 64 + 64);
 	if (!sp) { /* out of memory: the reference needs no scratch */
 		dk_pack_gemm_ref(p, g0, g1, xq, xrow, T, y, ldy);
 		return;
 	}
 	const struct cols cs = {.qs = sp,
 				.aux = (int32_t *)(sp + n * 256),
-				.dy = (float *)(sp + n * 320),
-				.acc = (float *)(sp + n * 324 + ((64 - n * 324 % 64) % 64))};
+				.dy = (float *)(sp + n * 384),
+				.acc = (float *)(sp + n * 388 + ((64 - n * 388 % 64) % 64))};
 	int64_t rb = (int64_t)(L2_WEIGHTS / p->gbytes);
 	if (rb < 1)
 		rb = 1;
