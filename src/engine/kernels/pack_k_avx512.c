@@ -6,15 +6,20 @@
  * block at a time.  Per chunk of 32 elements the group's quants are
  * unpacked once into 8 vectors of 4 bytes x 16 rows (nibbles or crumbs,
  * the higher bits added under mask words); each column then takes 8
- * vpdpbusd with its activation bytes broadcast from memory, so lane r holds
- * row r's integer sub-block sum, which one vpmulld by the row's sub-block
- * scale adds into the super-block's isum (Q4_K/Q5_K: one sub-block of 32
- * per chunk over two chains; Q2_K/Q3_K/Q6_K: two sub-blocks of 16, one
- * chain each).  Q3_K/Q6_K store u = q + off, so each sub-block's chain
- * starts at -off * sum(y) of the sub-block.  After the 8 chunks, msum =
- * sum of min x the activation's bsums is 4 or 8 vpdpwssd on (min, min)
- * and (bsum, bsum) pairs, and the float side is the reference's, lane by
- * lane:
+ * vpdpbusd with its activation bytes broadcast from memory, in chains
+ * whose lane r ends holding an integer sum of row r, which the row's sub-
+ * block scale multiplies into the super-block's isum.  Where the chains'
+ * sums fit 16 bits (pack.h: Q4_K's halves of a sub-block, Q2_K/Q3_K's
+ * sub-blocks of 16, Q6_K's quarters of 8) two of them are paired per dword
+ * and scaled by one vpdpwssd with (scale, scale) pairs; Q5_K's halves need
+ * 17 bits and take one vpmulld per chunk.  The stored offsets come back
+ * through each chain's start: -4 * sum(y) of its elements for Q3_K, and
+ * -31 * sum(y) for Q6_K, whose chains so sum -q*y (the super-block's isum
+ * is negated once at its end).  After the 8 chunks, msum = sum of min x
+ * the activation's bsums (bsums as from_float makes them: sums of 16
+ * quants, so a sub-block of 32 sums two of them within 16 bits) is 4 or 8
+ * vpdpwssd on (min, min) and (bsum, bsum) pairs, and the float side is the
+ * reference's, lane by lane:
  *   sum = sum + dy * (dx*(float)isum - dmin*(float)msum)
  * (dx*(float)isum alone where there is no min: x - 0 is x) with no fma and
  * no reassociation (ISO C, no contraction).  Integer sums are exact in any
