@@ -4,14 +4,16 @@
  * weights.  The tokenizer (every tokenizer.* key) is copied from an existing
  * GGUF, so prompts tokenise exactly as with the real model.
  *
- *   bench_gen_gguf --shape NAME --type q4_0|q8_0|q4_k|q4_1|f16|f32
+ *   bench_gen_gguf --shape NAME
+ *                  --type q4_0|q4_1|q5_0|q5_1|q8_0|q2_k|q3_k|q4_k|q5_k|q6_k|f16|f32
  *                  --vocab-from V.gguf --out OUT.gguf [--seed N]
  *                  [--chat-template FILE]
  *
  * Shapes (shapes[] below): real models' (smollm2-135m, llama32-1b,
  * qwen25-05b, qwen3-06b, phi35-mini, granite3-2b) and small ones with the
  * same structure, tensor names and metadata keys as llama.cpp's converters
- * write them (tiny, tiny-qwen2, and for the fidelity tests tiny-qwen3,
+ * write them (tiny, tiny-qwen2, tiny-k with rows of 256 and 512 so that
+ * every matrix of a K type is one, and for the fidelity tests tiny-qwen3,
  * tiny-qwen3moe, tiny-phi3, tiny-granite, tiny-gemma3): Q/K norms, 3-D expert tensors and an F32 router, fused
  * attn_qkv and gate/up, rope factor tensors, granite's multipliers, and
  * Gemma 3's post-norms and sliding window (8 positions on two layers of
@@ -97,6 +99,8 @@ static const struct shape shapes[] = {
 	{"tiny-gemma3", "gemma3", "tiny gemma3 (random weights)", 64, 3, 2, 1, 128, 0, 512,
 	 1000000.0f, 1e-6f, false, .qk_norm = true, .n_swa = 8, .swa_pattern = 3,
 	 .post_norms = true, .out_sd = 0.2f},
+	{"tiny-k", "llama", "tiny llama, K rows (random weights)", 256, 2, 4, 2, 512, 0, 512,
+	 10000.0f, 1e-5f, false, .head_dim = 0},
 };
 
 /* ---- deterministic normal numbers ---- */
@@ -344,7 +348,13 @@ static uint32_t file_type_of(enum dk_ttype t)
 	case DK_TYPE_Q4_0: return 2;
 	case DK_TYPE_Q4_1: return 3;
 	case DK_TYPE_Q8_0: return 7;
-	case DK_TYPE_Q4_K: return 14; /* Q4_K_S: every matrix Q4_K */
+	case DK_TYPE_Q5_0: return 8;
+	case DK_TYPE_Q5_1: return 9;
+	case DK_TYPE_Q2_K: return 10;
+	case DK_TYPE_Q3_K: return 11; /* Q3_K_S: every matrix Q3_K */
+	case DK_TYPE_Q4_K: return 14; /* Q4_K_S */
+	case DK_TYPE_Q5_K: return 16; /* Q5_K_S */
+	case DK_TYPE_Q6_K: return 18;
 	default: return 0;
 	}
 }
@@ -354,7 +364,8 @@ static int usage(void)
 	fprintf(stderr, "usage: bench_gen_gguf --shape ");
 	for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
 		fprintf(stderr, "%s%s", i ? "|" : "", shapes[i].name);
-	fprintf(stderr, "\n                      --type q4_0|q8_0|q4_k|q4_1|f16|f32 --vocab-from V.gguf\n"
+	fprintf(stderr, "\n                      --type q4_0|q4_1|q5_0|q5_1|q8_0|q2_k|q3_k|q4_k|q5_k|q6_k|f16|f32\n"
+			"                      --vocab-from V.gguf\n"
 			"                      --out OUT.gguf [--seed N] [--chat-template FILE]\n");
 	return 2;
 }
@@ -428,8 +439,10 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	static const struct { const char *name; enum dk_ttype t; } types[] = {
-		{"q4_0", DK_TYPE_Q4_0}, {"q8_0", DK_TYPE_Q8_0}, {"q4_k", DK_TYPE_Q4_K},
-		{"q4_1", DK_TYPE_Q4_1}, {"f16", DK_TYPE_F16}, {"f32", DK_TYPE_F32},
+		{"q4_0", DK_TYPE_Q4_0}, {"q4_1", DK_TYPE_Q4_1}, {"q5_0", DK_TYPE_Q5_0},
+		{"q5_1", DK_TYPE_Q5_1}, {"q8_0", DK_TYPE_Q8_0}, {"q2_k", DK_TYPE_Q2_K},
+		{"q3_k", DK_TYPE_Q3_K}, {"q4_k", DK_TYPE_Q4_K}, {"q5_k", DK_TYPE_Q5_K},
+		{"q6_k", DK_TYPE_Q6_K}, {"f16", DK_TYPE_F16}, {"f32", DK_TYPE_F32},
 	};
 	enum dk_ttype wtype = DK_TYPE_COUNT;
 	for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
