@@ -81,4 +81,20 @@ refuse "other -c" "made with -c 128" -m "$S" --kl-divergence-base "$B" --kl-dive
 refuse "no base" "needs --kl-divergence-base" -m "$S" --kl-divergence
 refuse "unwritable base" "cannot write '$T/no/dir/x.base'" -m "$S" -f "$TXT" -c 128 --chunks 1 --kl-divergence-base "$T/no/dir/x.base"
 [ ! -e "$T/no/dir" ] || fail "unwritable base left a directory"
+
+# a vocabulary that does not add BOS (the default model's) keeps each chunk's
+# first token, as llama-perplexity does: its first chunk at -c 128 is within
+# 1% of llama.cpp's 18.5479 (shared/reference/perplexity-real); with BOS
+# put in it was 19.65
+DM=$(default_model)
+if [ -e "$DM" ] || in_ci; then
+	need_default_model
+	p1=$("$D" perplexity -m "$DM" -f "$TXT" -c 128 --chunks 1 -t 2 2>/dev/null |
+		sed -n 's/^\[1\]\([0-9.]*\),.*/\1/p')
+	echo "default model, first chunk at -c 128: $p1 (llama.cpp 18.5479)"
+	awk -v p="$p1" 'BEGIN { exit !(p > 18.5479 * 0.99 && p < 18.5479 * 1.01) }' ||
+		fail "default model's first chunk: $p1, llama.cpp 18.5479"
+else
+	echo "default model not cached: its BOS check not run"
+fi
 echo "sh_perplexity_kld: ok"

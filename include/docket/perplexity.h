@@ -2,7 +2,8 @@
  * Perplexity of a token sequence, computed exactly as llama.cpp's
  * llama-perplexity does (see shared/reference/README.md): n_chunk =
  * n_tokens / n_ctx non-overlapping chunks, each chunk's first token replaced
- * by BOS and evaluated from an empty cache at positions 0..n_ctx-1; only the
+ * by BOS when the vocabulary adds BOS (tokenizer.ggml.add_bos_token), and
+ * evaluated from an empty cache at positions 0..n_ctx-1; only the
  * logits at positions n_ctx/2 .. n_ctx-2 are scored (each predicts the next
  * token); per-token NLL = -(logit - max - log Σ exp(logit - max)) with the
  * sum in double.
@@ -39,8 +40,9 @@ enum dk_status dk_perplexity(struct dk_ctx *c, const dk_token *toks, int64_t n, 
  * little-endian:
  *
  *   "_logits_"  int32 n_ctx  int32 n_vocab  int32 n_chunk
- *   int32 tokens[n_chunk * n_ctx]           (as tokenized; BOS replaces each
- *                                            chunk's first at evaluation)
+ *   int32 tokens[n_chunk * n_ctx]           (as tokenized; where the vocabulary
+ *                                            adds BOS, it replaces each chunk's
+ *                                            first at evaluation)
  *   per chunk, per scored position (n_ctx - 1 - n_ctx/2 of them), a record
  *   of nv = 2*((n_vocab+1)/2) + 4 uint16:
  *     float scale, float min_log_prob, uint16 q[n_vocab], padding to nv

@@ -1,9 +1,10 @@
 /*
  * docket perplexity: the perplexity of a text, computed the way llama.cpp's
  * llama-perplexity computes it, so the two can be compared number for number:
- * the text (one trailing newline dropped) is tokenized once with BOS, cut
- * into n_chunk = n_tokens / n_ctx non-overlapping chunks, each chunk's first
- * token replaced by BOS and evaluated from an empty cache; only the second
+ * the text (one trailing newline dropped) is tokenized once (with BOS if the
+ * vocabulary adds it), cut into n_chunk = n_tokens / n_ctx non-overlapping
+ * chunks, each chunk's first token replaced by that BOS and evaluated from
+ * an empty cache; only the second
  * half of each chunk is scored (logits at positions n_ctx/2 .. n_ctx-2
  * predict the next token), with the log-sum-exp summed in double.
  *

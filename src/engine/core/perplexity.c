@@ -26,11 +26,14 @@ typedef bool (*score_fn)(void *ud, struct dk_ctx *c, const float *logits, dk_tok
 typedef void (*chunk_fn)(void *ud, int32_t chunk);
 
 /* The evaluation llama-perplexity does: each chunk from an empty cache, its
- * first token replaced by BOS, the second half (n_ctx/2 .. n_ctx-2) scored. */
+ * first token replaced by BOS where the vocabulary adds one, the second half
+ * (n_ctx/2 .. n_ctx-2) scored. */
 static enum dk_status run_chunks(struct dk_ctx *c, const dk_token *toks, int32_t n_ctx,
 				 int32_t n_chunk, score_fn score, chunk_fn done, void *ud)
 {
-	dk_token bos = dk_tokenizer_bos(dk_model_tokenizer(dk_ctx_model(c)));
+	/* as llama.cpp: only a vocabulary that adds BOS gets one at each chunk */
+	const struct dk_tokenizer *tok = dk_model_tokenizer(dk_ctx_model(c));
+	dk_token bos = dk_tokenizer_add_bos(tok) ? dk_tokenizer_bos(tok) : DK_TOKEN_NULL;
 	int32_t n_batch = dk_ctx_params(c)->n_batch;
 	struct dk_batch *b = dk_batch_new(n_batch);
 	if (!b)
