@@ -43,8 +43,10 @@ static float frand(void)
 }
 
 static const struct { enum dk_ttype t; const char *name; } types[] = {
-	{ DK_TYPE_Q4_0, "q4_0" }, { DK_TYPE_Q4_1, "q4_1" }, { DK_TYPE_Q8_0, "q8_0" },
-	{ DK_TYPE_Q4_K, "q4_k" }, { DK_TYPE_Q6_K, "q6_k" }, { DK_TYPE_F16, "f16" },
+	{ DK_TYPE_Q4_0, "q4_0" }, { DK_TYPE_Q4_1, "q4_1" }, { DK_TYPE_Q5_0, "q5_0" },
+	{ DK_TYPE_Q5_1, "q5_1" }, { DK_TYPE_Q8_0, "q8_0" }, { DK_TYPE_Q2_K, "q2_k" },
+	{ DK_TYPE_Q3_K, "q3_k" }, { DK_TYPE_Q4_K, "q4_k" }, { DK_TYPE_Q5_K, "q5_k" },
+	{ DK_TYPE_Q6_K, "q6_k" }, { DK_TYPE_F16, "f16" },
 };
 #define NTYPES (sizeof types / sizeof types[0])
 
@@ -149,6 +151,8 @@ int main(int argc, char **argv)
 			if (quick && si != 0 && si != 3 && si != 5)
 				continue;
 			int64_t k = shapes[si].k, m = shapes[si].m;
+			if (k % tr->blck) /* K formats: rows of whole super-blocks only */
+				continue;
 			size_t wrow = dk_ttype_row_bytes(types[ti].t, k);
 			size_t xrow = dk_ttype_row_bytes(tr->dot_type, k);
 			int32_t Tmax = 512;

@@ -4,16 +4,32 @@
  * weights.  The tokenizer (every tokenizer.* key) is copied from an existing
  * GGUF, so prompts tokenise exactly as with the real model.
  *
- *   bench_gen_gguf --shape smollm2-135m|llama32-1b|qwen25-05b|tiny|tiny-qwen2
- *                  --type q4_0|q8_0|q4_k|q4_1|f16 --vocab-from V.gguf
- *                  --out OUT.gguf [--seed N]
+ *   bench_gen_gguf --shape NAME
+ *                  --type q4_0|q4_1|q5_0|q5_1|q8_0|q2_k|q3_k|q4_k|q5_k|q6_k|f16|f32
+ *                  --vocab-from V.gguf --out OUT.gguf [--seed N]
+ *                  [--chat-template FILE]
  *
- * Matrices are N(0, 0.02) quantised with docket's own from_float; norms are
- * 1.0 and biases N(0, 0.002), both F32, as converters store them.  The
- * vocabulary size is the vocab file's token count (the shape's nominal size
- * is only checked against it).  A matrix whose row length is not a multiple
- * of the requested type's block (K types need 256) is stored as Q8_0, since a
- * GGUF cannot hold partial blocks.  Output is deterministic for a seed.
+ * Shapes (shapes[] below): real models' (smollm2-135m, llama32-1b,
+ * qwen25-05b, qwen3-06b, phi35-mini, granite3-2b) and small ones with the
+ * same structure, tensor names and metadata keys as llama.cpp's converters
+ * write them (tiny, tiny-qwen2, tiny-k with rows of 256 and 512 so that
+ * every matrix of a K type is one, and for the fidelity tests tiny-qwen3,
+ * tiny-qwen3moe, tiny-phi3, tiny-granite, tiny-gemma3): Q/K norms, 3-D expert tensors and an F32 router, fused
+ * attn_qkv and gate/up, rope factor tensors, granite's multipliers, and
+ * Gemma 3's post-norms and sliding window (8 positions on two layers of
+ * every three).
+ *
+ * Weights: the older shapes have matrices N(0, 0.02) and norms 1.0.  The
+ * fidelity shapes are scaled so that each layer matters and the next-token
+ * distribution is peaked, as a trained model's is: matrices N(0,
+ * 1/sqrt(row length)), embeddings and output N(0, out_sd) (granite's
+ * embeddings, which it multiplies by 12, N(0, 0.02)), norms 1 + N(0, 0.2).  Biases are N(0, 0.002).  Norms, biases, routers and rope
+ * factors are F32, as converters store them; the rest is quantised with
+ * docket's own from_float.  The vocabulary size is the vocab file's token
+ * count (the shape's nominal size is only checked against it).  A matrix
+ * whose row length is not a multiple of the requested type's block (K types
+ * need 256) is stored as Q8_0, since a GGUF cannot hold partial blocks.
+ * Output is deterministic for a seed.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -35,19 +51,56 @@ struct shape {
 	uint32_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
 	float rope_base, eps;
 	bool qkv_bias;
+	/* beyond llama (0 / false: absent) */
+	uint32_t head_dim, n_rot;          /* 0: n_embd / n_head, head_dim */
+	bool qk_norm, fused_qkv, fused_gate_up, untied; /* untied: an output.weight of its own */
+	uint32_t n_expert, n_expert_used, n_ff_exp;
+	uint32_t n_ctx_orig;               /* rope_factors_long/short for n_ctx > this */
+	uint32_t n_swa;                    /* a sliding window key (phi3 files carry one) */
+	uint32_t swa_pattern;              /* a sliding_window_pattern key (gemma3) */
+	bool post_norms;                   /* post_attention_norm, post_ffw_norm (gemma3) */
+	float embd_scale, residual_scale, attn_scale, logit_scale; /* granite */
+	float out_sd;                      /* > 0: the fidelity weights (see above) */
+	float embd_sd;                     /* token_embd's when not out_sd (untied only) */
 };
 
 static const struct shape shapes[] = {
 	{"smollm2-135m", "llama", "SmolLM2-135M (random weights)", 576, 30, 9, 3, 1536, 49152,
-	 8192, 100000.0f, 1e-5f, false},
+	 8192, 100000.0f, 1e-5f, false, .head_dim = 0},
 	{"llama32-1b", "llama", "Llama-3.2-1B (random weights)", 2048, 16, 32, 8, 8192, 128256,
-	 8192, 500000.0f, 1e-5f, false},
+	 8192, 500000.0f, 1e-5f, false, .head_dim = 0},
 	{"qwen25-05b", "qwen2", "Qwen2.5-0.5B (random weights)", 896, 24, 14, 2, 4864, 151936,
-	 32768, 1000000.0f, 1e-6f, true},
+	 32768, 1000000.0f, 1e-6f, true, .head_dim = 0},
 	{"tiny", "llama", "tiny llama (random weights)", 64, 2, 4, 2, 128, 0, 512, 10000.0f,
-	 1e-5f, false},
+	 1e-5f, false, .head_dim = 0},
 	{"tiny-qwen2", "qwen2", "tiny qwen2 (random weights)", 64, 2, 4, 2, 128, 0, 512,
-	 10000.0f, 1e-6f, true},
+	 10000.0f, 1e-6f, true, .head_dim = 0},
+	{"qwen3-06b", "qwen3", "Qwen3-0.6B (random weights)", 1024, 28, 16, 8, 3072, 151936,
+	 40960, 1000000.0f, 1e-6f, false, .head_dim = 128, .qk_norm = true},
+	{"phi35-mini", "phi3", "Phi-3.5-mini (random weights)", 3072, 32, 32, 32, 8192, 32064,
+	 131072, 10000.0f, 1e-5f, false, .fused_qkv = true, .fused_gate_up = true,
+	 .n_ctx_orig = 4096, .n_swa = 262144, .untied = true},
+	{"granite3-2b", "granite", "Granite-3.3-2B (random weights)", 2048, 40, 32, 8, 8192, 49159,
+	 131072, 10000000.0f, 1e-5f, false, .embd_scale = 12.0f,
+	 .residual_scale = 0.22f, .attn_scale = 0.015625f, .logit_scale = 8.0f},
+	/* the fidelity shapes: small, each with its architecture's peculiarities */
+	{"tiny-qwen3", "qwen3", "tiny qwen3 (random weights)", 64, 2, 4, 2, 192, 0, 4096,
+	 1000000.0f, 1e-6f, false, .head_dim = 64, .qk_norm = true, .out_sd = 0.45f},
+	{"tiny-qwen3moe", "qwen3moe", "tiny qwen3moe (random weights)", 64, 2, 4, 2, 192, 0, 4096,
+	 1000000.0f, 1e-6f, false, .head_dim = 64, .qk_norm = true, .n_expert = 16,
+	 .n_expert_used = 4, .n_ff_exp = 32, .out_sd = 0.45f},
+	{"tiny-phi3", "phi3", "tiny phi3 (random weights)", 128, 2, 4, 2, 256, 0, 4096, 10000.0f,
+	 1e-5f, false, .n_rot = 24, .fused_qkv = true, .fused_gate_up = true, .n_ctx_orig = 256,
+	 .n_swa = 2047, .untied = true, .out_sd = 0.3f},
+	{"tiny-granite", "granite", "tiny granite (random weights)", 128, 2, 4, 2, 384, 0, 4096,
+	 10000000.0f, 1e-5f, false, .embd_scale = 12.0f, .residual_scale = 0.22f,
+	 .attn_scale = 0.015625f, .logit_scale = 8.0f, .untied = true, .out_sd = 2.4f,
+	 .embd_sd = 0.02f},
+	{"tiny-gemma3", "gemma3", "tiny gemma3 (random weights)", 64, 3, 2, 1, 128, 0, 512,
+	 1000000.0f, 1e-6f, false, .qk_norm = true, .n_swa = 8, .swa_pattern = 3,
+	 .post_norms = true, .out_sd = 0.2f},
+	{"tiny-k", "llama", "tiny llama, K rows (random weights)", 256, 2, 4, 2, 512, 0, 512,
+	 10000.0f, 1e-5f, false, .head_dim = 0},
 };
 
 /* ---- deterministic normal numbers ---- */
@@ -213,11 +266,13 @@ static bool copy_kv(struct out *o, const struct dk_gguf *g, int64_t i)
 
 /* ---- tensors ---- */
 
+enum kind { MATRIX, NORM, BIAS, ROUTER, EMBD, ROPE_SHORT, ROPE_LONG };
+
 struct tensor {
 	char name[64];
 	enum dk_ttype type;
-	int64_t ne0, ne1;   /* ne1 == 1 for vectors */
-	int kind;           /* 0 matrix, 1 norm (ones), 2 bias */
+	int64_t ne0, ne1, ne2; /* ne1 == 1 for vectors, ne2 > 1 for experts */
+	enum kind kind;
 	uint64_t offset;
 };
 
@@ -226,16 +281,62 @@ static enum dk_ttype matrix_type(enum dk_ttype want, int64_t ne0)
 	return ne0 % dk_ttype_block(want) ? DK_TYPE_Q8_0 : want;
 }
 
-static int add(struct tensor *ts, int n, const char *name, enum dk_ttype type, int64_t ne0,
-	       int64_t ne1, int kind)
+static int add3(struct tensor *ts, int n, const char *name, enum dk_ttype type, int64_t ne0,
+		int64_t ne1, int64_t ne2, enum kind kind)
 {
 	struct tensor *t = &ts[n];
 	snprintf(t->name, sizeof t->name, "%s", name);
-	t->type = kind ? DK_TYPE_F32 : matrix_type(type, ne0);
+	t->type = kind == MATRIX || kind == EMBD ? matrix_type(type, ne0) : DK_TYPE_F32;
 	t->ne0 = ne0;
 	t->ne1 = ne1;
+	t->ne2 = ne2;
 	t->kind = kind;
 	return n + 1;
+}
+
+static int add(struct tensor *ts, int n, const char *name, enum dk_ttype type, int64_t ne0,
+	       int64_t ne1, enum kind kind)
+{
+	return add3(ts, n, name, type, ne0, ne1, 1, kind);
+}
+
+/* One row of tensor t (row r of ne1*ne2) in float. */
+static void fill_row(const struct shape *sh, const struct tensor *t, int64_t r, float *row)
+{
+	bool fid = sh->out_sd > 0;
+	switch (t->kind) {
+	case NORM:
+		if (fid) {
+			fill_normal(row, t->ne0, 0.2f);
+			for (int64_t j = 0; j < t->ne0; j++)
+				row[j] += 1.0f;
+		} else {
+			for (int64_t j = 0; j < t->ne0; j++)
+				row[j] = 1.0f;
+		}
+		return;
+	case BIAS:
+		fill_normal(row, t->ne0, 0.002f);
+		return;
+	case ROPE_SHORT: case ROPE_LONG:
+		/* factors that grow with the pair index, as the published ones do:
+		 * short ones near 1, long ones up to 1 + 20 */
+		for (int64_t j = 0; j < t->ne0; j++) {
+			float u = (float)j / (float)t->ne0;
+			row[j] = t->kind == ROPE_SHORT ? 1.0f + 0.1f * u : 1.0f + 20.0f * u * u;
+		}
+		return;
+	case EMBD:
+		fill_normal(row, t->ne0,
+			    !fid ? 0.02f
+			    : sh->embd_sd > 0 && !strcmp(t->name, "token_embd.weight") ? sh->embd_sd
+										  : sh->out_sd);
+		return;
+	case MATRIX: case ROUTER:
+		fill_normal(row, t->ne0, fid ? 1.0f / sqrtf((float)t->ne0) : 0.02f);
+		return;
+	}
+	(void)r;
 }
 
 static uint32_t file_type_of(enum dk_ttype t)
@@ -247,23 +348,65 @@ static uint32_t file_type_of(enum dk_ttype t)
 	case DK_TYPE_Q4_0: return 2;
 	case DK_TYPE_Q4_1: return 3;
 	case DK_TYPE_Q8_0: return 7;
-	case DK_TYPE_Q4_K: return 14; /* Q4_K_S: every matrix Q4_K */
+	case DK_TYPE_Q5_0: return 8;
+	case DK_TYPE_Q5_1: return 9;
+	case DK_TYPE_Q2_K: return 10;
+	case DK_TYPE_Q3_K: return 11; /* Q3_K_S: every matrix Q3_K */
+	case DK_TYPE_Q4_K: return 14; /* Q4_K_S */
+	case DK_TYPE_Q5_K: return 16; /* Q5_K_S */
+	case DK_TYPE_Q6_K: return 18;
 	default: return 0;
 	}
 }
 
 static int usage(void)
 {
-	fprintf(stderr,
-		"usage: bench_gen_gguf --shape smollm2-135m|llama32-1b|qwen25-05b|tiny|tiny-qwen2\n"
-		"                      --type q4_0|q8_0|q4_k|q4_1|f16 --vocab-from V.gguf\n"
-		"                      --out OUT.gguf [--seed N]\n");
+	fprintf(stderr, "usage: bench_gen_gguf --shape ");
+	for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+		fprintf(stderr, "%s%s", i ? "|" : "", shapes[i].name);
+	fprintf(stderr, "\n                      --type q4_0|q4_1|q5_0|q5_1|q8_0|q2_k|q3_k|q4_k|q5_k|q6_k|f16|f32\n"
+			"                      --vocab-from V.gguf\n"
+			"                      --out OUT.gguf [--seed N] [--chat-template FILE]\n");
 	return 2;
+}
+
+static char *read_text(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	char *buf = NULL;
+	size_t n = 0, cap = 0;
+	for (;;) {
+		if (n + 4096 + 1 > cap) {
+			cap = (n + 4096 + 1) * 2;
+			char *nb = realloc(buf, cap);
+			if (!nb) {
+				free(buf);
+				fclose(f);
+				return NULL;
+			}
+			buf = nb;
+		}
+		size_t k = fread(buf + n, 1, 4096, f);
+		n += k;
+		if (k < 4096)
+			break;
+	}
+	bool bad = ferror(f);
+	fclose(f);
+	if (bad) {
+		free(buf);
+		return NULL;
+	}
+	buf[n] = 0;
+	return buf;
 }
 
 int main(int argc, char **argv)
 {
-	const char *shape_name = NULL, *type_name = "q8_0", *vocab = NULL, *out_path = NULL;
+	const char *shape_name = NULL, *type_name = "q8_0", *vocab = NULL, *out_path = NULL,
+		   *tmpl_path = NULL;
 	uint64_t seed = 1;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -277,6 +420,8 @@ int main(int argc, char **argv)
 			vocab = argv[++i];
 		else if (!strcmp(a, "--out"))
 			out_path = argv[++i];
+		else if (!strcmp(a, "--chat-template"))
+			tmpl_path = argv[++i];
 		else if (!strcmp(a, "--seed"))
 			seed = strtoull(argv[++i], NULL, 10);
 		else
@@ -294,14 +439,17 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	static const struct { const char *name; enum dk_ttype t; } types[] = {
-		{"q4_0", DK_TYPE_Q4_0}, {"q8_0", DK_TYPE_Q8_0}, {"q4_k", DK_TYPE_Q4_K},
-		{"q4_1", DK_TYPE_Q4_1}, {"f16", DK_TYPE_F16},
+		{"q4_0", DK_TYPE_Q4_0}, {"q4_1", DK_TYPE_Q4_1}, {"q5_0", DK_TYPE_Q5_0},
+		{"q5_1", DK_TYPE_Q5_1}, {"q8_0", DK_TYPE_Q8_0}, {"q2_k", DK_TYPE_Q2_K},
+		{"q3_k", DK_TYPE_Q3_K}, {"q4_k", DK_TYPE_Q4_K}, {"q5_k", DK_TYPE_Q5_K},
+		{"q6_k", DK_TYPE_Q6_K}, {"f16", DK_TYPE_F16}, {"f32", DK_TYPE_F32},
 	};
 	enum dk_ttype wtype = DK_TYPE_COUNT;
 	for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
 		if (!strcmp(types[i].name, type_name))
 			wtype = types[i].t;
-	if (wtype == DK_TYPE_COUNT || !dk_quant_traits(wtype) || !dk_quant_traits(wtype)->from_float) {
+	if (wtype == DK_TYPE_COUNT ||
+	    (wtype != DK_TYPE_F32 && (!dk_quant_traits(wtype) || !dk_quant_traits(wtype)->from_float))) {
 		fprintf(stderr, "bench_gen_gguf: unsupported type '%s'\n", type_name);
 		return 2;
 	}
@@ -323,44 +471,84 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_gen_gguf: note: %s has %" PRIu64 " tokens, %s nominally %u; "
 			"using %" PRIu64 "\n", vocab, n_vocab, sh->name, sh->n_vocab, n_vocab);
 
-	/* tensor list, in the order converters write it */
-	int64_t E = sh->n_embd, hd = sh->n_embd / sh->n_head, kvd = hd * sh->n_head_kv;
-	int cap = 2 + 12 * (int)sh->n_layer;
-	struct tensor *ts = calloc((size_t)cap, sizeof *ts);
-	if (!ts) {
+	char *tmpl = NULL;
+	if (tmpl_path && !(tmpl = read_text(tmpl_path))) {
+		fprintf(stderr, "bench_gen_gguf: cannot read '%s': %s\n", tmpl_path, strerror(errno));
 		dk_gguf_free(g);
 		return 1;
 	}
+
+	/* tensor list, in the order converters write it */
+	int64_t E = sh->n_embd, hd = sh->head_dim ? sh->head_dim : sh->n_embd / sh->n_head;
+	int64_t qd = hd * sh->n_head, kvd = hd * sh->n_head_kv, nrot = sh->n_rot ? sh->n_rot : hd;
+	int cap = 5 + 16 * (int)sh->n_layer;
+	struct tensor *ts = calloc((size_t)cap, sizeof *ts);
+	if (!ts) {
+		dk_gguf_free(g);
+		free(tmpl);
+		return 1;
+	}
 	int nt = 0;
-	nt = add(ts, nt, "token_embd.weight", wtype, E, (int64_t)n_vocab, 0);
-	nt = add(ts, nt, "output_norm.weight", wtype, E, 1, 1);
+	nt = add(ts, nt, "token_embd.weight", wtype, E, (int64_t)n_vocab, EMBD);
+	if (sh->n_ctx_orig) {
+		nt = add(ts, nt, "rope_factors_long.weight", wtype, nrot / 2, 1, ROPE_LONG);
+		nt = add(ts, nt, "rope_factors_short.weight", wtype, nrot / 2, 1, ROPE_SHORT);
+	}
+	nt = add(ts, nt, "output_norm.weight", wtype, E, 1, NORM);
+	if (sh->untied)
+		nt = add(ts, nt, "output.weight", wtype, E, (int64_t)n_vocab, EMBD);
 	for (uint32_t l = 0; l < sh->n_layer; l++) {
 		char nm[64];
-#define T(suffix, ne0, ne1, kind)                                         \
+#define T3(suffix, ne0, ne1, ne2, kind)                                   \
 	do {                                                              \
 		snprintf(nm, sizeof nm, "blk.%u.%s", l, suffix);          \
-		nt = add(ts, nt, nm, wtype, ne0, ne1, kind);              \
+		nt = add3(ts, nt, nm, wtype, ne0, ne1, ne2, kind);        \
 	} while (0)
-		T("attn_norm.weight", E, 1, 1);
-		T("attn_q.weight", E, E, 0);
-		T("attn_k.weight", E, kvd, 0);
-		T("attn_v.weight", E, kvd, 0);
-		if (sh->qkv_bias) {
-			T("attn_q.bias", E, 1, 2);
-			T("attn_k.bias", kvd, 1, 2);
-			T("attn_v.bias", kvd, 1, 2);
+#define T(suffix, ne0, ne1, kind) T3(suffix, ne0, ne1, 1, kind)
+		T("attn_norm.weight", E, 1, NORM);
+		if (sh->fused_qkv) {
+			T("attn_qkv.weight", E, qd + 2 * kvd, MATRIX);
+		} else {
+			T("attn_q.weight", E, qd, MATRIX);
+			T("attn_k.weight", E, kvd, MATRIX);
+			T("attn_v.weight", E, kvd, MATRIX);
 		}
-		T("attn_output.weight", E, E, 0);
-		T("ffn_norm.weight", E, 1, 1);
-		T("ffn_gate.weight", E, sh->n_ff, 0);
-		T("ffn_up.weight", E, sh->n_ff, 0);
-		T("ffn_down.weight", sh->n_ff, E, 0);
+		if (sh->qkv_bias) {
+			T("attn_q.bias", qd, 1, BIAS);
+			T("attn_k.bias", kvd, 1, BIAS);
+			T("attn_v.bias", kvd, 1, BIAS);
+		}
+		if (sh->qk_norm) {
+			T("attn_k_norm.weight", hd, 1, NORM);
+			T("attn_q_norm.weight", hd, 1, NORM);
+		}
+		T("attn_output.weight", qd, E, MATRIX);
+		if (sh->post_norms)
+			T("post_attention_norm.weight", E, 1, NORM);
+		T("ffn_norm.weight", E, 1, NORM);
+		if (sh->n_expert) {
+			T("ffn_gate_inp.weight", E, sh->n_expert, ROUTER);
+			T3("ffn_gate_exps.weight", E, sh->n_ff_exp, sh->n_expert, MATRIX);
+			T3("ffn_down_exps.weight", sh->n_ff_exp, E, sh->n_expert, MATRIX);
+			T3("ffn_up_exps.weight", E, sh->n_ff_exp, sh->n_expert, MATRIX);
+		} else if (sh->fused_gate_up) {
+			T("ffn_up.weight", E, 2 * (int64_t)sh->n_ff, MATRIX);
+			T("ffn_down.weight", sh->n_ff, E, MATRIX);
+		} else {
+			T("ffn_gate.weight", E, sh->n_ff, MATRIX);
+			T("ffn_up.weight", E, sh->n_ff, MATRIX);
+			T("ffn_down.weight", sh->n_ff, E, MATRIX);
+		}
+		if (sh->post_norms)
+			T("post_ffw_norm.weight", E, 1, NORM);
 #undef T
+#undef T3
 	}
 	uint64_t off = 0;
 	for (int i = 0; i < nt; i++) {
 		ts[i].offset = off;
-		off += dk_ttype_row_bytes(ts[i].type, ts[i].ne0) * (uint64_t)ts[i].ne1;
+		off += dk_ttype_row_bytes(ts[i].type, ts[i].ne0) * (uint64_t)ts[i].ne1 *
+		       (uint64_t)ts[i].ne2;
 		off = (off + ALIGN - 1) / ALIGN * ALIGN;
 	}
 
@@ -368,20 +556,25 @@ int main(int argc, char **argv)
 	if (!o.f) {
 		fprintf(stderr, "bench_gen_gguf: cannot create '%s': %s\n", out_path, strerror(errno));
 		free(ts);
+		free(tmpl);
 		dk_gguf_free(g);
 		return 1;
 	}
 
 	int64_t n_tok_kv = 0;
 	for (int64_t i = 0; i < dk_gguf_n_kv(g); i++)
-		if (!strncmp(dk_gguf_kv_key(g, i), "tokenizer.", 10))
+		if (!strncmp(dk_gguf_kv_key(g, i), "tokenizer.", 10) &&
+		    !(tmpl && !strcmp(dk_gguf_kv_key(g, i), "tokenizer.chat_template")))
 			n_tok_kv++;
+	uint64_t n_kv = 14 + (uint64_t)n_tok_kv + (tmpl != NULL);
+	n_kv += (sh->head_dim ? 2 : 0) + (sh->n_expert ? 3 : 0) + (sh->n_ctx_orig ? 2 : 0) +
+		(sh->n_swa ? 1 : 0) + (sh->swa_pattern ? 1 : 0) + (sh->logit_scale != 0 ? 4 : 0);
 	char key[128];
 	const char *a = sh->arch;
 	put(&o, "GGUF", 4);
 	put_u32(&o, 3);
 	put_u64(&o, (uint64_t)nt);
-	put_u64(&o, (uint64_t)(14 + n_tok_kv));
+	put_u64(&o, n_kv);
 	kv_str(&o, "general.architecture", a);
 	kv_str(&o, "general.name", sh->model_name);
 	kv_u32(&o, "general.alignment", ALIGN);
@@ -394,14 +587,41 @@ int main(int argc, char **argv)
 	KU("feed_forward_length", sh->n_ff);
 	KU("attention.head_count", sh->n_head);
 	KU("attention.head_count_kv", sh->n_head_kv);
-	KU("rope.dimension_count", (uint32_t)hd);
+	KU("rope.dimension_count", (uint32_t)nrot);
 	KU("vocab_size", (uint32_t)n_vocab);
 	KF("rope.freq_base", sh->rope_base);
 	KF("attention.layer_norm_rms_epsilon", sh->eps);
+	if (sh->head_dim) {
+		KU("attention.key_length", sh->head_dim);
+		KU("attention.value_length", sh->head_dim);
+	}
+	if (sh->n_expert) {
+		KU("expert_count", sh->n_expert);
+		KU("expert_used_count", sh->n_expert_used);
+		KU("expert_feed_forward_length", sh->n_ff_exp);
+	}
+	if (sh->n_ctx_orig) {
+		/* su/longrope's attention factor, as the phi3 converter computes it */
+		double scale = (double)sh->n_ctx / sh->n_ctx_orig;
+		KU("rope.scaling.original_context_length", sh->n_ctx_orig);
+		KF("rope.scaling.attn_factor",
+		   (float)sqrt(1.0 + log(scale) / log((double)sh->n_ctx_orig)));
+	}
+	if (sh->n_swa)
+		KU("attention.sliding_window", sh->n_swa);
+	if (sh->swa_pattern)
+		KU("attention.sliding_window_pattern", sh->swa_pattern);
+	if (sh->logit_scale != 0) {
+		KF("embedding_scale", sh->embd_scale);
+		KF("residual_scale", sh->residual_scale);
+		KF("attention.scale", sh->attn_scale);
+		KF("logit_scale", sh->logit_scale);
+	}
 #undef KU
 #undef KF
 	for (int64_t i = 0; i < dk_gguf_n_kv(g); i++) {
-		if (strncmp(dk_gguf_kv_key(g, i), "tokenizer.", 10))
+		if (strncmp(dk_gguf_kv_key(g, i), "tokenizer.", 10) ||
+		    (tmpl && !strcmp(dk_gguf_kv_key(g, i), "tokenizer.chat_template")))
 			continue;
 		if (!copy_kv(&o, g, i)) {
 			fprintf(stderr, "bench_gen_gguf: cannot copy '%s' from '%s'\n",
@@ -409,13 +629,17 @@ int main(int argc, char **argv)
 			o.failed = true;
 		}
 	}
+	if (tmpl)
+		kv_str(&o, "tokenizer.chat_template", tmpl);
 	for (int i = 0; i < nt; i++) {
 		put_str(&o, ts[i].name, strlen(ts[i].name));
-		uint32_t nd = ts[i].ne1 > 1 ? 2 : 1;
+		uint32_t nd = ts[i].ne2 > 1 ? 3 : ts[i].ne1 > 1 ? 2 : 1;
 		put_u32(&o, nd);
 		put_u64(&o, (uint64_t)ts[i].ne0);
-		if (nd == 2)
+		if (nd >= 2)
 			put_u64(&o, (uint64_t)ts[i].ne1);
+		if (nd == 3)
+			put_u64(&o, (uint64_t)ts[i].ne2);
 		put_u32(&o, (uint32_t)ts[i].type);
 		put_u64(&o, ts[i].offset);
 	}
@@ -436,13 +660,8 @@ int main(int argc, char **argv)
 			break;
 		}
 		size_t rb = dk_ttype_row_bytes(ts[i].type, ts[i].ne0);
-		for (int64_t r = 0; r < ts[i].ne1; r++) {
-			if (ts[i].kind == 1) {
-				for (int64_t j = 0; j < ts[i].ne0; j++)
-					row[j] = 1.0f;
-			} else {
-				fill_normal(row, ts[i].ne0, ts[i].kind == 2 ? 0.002f : 0.02f);
-			}
+		for (int64_t r = 0; r < ts[i].ne1 * ts[i].ne2; r++) {
+			fill_row(sh, &ts[i], r, row);
 			if (ts[i].type == DK_TYPE_F32)
 				memcpy(q, row, rb);
 			else
@@ -456,6 +675,7 @@ int main(int argc, char **argv)
 	free(row);
 	free(q);
 	free(ts);
+	free(tmpl);
 	dk_gguf_free(g);
 	if (fclose(o.f) != 0)
 		o.failed = true;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench_gen_gguf writes loadable random-weight models: tiny llama and qwen2
 # shapes in q4_0/q8_0 (plus f16, q4_1 and the q4_k fallback to q8_0 for rows
-# shorter than a super-block) with the stories260K tokenizer copied.  docket
+# shorter than a super-block), and tiny qwen3, qwen3moe, phi3 and granite
+# shapes, with the stories260K tokenizer copied.  docket
 # inspect must read them, the tokenizer keys must match the source, prompts
 # must tokenise as with the source model, generate -n 4 must run, output must
 # be deterministic per seed, and bad arguments must fail cleanly.
@@ -78,6 +79,33 @@ for shape in tiny tiny-qwen2; do
 		fi
 	done
 done
+
+# the other architectures' shapes: their tensors as llama.cpp names them,
+# and docket loads and runs them
+for spec in "tiny-qwen3 qwen3 blk.0.attn_q_norm.weight f32 64" \
+	"tiny-qwen3moe qwen3moe blk.1.ffn_gate_exps.weight q8_0 64 x 32 x 16" \
+	"tiny-phi3 phi3 blk.0.attn_qkv.weight q8_0 128 x 256" \
+	"tiny-granite granite blk.0.ffn_gate.weight q8_0 128 x 384"; do
+	set -- $spec
+	shape=$1 arch=$2 tname=$3 ttype=$4
+	shift 4
+	m="$TMP/$shape.gguf"
+	if ! "$GEN" --shape "$shape" --type q8_0 --vocab-from "$VOCAB" --out "$m" --seed 7 \
+		2>"$TMP/gen.err"; then
+		fail "gen $shape: $(cat "$TMP/gen.err")"
+		continue
+	fi
+	out="$TMP/$shape.txt"
+	"$DOCKET" inspect "$m" >"$out" 2>&1 || fail "inspect $shape: $(cat "$out")"
+	expect_line "^  general\.architecture +string +$arch$" "$out"
+	expect_line "^  ${tname//./\\.} +$ttype +$* " "$out"
+	"$DOCKET" generate -m "$m" -p "Once upon a time" -n 4 --ignore-eos --json \
+		>"$TMP/$shape.json" 2>"$TMP/run.err" || fail "generate $shape: $(cat "$TMP/run.err")"
+done
+expect_line "^  phi3\.rope\.scaling\.original_context_length +uint32 +256$" "$TMP/tiny-phi3.txt"
+expect_line "^  rope_factors_long\.weight +f32 +12 " "$TMP/tiny-phi3.txt"
+expect_line "^  granite\.logit_scale +float32 +8$" "$TMP/tiny-granite.txt"
+expect_line "^  qwen3moe\.expert_used_count +uint32 +4$" "$TMP/tiny-qwen3moe.txt"
 
 # deterministic per seed, different across seeds
 "$GEN" --shape tiny --type q4_0 --vocab-from "$VOCAB" --out "$TMP/a.gguf" --seed 7 2>/dev/null

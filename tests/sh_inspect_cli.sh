@@ -79,6 +79,37 @@ check_json '[.tensors[] | select(.name == "blk.0.attn_k.weight")][0].shape' '[64
 check_json '[.tensors[].bytes] | add' '1171200'
 check_json '.summary' '{"tensors":48,"params":292800,"bytes_by_type":{"f32":1171200}}'
 
+# ---- whether docket can run it ----
+expect_line '^can run +yes$' "$TMP/out.txt"
+check_json '.can_run' 'true'
+check_json '.why_not' 'null'
+if [ -f "$PHI" ]; then # a vocabulary-only file: no weights
+	expect_line "^can run +no — missing tensor 'token_embd\\.weight'$" "$TMP/phi.txt"
+fi
+FALCON="$SHARED/vocab/ggml-vocab-falcon.gguf"
+if [ -f "$FALCON" ]; then # an architecture docket lacks
+	"$DOCKET" inspect "$FALCON" >"$TMP/falcon.txt" || fail "inspect falcon vocab failed"
+	expect_line "^can run +no — architecture 'falcon' is not supported \\(llama, " "$TMP/falcon.txt"
+	"$DOCKET" inspect --json "$FALCON" |
+		jq -e '.can_run == false and (.why_not | test("architecture .falcon."))' >/dev/null ||
+		fail "json can_run of the falcon vocab"
+fi
+# the same model with output_norm.weight's type byte set to f16: a tensor type
+# docket does not run there (the norms must be f32)
+python3 - "$MODEL" "$TMP/f16norm.gguf" <<'PY'
+import struct, sys
+b = bytearray(open(sys.argv[1], "rb").read())
+name = b"output_norm.weight"
+i = b.index(struct.pack("<Q", len(name)) + name) + 8 + len(name)
+nd = struct.unpack_from("<I", b, i)[0]
+struct.pack_into("<I", b, i + 4 + 8 * nd, 1)
+open(sys.argv[2], "wb").write(b)
+PY
+"$DOCKET" inspect "$TMP/f16norm.gguf" >"$TMP/f16norm.txt" 2>&1 || fail "inspect f16norm: $(cat "$TMP/f16norm.txt")"
+expect_line "^can run +no — tensor 'output_norm\.weight' has type f16, which is not supported there$" \
+	"$TMP/f16norm.txt"
+expect_line '^  output_norm\.weight +f16 +64 ' "$TMP/f16norm.txt"
+
 # ---- errors: one line on stderr, exit 3 ----
 head -c 5000 "$MODEL" >"$TMP/trunc.gguf"
 "$DOCKET" inspect "$TMP/trunc.gguf" >"$TMP/o" 2>"$TMP/e"

@@ -253,9 +253,143 @@ static void test_widened(void **state)
 		}
 }
 
+
+/* A sliding window (keys below lo left out): every level gives the
+ * reference's bits; shifting the blocks by whole blocks (lo and n with
+ * them) changes nothing; the multi-token kernels with a window per token
+ * equal each token alone; and the reference is the softmax over the
+ * window, computed here in double. */
+static void test_window(void **state)
+{
+	(void)state;
+	bool simd = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+		    __builtin_cpu_supports("f16c");
+	bool avx512 = simd && dk_quant_level() >= DK_KERNELS_AVX512;
+	const int32_t hd = 64, n = 300, G = 2, nb = (n + DK_KV_BLOCK - 1) / DK_KV_BLOCK;
+	const int32_t los[] = {0, 1, 5, 15, 16, 17, 40, 123, 298, 299};
+	for (size_t es = 2; es <= 4; es += 2) {
+		size_t rowb = (size_t)hd * es, blockb = 2 * DK_KV_BLOCK * rowb;
+		uint8_t *mem = malloc((size_t)nb * blockb);
+		uint8_t **blocks = malloc((size_t)nb * sizeof *blocks);
+		for (int32_t b = 0; b < nb; b++)
+			blocks[b] = mem + (size_t)((b * 5) % nb) * blockb;
+		for (size_t i = 0; i < (size_t)nb * blockb / es; i++) {
+			float x = frand() * 3.0f;
+			if (es == 2)
+				((uint16_t *)mem)[i] = dk_fp32_to_fp16(x);
+			else
+				((float *)mem)[i] = x;
+		}
+		stale_slots(blocks[nb - 1], n % DK_KV_BLOCK, es, (size_t)hd, rowb);
+		const dk_attn_fn ref = es == 2 ? dk_attn_f16_ref : dk_attn_f32_ref;
+		const struct { dk_attn_fn fn; bool ok; } lv[] = {
+			{es == 2 ? dk_attn_f16_avx2 : dk_attn_f32_avx2, simd},
+			{es == 2 ? dk_attn_f16_avx512 : dk_attn_f32_avx512, avx512},
+		};
+		float *q = malloc((size_t)G * hd * 4), *o1 = malloc((size_t)G * hd * 4),
+		      *o2 = malloc((size_t)G * hd * 4);
+		float *sc = malloc((size_t)G * ((size_t)n + 4 * (size_t)hd) * 4);
+		for (int32_t i = 0; i < G * hd; i++)
+			q[i] = frand();
+		for (size_t k = 0; k < sizeof los / sizeof los[0]; k++) {
+			const int32_t lo = los[k];
+			struct dk_attn_args a = {.q = q, .out = o1, .nq = G, .hd = hd, .n = n, .lo = lo,
+						 .scale = 0.125f, .blocks = blocks, .k_off = 0,
+						 .v_off = DK_KV_BLOCK * rowb, .row_bytes = rowb, .scratch = sc};
+			ref(&a);
+			/* the softmax over keys lo..n-1, in double */
+			for (int32_t g = 0; g < G; g++) {
+				double s[300], mx = -INFINITY, sum = 0;
+				for (int32_t j = lo; j < n; j++) {
+					const uint8_t *kt = blocks[j / DK_KV_BLOCK] + (size_t)(j % DK_KV_BLOCK) * es;
+					double d = 0;
+					for (int32_t i = 0; i < hd; i++) {
+						size_t e = (size_t)i * DK_KV_BLOCK;
+						double kv = es == 2 ? dk_fp16_to_fp32(((const uint16_t *)kt)[e])
+								    : ((const float *)kt)[e];
+						d += (double)q[g * hd + i] * kv;
+					}
+					s[j] = d * 0.125;
+					mx = s[j] > mx ? s[j] : mx;
+				}
+				for (int32_t j = lo; j < n; j++)
+					sum += s[j] = exp(s[j] - mx);
+				for (int32_t i = 0; i < hd; i++) {
+					double o = 0;
+					for (int32_t j = lo; j < n; j++) {
+						const uint8_t *v = blocks[j / DK_KV_BLOCK] + DK_KV_BLOCK * rowb +
+								   (size_t)(j % DK_KV_BLOCK) * rowb;
+						double vv = es == 2 ? dk_fp16_to_fp32(((const uint16_t *)v)[i])
+								    : ((const float *)v)[i];
+						o += s[j] / sum * vv;
+					}
+					if (fabs(o - o1[g * hd + i]) > 1e-5 * (1 + fabs(o)))
+						fail_msg("esize %zu lo %d: out[%d][%d] %g, softmax over the window %g",
+							 es, lo, g, i, o1[g * hd + i], o);
+				}
+			}
+			for (size_t l = 0; l < 2; l++) {
+				if (!lv[l].ok)
+					continue;
+				a.out = o2;
+				lv[l].fn(&a);
+				if (memcmp(o1, o2, (size_t)G * hd * 4))
+					fail_msg("esize %zu lo %d: level %zu differs from the reference", es, lo,
+						 l + 1);
+			}
+			/* whole blocks dropped from the front: the same bits */
+			const int32_t b0 = lo / DK_KV_BLOCK;
+			dk_attn_fn fns[3] = {ref, lv[0].ok ? lv[0].fn : ref, lv[1].ok ? lv[1].fn : ref};
+			for (int f = 0; f < 3; f++) {
+				struct dk_attn_args sh = a;
+				sh.blocks = blocks + b0;
+				sh.n = n - b0 * DK_KV_BLOCK;
+				sh.lo = lo - b0 * DK_KV_BLOCK;
+				sh.out = o2;
+				fns[f](&sh);
+				if (memcmp(o1, o2, (size_t)G * hd * 4))
+					fail_msg("esize %zu lo %d: shifted by %d blocks differs", es, lo, b0);
+			}
+		}
+		/* a run of tokens, each with its own window */
+		enum { NT = 7 };
+		const int32_t W = 37;
+		int32_t nk[NT], lo[NT];
+		float *qm = malloc((size_t)NT * G * hd * 4), *om = malloc((size_t)NT * G * hd * 4),
+		      *oe = malloc((size_t)NT * G * hd * 4);
+		float *sm = malloc(DK_ATTN_MULTI_SCRATCH(NT, G, hd, n) * 4);
+		for (int32_t i = 0; i < NT * G * hd; i++)
+			qm[i] = frand();
+		for (int32_t t = 0; t < NT; t++) {
+			nk[t] = n - NT + 1 + t;
+			lo[t] = nk[t] - W;
+		}
+		dk_attn_fn one = dk_attn_kernel(es, hd);
+		for (int32_t t = 0; t < NT; t++) {
+			struct dk_attn_args a = {.q = qm + (size_t)t * G * hd, .out = oe + (size_t)t * G * hd,
+						 .nq = G, .hd = hd, .n = nk[t], .lo = lo[t], .scale = 0.125f,
+						 .blocks = blocks, .k_off = 0, .v_off = DK_KV_BLOCK * rowb,
+						 .row_bytes = rowb, .scratch = sc};
+			one(&a);
+		}
+		struct dk_attn_multi_args ma = {
+			.a = {.q = qm, .out = om, .nq = G, .hd = hd, .scale = 0.125f, .blocks = blocks,
+			      .k_off = 0, .v_off = DK_KV_BLOCK * rowb, .row_bytes = rowb, .scratch = sm},
+			.nt = NT, .nk = nk, .lo = lo, .q_stride = (size_t)G * hd,
+			.out_stride = (size_t)G * hd};
+		memset(om, 0xff, (size_t)NT * G * hd * 4);
+		dk_attn_multi_kernel(es, hd)(&ma);
+		if (memcmp(om, oe, (size_t)NT * G * hd * 4))
+			fail_msg("esize %zu: multi-token kernel with windows differs from one at a time", es);
+		free(qm); free(om); free(oe); free(sm);
+		free(q); free(o1); free(o2); free(sc);
+		free(mem); free(blocks);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {cmocka_unit_test(test_kernels), cmocka_unit_test(test_groups),
-					   cmocka_unit_test(test_widened)};
+					   cmocka_unit_test(test_widened), cmocka_unit_test(test_window)};
 	return dk_test_run_group(tests, NULL, NULL);
 }

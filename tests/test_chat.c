@@ -102,6 +102,30 @@ static const char T_GEMMA[] =
 	"'<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}"
 	"{{'<start_of_turn>model\n'}}{% endif %}";
 
+/* Phi-4-mini-instruct: no newline after the role tags */
+static const char T_PHI4[] =
+	"{% for message in messages %}{% if message['role'] == 'system' and 'tools' in message and "
+	"message['tools'] is not none %}{{ '<|' + message['role'] + '|>' + message['content'] + "
+	"'<|tool|>' + message['tools'] + '<|/tool|>' + '<|end|>' }}{% else %}{{ '<|' + "
+	"message['role'] + '|>' + message['content'] + '<|end|>' }}{% endif %}{% endfor %}{% if "
+	"add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% endif %}";
+
+/* granite-3.3-2b-instruct, its message loop (the default system turn it
+ * builds before is dated, see chat.h) */
+static const char T_GRANITE[] =
+	"{%- for message in loop_messages %}\n     {{- '<|start_of_role|>' + message['role'] + "
+	"'<|end_of_role|>' + message['content'] + '<|end_of_text|>\n' }}\n     {%- if loop.last "
+	"and add_generation_prompt %}\n         {{- '<|start_of_role|>assistant' }}\n"
+	"{%- if controls %}{{- ' ' + controls | tojson()}}{%- endif %}\n"
+	"{{- '<|end_of_role|>' }}\n     {%- endif %}\n {%- endfor %}";
+
+/* Qwen3-0.6B, its end: ChatML with an optional empty think block */
+static const char T_QWEN3[] =
+	"{%- for message in messages %}{{- '<|im_start|>' + message.role + '\n' + message.content + "
+	"'<|im_end|>' + '\n' }}{%- endfor %}{%- if add_generation_prompt %}\n    {{- "
+	"'<|im_start|>assistant\n' }}\n    {%- if enable_thinking is defined and enable_thinking "
+	"is false %}\n        {{- '<think>\n\n</think>\n\n' }}\n    {%- endif %}\n{%- endif %}";
+
 /* Command-R (not a family we render) and a plain Alpaca-style text */
 static const char T_COMMANDR[] =
 	"{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}"
@@ -123,6 +147,9 @@ static void test_detect(void **state)
 	assert_int_equal(dk_chat_detect(T_PHI3), DK_CHAT_PHI3);
 	assert_int_equal(dk_chat_detect(T_ZEPHYR), DK_CHAT_ZEPHYR);
 	assert_int_equal(dk_chat_detect(T_GEMMA), DK_CHAT_GEMMA);
+	assert_int_equal(dk_chat_detect(T_PHI4), DK_CHAT_PHI4);
+	assert_int_equal(dk_chat_detect(T_GRANITE), DK_CHAT_GRANITE);
+	assert_int_equal(dk_chat_detect(T_QWEN3), DK_CHAT_CHATML);
 	assert_int_equal(dk_chat_detect(T_COMMANDR), DK_CHAT_UNKNOWN);
 	assert_int_equal(dk_chat_detect(T_ALPACA), DK_CHAT_UNKNOWN);
 	assert_int_equal(dk_chat_detect(""), DK_CHAT_UNKNOWN);
@@ -160,8 +187,8 @@ static void test_detect_style(void **state)
 static void test_names(void **state)
 {
 	(void)state;
-	const char *names[] = {"chatml", "llama2", "llama3", "mistral",
-			       "phi3",   "gemma",  "zephyr", "raw"};
+	const char *names[] = {"chatml", "llama2", "llama3", "mistral", "phi3",
+			       "phi4",   "gemma",  "zephyr", "granite", "raw"};
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
 		enum dk_chat_family f = dk_chat_family_by_name(names[i]);
 		assert_int_not_equal(f, DK_CHAT_UNKNOWN);
@@ -308,6 +335,28 @@ static void test_render_phi3_zephyr(void **state)
 	expect(DK_CHAT_ZEPHYR, U, 1, false, &o, "<|user|>\nWhat is 2+2?<|endoftext|>\n");
 }
 
+static void test_render_phi4_granite(void **state)
+{
+	(void)state;
+	expect(DK_CHAT_PHI4, SU, 2, true, NULL,
+	       "<|system|>You are terse.<|end|><|user|>Hi there<|end|><|assistant|>");
+	expect(DK_CHAT_PHI4, MT, 3, true, NULL,
+	       "<|user|>Hello<|end|><|assistant|>Hi! How can I help?<|end|><|user|>Tell a "
+	       "joke<|end|><|assistant|>");
+	expect(DK_CHAT_PHI4, U, 1, false, NULL, "<|user|>What is 2+2?<|end|>");
+	expect(DK_CHAT_GRANITE, SU, 2, true, NULL,
+	       "<|start_of_role|>system<|end_of_role|>You are terse.<|end_of_text|>\n"
+	       "<|start_of_role|>user<|end_of_role|>Hi there<|end_of_text|>\n"
+	       "<|start_of_role|>assistant<|end_of_role|>");
+	expect(DK_CHAT_GRANITE, MT, 3, false, NULL,
+	       "<|start_of_role|>user<|end_of_role|>Hello<|end_of_text|>\n"
+	       "<|start_of_role|>assistant<|end_of_role|>Hi! How can I help?<|end_of_text|>\n"
+	       "<|start_of_role|>user<|end_of_role|>Tell a joke<|end_of_text|>\n");
+	/* Qwen3 with thinking on (its default) is plain ChatML */
+	expect(DK_CHAT_CHATML, U, 1, true, NULL,
+	       "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n");
+}
+
 static void test_render_gemma(void **state)
 {
 	(void)state;
@@ -413,6 +462,7 @@ int main(void)
 		cmocka_unit_test(test_render_llama2),
 		cmocka_unit_test(test_render_mistral),
 		cmocka_unit_test(test_render_phi3_zephyr),
+		cmocka_unit_test(test_render_phi4_granite),
 		cmocka_unit_test(test_render_gemma),
 		cmocka_unit_test(test_render_raw_and_errors),
 		cmocka_unit_test(test_real_templates),

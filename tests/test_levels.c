@@ -3,9 +3,11 @@
  * tokens through DOCKET_KERNELS=ref, avx2 and avx512 (each level this CPU
  * has) give the same greedy tokens and the same full logits vectors, bit
  * for bit, on stories260K (F32), llama-2-tiny-random (F16) and the default
- * model (Q4_1 + Q8_0): a long prompt in one call (the packed int8 path at
- * AVX-512), a single sequence decoding, and several sequences prefilled
- * and decoded in shared batches, with an F16 and an F32 KV cache.
+ * model (Q4_1 + Q8_0), and tiny random models with rows of whole K super-
+ * blocks in each of Q2_K..Q6_K, Q5_0 and Q5_1 (written by bench_gen_gguf):
+ * a long prompt in one call (the packed int8 path at AVX-512), a single
+ * sequence decoding, and several sequences prefilled and decoded in shared
+ * batches, with an F16 and an F32 KV cache.
  *
  * The level is chosen once per process, so each level runs in a child
  * (this executable re-run with --child) that writes its tokens and logits
@@ -264,6 +266,47 @@ static void test_default_model(void **state)
 	check_model(dk_test_default_model());
 }
 
+/* Q2_K..Q6_K, Q5_0, Q5_1: every matrix of the tiny-k shape in that type */
+static void test_k_formats(void **state)
+{
+	(void)state;
+	const char *bd = getenv("DK_BUILD_DIR");
+	char gen[4200];
+	snprintf(gen, sizeof gen, "%s/bench/bench_gen_gguf", bd ? bd : ".");
+	if (!bd || access(gen, X_OK)) {
+		if (in_ci())
+			fail_msg("%s not built (CI=true: fails)", gen);
+		print_message("%s not built: skipped\n", gen);
+		skipped_any = true;
+		skip();
+	}
+	const char *vocab = dk_test_shared("models/stories260K.gguf");
+	if (!vocab || access(vocab, R_OK)) {
+		if (in_ci())
+			fail_msg("stories260K missing (CI=true: fails)");
+		print_message("stories260K not present: skipped\n");
+		skipped_any = true;
+		skip();
+	}
+	static const char *const types[] = { "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "q5_0", "q5_1" };
+	char *dir = dk_test_tmpdir();
+	for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+		char model[4300], cmd[13000];
+		snprintf(model, sizeof model, "%s/tiny-k-%s.gguf", dir, types[i]);
+		snprintf(cmd, sizeof cmd, "'%s' --shape tiny-k --type %s --vocab-from '%s' --out '%s' 2>&1",
+			 gen, types[i], vocab, model);
+		char *out = NULL;
+		int rc = dk_test_run(cmd, &out);
+		if (rc != 0)
+			fail_msg("%s: exit %d: %s", cmd, rc, out ? out : "");
+		free(out);
+		check_model(model);
+		unlink(model);
+	}
+	rmdir(dir);
+	free(dir);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 5 && !strcmp(argv[1], "--child"))
@@ -276,6 +319,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_stories260k),
 		cmocka_unit_test(test_llama_tiny_f16),
 		cmocka_unit_test(test_default_model),
+		cmocka_unit_test(test_k_formats),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	if (rc == 0 && skipped_any) {

@@ -20,14 +20,17 @@
 #include "testrng.h"
 #include "testutil.h"
 
-static const enum dk_ttype gemm_types[] = { DK_TYPE_Q4_0, DK_TYPE_Q4_1, DK_TYPE_Q8_0 };
+static const enum dk_ttype gemm_types[] = { DK_TYPE_Q4_0, DK_TYPE_Q4_1, DK_TYPE_Q5_0,
+					    DK_TYPE_Q5_1, DK_TYPE_Q8_0, DK_TYPE_Q2_K,
+					    DK_TYPE_Q3_K, DK_TYPE_Q4_K, DK_TYPE_Q5_K,
+					    DK_TYPE_Q6_K };
 static const int32_t Ts[] = { 1, 2, 3, 4, 5, 7, 8, 13, 16, 17, 24, 32, 33 };
 static const int64_t Rs[] = { 1, 3, 5, 16, 17, 64 };
 static const int64_t Ks[] = { 32, 96, 576 }; /* 1, 3 (odd) and 18 blocks */
+static const int64_t Ks_k[] = { 256, 768, 1536 }; /* K formats: 1, 3 and 6 */
 
 #define MAXR 64
 #define MAXT 33
-#define MAXK 576
 #define PAD 3 /* extra floats per output row, must stay untouched */
 
 struct fixture {
@@ -39,9 +42,33 @@ struct fixture {
 	float *x;   /* T x k float activations */
 };
 
+static bool is_k(enum dk_ttype t)
+{
+	return dk_ttype_block(t) == 256;
+}
+
+/* where a block keeps its fp16 d (dmin follows for Q2_K, Q4_K, Q5_K;
+ * m follows for Q4_1, Q5_1) */
+static size_t d_pos(enum dk_ttype t, size_t bb)
+{
+	switch (t) {
+	case DK_TYPE_Q2_K: return bb - 4;
+	case DK_TYPE_Q3_K:
+	case DK_TYPE_Q6_K: return bb - 2;
+	default: return 0;
+	}
+}
+
+static bool has_second(enum dk_ttype t)
+{
+	return t == DK_TYPE_Q4_1 || t == DK_TYPE_Q5_1 || t == DK_TYPE_Q2_K || t == DK_TYPE_Q4_K ||
+	       t == DK_TYPE_Q5_K;
+}
+
 /* nrows quantised rows; a few rows get raw random bytes (extreme quants,
- * Q8_0's -128) with a sane scale, and one activation row is all zeros so
- * that -0 sums are exercised */
+ * Q8_0's -128, every scale and min) with a sane scale, and one activation
+ * row is all zeros so that -0 sums are exercised; for K formats another
+ * gets raw random quants (-128 included) with its bsums recomputed */
 static void make(struct fixture *f, enum dk_ttype t, int64_t k, uint64_t seed)
 {
 	rng_seed(seed);
@@ -64,13 +91,13 @@ static void make(struct fixture *f, enum dk_ttype t, int64_t k, uint64_t seed)
 			for (size_t b = 0; b < f->wrow; b++)
 				wr[b] = (uint8_t)rng_u32();
 			/* fix the fp16 scale (and min) of every block to small normals */
-			size_t bb = f->tr->bytes;
+			size_t bb = f->tr->bytes, dp = d_pos(t, bb);
 			for (size_t o = 0; o < f->wrow; o += bb) {
 				uint16_t d = dk_fp32_to_fp16(0.01f * rng_unif());
-				memcpy(wr + o, &d, 2);
-				if (t == DK_TYPE_Q4_1) {
+				memcpy(wr + o + dp, &d, 2);
+				if (has_second(t)) {
 					uint16_t m = dk_fp32_to_fp16(-0.05f * rng_unif());
-					memcpy(wr + o + 2, &m, 2);
+					memcpy(wr + o + dp + 2, &m, 2);
 				}
 			}
 		} else {
@@ -85,6 +112,21 @@ static void make(struct fixture *f, enum dk_ttype t, int64_t k, uint64_t seed)
 		else
 			fill(xj, k, 1.0f);
 		f->dt->from_float(xj, f->xq + (size_t)j * f->xrow, k);
+		if (is_k(t) && j == 5) {
+			/* struct dk_block_q8_k: float d, 256 quants, 16 int16 bsums */
+			for (int64_t b = 0; b < k / 256; b++) {
+				uint8_t *blk = f->xq + (size_t)j * f->xrow + (size_t)b * 292;
+				int8_t *qs = (int8_t *)(blk + 4);
+				for (int e = 0; e < 256; e++)
+					qs[e] = (int8_t)rng_u32();
+				for (int m = 0; m < 16; m++) {
+					int16_t s = 0;
+					for (int e = 0; e < 16; e++)
+						s = (int16_t)(s + qs[16 * m + e]);
+					memcpy(blk + 260 + 2 * m, &s, 2);
+				}
+			}
+		}
 	}
 	free(row);
 }
@@ -121,7 +163,8 @@ static void test_pack_bit_identical(void **state)
 	for (size_t ti = 0; ti < sizeof gemm_types / sizeof gemm_types[0]; ti++) {
 		for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++) {
 			struct fixture f;
-			make(&f, gemm_types[ti], Ks[ki], 1000 + ti * 10 + ki);
+			int64_t k = is_k(gemm_types[ti]) ? Ks_k[ki] : Ks[ki];
+			make(&f, gemm_types[ti], k, 1000 + ti * 10 + ki);
 			for (size_t b = 0; b < sizeof Rs / sizeof Rs[0]; b++) {
 				int64_t R = Rs[b], ldy = R + PAD;
 				struct dk_pack *p = dk_pack_new(f.type, f.w, f.wrow, f.k, R);
@@ -172,7 +215,7 @@ static void test_pack_zero_column(void **state)
 	(void)state;
 	for (size_t ti = 0; ti < sizeof gemm_types / sizeof gemm_types[0]; ti++) {
 		struct fixture f;
-		make(&f, gemm_types[ti], 96, 77 + ti);
+		make(&f, gemm_types[ti], is_k(gemm_types[ti]) ? 512 : 96, 77 + ti);
 		struct dk_pack *p = dk_pack_new(f.type, f.w, f.wrow, f.k, 17);
 		assert_non_null(p);
 		float y[4 * 17];
@@ -192,16 +235,20 @@ static void test_pack_refuses(void **state)
 	(void)state;
 	uint8_t w[64] = { 0 };
 	/* types without a packed layout, and shapes the layout cannot hold */
-	assert_null(dk_pack_new(DK_TYPE_Q6_K, w, 0, 256, 1));
+	assert_null(dk_pack_new(DK_TYPE_F16, w, 64, 32, 1));
 	assert_null(dk_pack_new(DK_TYPE_F32, w, 128, 32, 1));
+	assert_null(dk_pack_new(DK_TYPE_Q8_K, w, 292, 256, 1));
 	assert_null(dk_pack_new(DK_TYPE_Q4_0, w, 18, 48, 1));
 	assert_null(dk_pack_new(DK_TYPE_Q4_0, w, 18, 32, 0));
-	assert_false(dk_pack_supported(DK_TYPE_Q6_K));
+	assert_null(dk_pack_new(DK_TYPE_Q6_K, w, 210, 128, 1));
+	assert_false(dk_pack_supported(DK_TYPE_F16));
 	assert_false(dk_pack_supported(DK_TYPE_Q8_1));
+	assert_false(dk_pack_supported(DK_TYPE_Q8_K));
 	bool avx512 = dk_quant_level() == DK_KERNELS_AVX512;
-	assert_true(dk_pack_supported(DK_TYPE_Q4_0) == avx512);
-	assert_true(dk_pack_supported(DK_TYPE_Q4_1) == avx512);
-	assert_true(dk_pack_supported(DK_TYPE_Q8_0) == avx512);
+	for (size_t ti = 0; ti < sizeof gemm_types / sizeof gemm_types[0]; ti++) {
+		assert_true(dk_pack_has_layout(gemm_types[ti]));
+		assert_true(dk_pack_supported(gemm_types[ti]) == avx512);
+	}
 }
 
 /* DOCKET_KERNELS=ref: the level is read once per process, so ask a child

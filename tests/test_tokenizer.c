@@ -218,6 +218,73 @@ static void test_vectors_all_vocabs(void **state)
 	assert_int_equal(total_fail, 0);
 }
 
+/* GPT-4o's pre-tokenizer (Phi-4-mini, Llama 4), which no shared vocabulary
+ * uses: the llama-bpe vocabulary with tokenizer.ggml.pre set to "gpt-4o"
+ * (spliced in memory), on llama-bpe's inputs; the expected ids are
+ * llama.cpp's for that same file (tests/data/vocab, made as the shared
+ * .out files are: no BOS, no special-token parsing). */
+static void test_gpt4o_pretokenizer(void **state)
+{
+	(void)state;
+	const char *path = dk_test_shared("vocab/ggml-vocab-llama-bpe.gguf");
+	size_t n;
+	char *d = dk_test_read_file(path, &n);
+	assert_non_null(d);
+	/* key length, key, type 8 (string), length 9, "llama-bpe" */
+	static const char key[] = "tokenizer.ggml.pre";
+	char pat[64];
+	size_t kl = sizeof key - 1, at = 0;
+	uint64_t kl64 = kl, vl = 9, nl = 6;
+	uint32_t ty = 8;
+	memcpy(pat, &kl64, 8);
+	memcpy(pat + 8, key, kl);
+	memcpy(pat + 8 + kl, &ty, 4);
+	memcpy(pat + 12 + kl, &vl, 8);
+	memcpy(pat + 20 + kl, "llama-bpe", 9);
+	size_t pl = 29 + kl;
+	for (at = 0; at + pl <= n && memcmp(d + at, pat, pl); at++)
+		;
+	assert_true(at + pl <= n);
+	size_t vo = at + 12 + kl;
+	memcpy(d + vo, &nl, 8);
+	memcpy(d + vo + 8, "gpt-4o", 6);
+	memmove(d + vo + 14, d + vo + 17, n - (vo + 17));
+	struct loaded l = {0};
+	assert_int_equal(dk_gguf_open_memory(&l.g, d, n - 3, "gpt-4o vocab"), DK_OK);
+	if (dk_tokenizer_new(&l.t, l.g) != DK_OK)
+		fail_msg("%s", dk_tokenizer_error(l.t));
+	static const char *const kinds[2] = {"", ".real"};
+	for (int k = 0; k < 2; k++) {
+		char inp[4200], outp[4200];
+		snprintf(inp, sizeof inp, "%s%s.inp", path, kinds[k]);
+		snprintf(outp, sizeof outp, "%s", dk_test_src(k ? "tests/data/vocab/gpt-4o-on-llama-bpe.real.out"
+							     : "tests/data/vocab/gpt-4o-on-llama-bpe.out"));
+		struct vectors v;
+		if (vectors_read(inp, outp, &v))
+			fail_msg("missing vectors %s", outp);
+		assert_true(v.n > 0);
+		int bad = 0;
+		for (int i = 0; i < v.n; i++) {
+			int nt;
+			dk_token *ids = tok_all(l.t, v.text[i], v.len[i], false, false, &nt);
+			bool ok = nt == v.nids[i];
+			for (int j = 0; ok && j < nt; j++)
+				ok = ids[j] == v.ids[i][j];
+			if (!ok) {
+				fprintf(stderr, "MISMATCH gpt-4o%s input %d: got %d ids, want %d\n", kinds[k],
+					i, nt, v.nids[i]);
+				bad++;
+			}
+			free(ids);
+		}
+		printf("gpt-4o on llama-bpe %-6s %d/%d\n", k ? "real" : "llama", v.n - bad, v.n);
+		vectors_free(&v);
+		assert_int_equal(bad, 0);
+	}
+	unload(&l);
+	free(d);
+}
+
 /* detokenize(tokenize(x)) == x (SPM: with the prefix space it adds). */
 static void test_roundtrip(void **state)
 {
@@ -878,6 +945,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_vectors_all_vocabs),
 		cmocka_unit_test(test_roundtrip),
+		cmocka_unit_test(test_gpt4o_pretokenizer),
 		cmocka_unit_test(test_greedy_prompt_ids),
 		cmocka_unit_test(test_perplexity_tokens),
 		cmocka_unit_test(test_spm_basics),

@@ -281,12 +281,56 @@ static void test_argmax_matches_ref(void **state)
 	free(x);
 }
 
+
+/* tanh against libm's in double: within one float ulp everywhere */
+static void test_tanh_ref(void **state)
+{
+	(void)state;
+	for (int i = -40000; i <= 40000; i++) {
+		float x = (float)i * 0.00073f;
+		if (i % 97 == 0)
+			x = ldexpf(1.0f + (float)(i % 13) / 13.0f, i / 1000); /* tiny and huge */
+		double want = tanh((double)x);
+		float got = dk_vec_tanh_ref(x);
+		if (fabs((double)got - want) > ldexp(1.0, -23) * fabs(want) + 1e-45)
+			fail_msg("tanh(%a) = %a, libm %a", x, got, want);
+	}
+	assert_true(dk_vec_tanh_ref(30.0f) == 1.0f && dk_vec_tanh_ref(-30.0f) == -1.0f);
+	assert_true(dk_vec_tanh_ref(0.0f) == 0.0f);
+}
+
+/* GeGLU: the cut-offs at -10 and 10, and inside them the fp16 lookup
+ * (values from the formula in double, rounded to fp16, then times u) */
+static void test_geglu_ref_values(void **state)
+{
+	(void)state;
+	float g[] = {-12.0f, -10.0f, 10.0f, 11.0f, 1.0f, -1.0f, 0.5f, 2.0f, 3.1f, -0.0f};
+	float u[] = {2.0f, 2.0f, 0.5f, -1.0f, 1.0f, 3.0f, -2.0f, 1.0f, 0.25f, 7.0f};
+	enum { NG = sizeof g / sizeof g[0] };
+	float y[NG];
+	memcpy(y, g, sizeof g);
+	dk_vec_geglu_ref(y, u, NG);
+	assert_true(y[0] == 0.0f && y[1] == 0.0f);
+	assert_true(y[2] == 5.0f && y[3] == -11.0f);
+	for (int i = 4; i < NG; i++) {
+		double x = dk_fp16_to_fp32(dk_fp32_to_fp16(g[i]));
+		double ge = 0.5 * x * (1 + tanh(0.7978845608028654 * x * (1 + 0.044715 * x * x)));
+		float want = dk_fp16_to_fp32(dk_fp32_to_fp16((float)ge)) * u[i];
+		if (y[i] != want)
+			fail_msg("geglu(%g, %g) = %a, want %a", g[i], u[i], y[i], want);
+	}
+	/* gelu(1) = 0.8411920, whose nearest fp16 is 0.8413086 */
+	assert_true(fabsf(y[4] - 0.8413086f) < 1e-7f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_swiglu_matches_ref),
 		cmocka_unit_test(test_swiglu_split_invariant),
 		cmocka_unit_test(test_swiglu_ref_values),
+		cmocka_unit_test(test_tanh_ref),
+		cmocka_unit_test(test_geglu_ref_values),
 		cmocka_unit_test(test_exp_ref_accuracy),
 		cmocka_unit_test(test_sincos_pow_ref),
 		cmocka_unit_test(test_rope_matches_ref),

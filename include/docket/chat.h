@@ -20,6 +20,8 @@ enum dk_chat_family {
 	DK_CHAT_GEMMA,    /* <start_of_turn>user\n...<end_of_turn>\n */
 	DK_CHAT_ZEPHYR,   /* <|user|>\n...</s>\n<|assistant|>\n */
 	DK_CHAT_RAW,      /* no template: contents concatenated */
+	DK_CHAT_GRANITE,  /* <|start_of_role|>user<|end_of_role|>...<|end_of_text|>\n */
+	DK_CHAT_PHI4,     /* <|user|>...<|end|><|assistant|>  (Phi-4-mini: no newlines) */
 };
 
 struct dk_chat_msg {
@@ -29,8 +31,9 @@ struct dk_chat_msg {
 
 /* Family of a Jinja template text (NULL → DK_CHAT_UNKNOWN). */
 enum dk_chat_family dk_chat_detect(const char *tmpl);
-/* Family by name ("chatml", "llama2", "llama3", "mistral", "phi3", "gemma",
- * "zephyr", "raw"); DK_CHAT_UNKNOWN if the name is not known. */
+/* Family by name ("chatml", "llama2", "llama3", "mistral", "phi3", "phi4",
+ * "gemma", "zephyr", "granite", "raw"); DK_CHAT_UNKNOWN if the name is not
+ * known. */
 enum dk_chat_family dk_chat_family_by_name(const char *name);
 const char *dk_chat_family_name(enum dk_chat_family f);
 
@@ -54,7 +57,14 @@ char *dk_chat_render(enum dk_chat_family f, const struct dk_chat_msg *msgs, size
  *   mistral  [BOS][INST] S\n\nU [/INST]A</s>[INST] U2 [/INST]
  *            (the template has no system role: it joins the next user turn)
  *   phi3     [BOS]<|system|>\nS<|end|>\n<|user|>\nU<|end|>\n<|assistant|>\n
+ *   phi4     <|system|>S<|end|><|user|>U<|end|><|assistant|>
  *   zephyr   <|system|>\nS</s>\n<|user|>\nU</s>\n<|assistant|>\n
+ *   granite  <|start_of_role|>system<|end_of_role|>S<|end_of_text|>\n
+ *            <|start_of_role|>user<|end_of_role|>U<|end_of_text|>\n
+ *            <|start_of_role|>assistant<|end_of_role|>
+ *            (Granite's template writes a dated default system turn when
+ *            there is none; docket writes none: its records must not
+ *            depend on the day)
  *   gemma    [BOS]<start_of_turn>user\nS\n\nU<end_of_turn>\n<start_of_turn>model\n
  *            (no system role: it joins the next user turn; contents trimmed)
  *   raw      contents joined by "\n"

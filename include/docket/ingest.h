@@ -24,6 +24,7 @@
 #ifndef DOCKET_INGEST_H
 #define DOCKET_INGEST_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -181,5 +182,17 @@ enum dk_status dk_chunk_text(const char *text, size_t len, const char *doc_sha25
 
 /* The fast estimate used when count is NULL. */
 int dk_chunk_estimate_tokens(void *ud, const char *text, size_t len);
+
+/* The JSON shape of a document as `docket ls` and `docket chunk` print it:
+ * {"path", ["fs_path", "member"], "mime", "charset", "bytes", ["sha256"],
+ *  "action": "extract"|"skip", ["skip_reason", "detail"], ["format"],
+ *  ["text_bytes", "truncated"]}.  Names that are not UTF-8 are escaped
+ * (invalid sequences become U+FFFD).  New reference, NULL when out of memory. */
+json_t *dk_doc_to_json(const struct dk_doc *d);
+
+/* One chunk c of d: {"type": "chunk", "path", "doc_sha256", "id", "index",
+ * "count", "start", "end", "tokens", ["text"]}.  New reference, NULL when
+ * out of memory. */
+json_t *dk_chunk_to_json(const struct dk_doc *d, const struct dk_chunk *c, bool with_text);
 
 #endif

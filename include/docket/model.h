@@ -1,7 +1,7 @@
 /*
- * The inference engine: a llama-family transformer (architectures "llama"
- * and "qwen2") over a GGUF file, a KV cache holding many sequences, and a
- * batched decode.
+ * The inference engine: a llama-family transformer (architectures "llama",
+ * "qwen2", "qwen3", "qwen3moe", "phi3", "granite" and "gemma3") over a GGUF
+ * file, a KV cache holding many sequences, and a batched decode.
  *
  * Lifecycle:
  *   1. dk_model_load: map the weights (read-only, shared between processes),
@@ -36,7 +36,7 @@ struct dk_model;
 struct dk_ctx;
 
 struct dk_model_info {
-	char arch[32];         /* "llama" or "qwen2" */
+	char arch[32];         /* general.architecture: "llama", "qwen2", ... */
 	char name[128];        /* general.name, or the file's base name */
 	int32_t n_vocab;
 	int32_t n_ctx_train;
@@ -50,6 +50,18 @@ struct dk_model_info {
 	float rope_freq_base;
 	float rope_freq_scale; /* 1 / linear scaling factor */
 	float norm_eps;
+	int32_t n_expert;      /* routed experts per layer (0: a dense feed-forward) */
+	int32_t n_expert_used; /* experts each token goes through */
+	int32_t n_ff_exp;      /* feed-forward width of one expert */
+	int32_t n_ctx_orig;    /* rope: the context that short frequency factors are for */
+	float rope_attn_factor;/* rope: cos and sin are multiplied by this (1: none) */
+	float embd_scale;      /* token embeddings are multiplied by this (1: none) */
+	float residual_scale;  /* block outputs are multiplied by this before the residual add */
+	float attn_scale;      /* attention score scale: 1/sqrt(head_dim) unless the file says */
+	float logit_scale;     /* logits are divided by this (1: none) */
+	int32_t n_swa;         /* sliding window of the windowed layers, in positions (0: none) */
+	float rope_freq_base_swa;  /* the windowed layers' rope */
+	float rope_freq_scale_swa;
 	bool tied_output;      /* output projection shares token_embd */
 	enum dk_ttype wtype;   /* most common weight type (for display) */
 	uint64_t n_params;
@@ -65,6 +77,12 @@ struct dk_model_params dk_model_default_params(void);
 /* Loads path; *out set also on failure (read dk_model_error, then free). */
 enum dk_status dk_model_load(struct dk_model **out, const char *path,
 			     const struct dk_model_params *p);
+/* Whether docket can run the GGUF file at path: DK_OK, or DK_FATAL with
+ * the reason in why (e.g. "architecture 'xyz' is not supported (...)",
+ * "tensor '...' has type ..., which is not supported there").  Runs the
+ * load's checks of the hyper-parameters, tensors and tokenizer without
+ * hashing or repacking the weights. */
+enum dk_status dk_model_check(const char *path, char *why, size_t n);
 void dk_model_free(struct dk_model *m);
 const char *dk_model_error(const struct dk_model *m);
 

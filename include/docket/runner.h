@@ -32,10 +32,18 @@
 
 #include "docket/docket.h"
 #include "docket/ingest.h"
+#include "docket/model.h"
 #include "docket/pipeline.h"
 #include "docket/tokenizer.h"
 
 enum dk_out_format { DK_FORMAT_DOCKET, DK_FORMAT_OPENAI_BATCH };
+/* What to do with an output that is already there. */
+enum dk_out_mode {
+	DK_OUT_NEW,         /* refuse a non-empty existing output */
+	DK_OUT_OVERWRITE,   /* truncate whatever is there */
+	DK_OUT_RESUME,      /* continue: the configuration must match (unless force) */
+	DK_OUT_INCREMENTAL, /* append; documents with an ok record and unchanged are skipped */
+};
 /* AUTO: BAR on a terminal, else LOG (a timestamped line every interval). */
 enum dk_progress { DK_PROGRESS_AUTO, DK_PROGRESS_BAR, DK_PROGRESS_JSONL, DK_PROGRESS_NONE,
 		   DK_PROGRESS_LOG };
@@ -61,7 +69,7 @@ struct dk_runner_params {
 	const struct dk_pipeline *pipeline; /* borrowed; NULL for batch files */
 	const char *model_path;
 	const char *output;        /* "-" = stdout */
-	int mode;                  /* enum dk_out_mode (runner/output.h) */
+	enum dk_out_mode mode;
 	bool force;
 	enum dk_out_format format;
 	int shard_k, shard_n;      /* shard_n 0 = no sharding; 0 <= shard_k < shard_n */
@@ -132,6 +140,56 @@ enum dk_status dk_runner_run(const struct dk_runner_params *p, const char *const
  * p->pipeline is ignored; generation defaults come from each body. */
 enum dk_status dk_runner_batch(const struct dk_runner_params *p, const char *in_path,
 			       struct dk_runner_stats *stats, char *err, size_t n);
+
+/* What dk_runner_merge did: records written, records seen before (same id),
+ * records a later version supersedes, and torn or unreadable lines dropped
+ * (each with a warning on stderr). */
+struct dk_merge_stats {
+	uint64_t kept, repeated, superseded, dropped;
+};
+
+/* Combines the outputs of shards (`docket run --shard K/N`) or of
+ * --incremental runs into out: every record once (by id, first seen wins),
+ * less those another record supersedes.  Outputs whose records carry
+ * different settings hashes are refused, naming the settings that differ
+ * when the checkpoints are beside them.  out is written to a temporary file
+ * and renamed into place (0600 when any input is private), so it is never
+ * half-written.  DK_OK; DK_SKIP for a refusal (an input missing, different
+ * settings, out exists without overwrite, out among the inputs); DK_FATAL
+ * when writing fails.  The message is in err. */
+enum dk_status dk_runner_merge(const char *out, const char *const *inputs, size_t n_inputs,
+			       bool overwrite, struct dk_merge_stats *st, char *err, size_t n);
+
+/* The shared-prefix batch workload, run by the scheduler `docket run` uses:
+ * n_docs documents of the same n_prefix instruction tokens followed by
+ * n_chunk tokens of their own (random ids from seed), n_gen greedy tokens
+ * each (end of generation ignored), n_parallel in flight.  This is what
+ * `docket bench` reports as its shared-prefix figure. */
+struct dk_bench_shared_params {
+	int n_docs, n_prefix, n_chunk, n_gen, n_parallel, n_batch;
+	uint64_t seed;
+	/* called on the caller's thread after each finished document; NULL: none */
+	void (*progress)(void *ud, int done, int n_docs);
+	void *ud;
+};
+struct dk_bench_shared_params dk_bench_shared_default_params(void);
+
+struct dk_bench_shared_result {
+	double seconds;         /* from the first submitted document to the last finished */
+	double docs_per_s, gen_tok_per_s;
+	double hit_rate;        /* cache-hit tokens / the shared-prefix tokens of all documents */
+	double prompt_hit_rate; /* cache-hit tokens / all prompt tokens */
+	uint64_t hit, miss;     /* prompt tokens from the cache, computed */
+	uint64_t n_decode_calls;
+};
+
+/* Runs the workload on c, whose prefix cache setting (on or off) it
+ * measures; c needs n_parallel sequences and n_prefix + n_chunk + n_gen
+ * positions.  c is borrowed: its KV state is left dirty.  DK_OK, or an
+ * error with its message in err (a context too small, out of memory, a
+ * failed decode). */
+enum dk_status dk_bench_shared_run(struct dk_ctx *c, const struct dk_bench_shared_params *p,
+				   struct dk_bench_shared_result *r, char *err, size_t n);
 
 /* Shard of a path: hash(path) mod n. */
 int dk_runner_shard_of(const char *path, int n);

@@ -43,10 +43,9 @@
 
 #include "cli.h"
 #include "docket/bounds.h"
+#include "docket/runner.h"
 #include "docket/model.h"
 #include "docket/sampler.h"
-#include "engine/kernels/quant.h"
-#include "runner/sched.h"
 
 struct sizes {
 	int pp_small, pp_large;   /* reported as pp128 / pp512 */
@@ -262,106 +261,56 @@ out:
 	return best;
 }
 
-/* Counts finished documents for bench_shared's progress lines. */
-struct sp_count {
+/* Progress lines of the shared-prefix workload: four in a run. */
+struct sp_progress {
 	const struct opts *o;
-	int done, n;
 	double t0;
 };
 
-static void sp_done(void *ud, const struct dk_job_result *r)
+static void sp_progress(void *ud, int done, int n)
 {
-	struct sp_count *k = ud;
-	k->done++;
-	if (k->n >= 8 && k->done % (k->n / 4) == 0 && k->done < k->n)
-		progress(k->o, "  %d/%d documents, %.1f s", k->done, k->n, now_s() - k->t0);
+	struct sp_progress *k = ud;
+	if (n >= 8 && done % (n / 4) == 0 && done < n)
+		progress(k->o, "  %d/%d documents, %.1f s", done, n, now_s() - k->t0);
 }
 
 /* The shared-prefix workload on a fresh context with the prefix cache on or
- * off, run by the scheduler docket run uses (runner/sched.h): continuous
- * batching, decode tokens first, then prompt tokens of joining documents
- * up to n_batch per call, and with the cache on, documents wait while the
- * first one computes the shared instructions. */
+ * off, run by the runner's scheduler (dk_bench_shared_run). */
 static struct sp_result bench_shared(struct dk_model *m, const struct opts *o,
 				     const struct sizes *z, bool cache)
 {
 	struct sp_result res = {0};
-	const struct dk_model_info *mi = dk_model_info(m);
-	int P = z->sp_parallel, N = z->sp_chunks, plen = z->sp_prefix + z->sp_chunk;
-	int n_batch = 512;
-	struct dk_ctx *c = make_ctx(m, o, plen + z->sp_gen, P, n_batch, cache, true);
+	struct dk_bench_shared_params bp = dk_bench_shared_default_params();
+	bp.n_docs = z->sp_chunks;
+	bp.n_prefix = z->sp_prefix;
+	bp.n_chunk = z->sp_chunk;
+	bp.n_gen = z->sp_gen;
+	bp.n_parallel = z->sp_parallel;
+	bp.seed = o->seed;
+	struct sp_progress k = {.o = o, .t0 = now_s()};
+	bp.progress = sp_progress;
+	bp.ud = &k;
+	struct dk_ctx *c = make_ctx(m, o, bp.n_prefix + bp.n_chunk + bp.n_gen, bp.n_parallel,
+				    bp.n_batch, cache, true);
 	if (!c)
 		return res;
-	if (dk_ctx_params(c)->n_ctx < plen + z->sp_gen) {
-		dk_cli_error("shared prefix: the model's context (%d) is shorter than %d tokens",
-			     dk_ctx_params(c)->n_ctx, plen + z->sp_gen);
+	struct dk_bench_shared_result r;
+	char err[DK_ERRMSG_MAX];
+	if (dk_bench_shared_run(c, &bp, &r, err, sizeof err) != DK_OK) {
+		dk_cli_error("%s", err);
 		dk_ctx_free(c);
 		return res;
 	}
-	struct dk_sched_params sp;
-	dk_sched_default_params(&sp);
-	sp.ctx = c;
-	sp.tok = dk_model_tokenizer(m);
-	sp.n_seq = P;
-	sp.n_batch = n_batch;
-	sp.n_ctx = plen + z->sp_gen;
-	sp.n_vocab = mi->n_vocab;
-	sp.prefix_cache = cache;
-	struct dk_sched *s = NULL;
-	dk_token *head = malloc((size_t)z->sp_prefix * sizeof *head);
-	struct sp_count k = {.o = o, .n = N};
-	if (!head || dk_sched_new(&s, &sp) != DK_OK) {
-		dk_cli_error("shared prefix: out of memory");
-		goto out;
-	}
-	uint64_t rs = o->seed ^ 0x5eed;
-	fill_tokens(head, z->sp_prefix, mi->n_vocab, &rs);
-	struct dk_job_spec js = dk_job_default_spec();
-	js.sp.temperature = 0; /* greedy */
-	js.max_tokens = z->sp_gen;
-	js.n_prefix = z->sp_prefix;
-	js.ignore_eog = true;
-	js.done = sp_done;
-	js.ud = &k;
-	for (int d = 0; d < N; d++) {
-		dk_token *toks = malloc((size_t)plen * sizeof *toks);
-		if (!toks) {
-			dk_cli_error("shared prefix: out of memory");
-			goto out;
-		}
-		memcpy(toks, head, (size_t)z->sp_prefix * sizeof *toks);
-		fill_tokens(toks + z->sp_prefix, z->sp_chunk, mi->n_vocab, &rs);
-		if (dk_sched_submit(s, &js, toks, plen) != DK_OK) {
-			dk_cli_error("shared prefix: out of memory");
-			goto out;
-		}
-	}
-	k.t0 = now_s();
-	while (dk_sched_queued(s) || dk_sched_active(s))
-		if (dk_sched_step(s) != DK_OK) {
-			dk_cli_error("shared prefix: %s", dk_sched_error(s));
-			goto out;
-		}
-	res.seconds = now_s() - k.t0;
-	res.n_decode_calls = (int)dk_sched_decodes(s);
-	struct dk_kv_stats ks;
-	dk_kv_stats(c, &ks);
-	res.hit = ks.hit_tokens;
-	res.miss = ks.miss_tokens;
-	/* of the tokens that could be shared (every document's instruction
-	 * prefix), how many came from the cache; the first document must
-	 * compute it, so the best is (N-1)/N */
-	res.hit_rate = (double)ks.hit_tokens / ((double)N * z->sp_prefix);
-	res.prompt_hit_rate = ks.hit_tokens + ks.miss_tokens
-				      ? (double)ks.hit_tokens / (double)(ks.hit_tokens + ks.miss_tokens)
-				      : 0;
-	res.docs_per_s = N / res.seconds;
-	res.gen_tok_per_s = (double)N * z->sp_gen / res.seconds;
-	res.ok = true;
-out:
-	dk_sched_free(s);
-	free(head);
 	dk_ctx_free(c);
+	res.seconds = r.seconds;
+	res.docs_per_s = r.docs_per_s;
+	res.gen_tok_per_s = r.gen_tok_per_s;
+	res.hit_rate = r.hit_rate;
+	res.prompt_hit_rate = r.prompt_hit_rate;
+	res.hit = r.hit;
+	res.miss = r.miss;
+	res.n_decode_calls = (int)r.n_decode_calls;
+	res.ok = true;
 	return res;
 }
 
@@ -592,7 +541,7 @@ int dk_cmd_bench(int argc, char **argv)
 	double batch_ops = 2.0 * ((double)matmul_params + (double)mi->n_vocab * (double)mi->n_embd);
 	double batch_ratio = i8 > 0 && bi >= 0 ? btg[bi] * batch_ops / (i8 * 1e9) : -1;
 
-	int level = dk_quant_level();
+	const char *level = dk_kernel_level_name();
 	const char *tname = dk_ttype_name(mi->wtype);
 	char k_s[16], k_l[16], k_t[16];
 	snprintf(k_s, sizeof k_s, "pp%d", z.pp_small);
@@ -610,7 +559,7 @@ int dk_cmd_bench(int argc, char **argv)
 		json_object_set_new(jm, "weight_bytes", json_integer((json_int_t)mi->weight_bytes));
 		json_object_set_new(j, "model", jm);
 		json_object_set_new(j, "threads", json_integer(o.threads));
-		json_object_set_new(j, "kernel_level", json_string(dk_quant_level_name(level)));
+		json_object_set_new(j, "kernel_level", json_string(level));
 		json_object_set_new(j, "kv_type", json_string(o.kv == DK_TYPE_F16 ? "f16" : "f32"));
 		json_object_set_new(j, "reps", json_integer(o.reps));
 		json_object_set_new(j, "quick", json_boolean(o.quick));
@@ -694,7 +643,7 @@ int dk_cmd_bench(int argc, char **argv)
 		       tname ? tname : "?", (double)mi->n_params / 1e6,
 		       (double)mi->weight_bytes / (1 << 20));
 		printf("threads    %d   kernels %s   kv %s   load %.2f %.2f %.2f%s\n", o.threads,
-		       dk_quant_level_name(level), o.kv == DK_TYPE_F16 ? "f16" : "f32", load[0], load[1],
+		       level, o.kv == DK_TYPE_F16 ? "f16" : "f32", load[0], load[1],
 		       load[2], o.quick ? "   (quick: tiny sizes)" : "");
 		if (!o.shared_only) {
 			printf("\n%-28s %12s\n", "test", "tokens/s");

@@ -10,7 +10,6 @@
 #include "docket/gguf.h"
 #include "docket/ingest.h"
 #include "docket/tokenizer.h"
-#include "ingest/docjson.h"
 
 static void chunk_usage(FILE *f)
 {
@@ -184,18 +183,7 @@ int dk_cmd_chunk(int argc, char **argv)
 		json_object_set_new(o, "chunks", json_integer((json_int_t)nch));
 		int w = emit(out, o);
 		for (size_t k = 0; k < nch && !w; k++) {
-			json_t *c = json_object();
-			json_object_set_new(c, "type", json_string("chunk"));
-			json_object_set_new(c, "path", dk_json_str(d->path));
-			json_object_set_new(c, "doc_sha256", json_string(d->sha256));
-			json_object_set_new(c, "id", json_string(ch[k].id));
-			json_object_set_new(c, "index", json_integer(ch[k].index));
-			json_object_set_new(c, "count", json_integer(ch[k].count));
-			json_object_set_new(c, "start", json_integer((json_int_t)ch[k].start));
-			json_object_set_new(c, "end", json_integer((json_int_t)ch[k].end));
-			json_object_set_new(c, "tokens", json_integer(ch[k].tokens));
-			if (with_text)
-				json_object_set_new(c, "text", dk_json_strn(d->text + ch[k].start, ch[k].end - ch[k].start));
+			json_t *c = dk_chunk_to_json(d, &ch[k], with_text);
 			w = emit(out, c);
 		}
 		n_chunks += nch;

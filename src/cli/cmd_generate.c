@@ -26,7 +26,7 @@ static void usage(FILE *f)
 		"      --template-system  without --system, use the default system message the\n"
 		"                         model's template inserts (off: small quantized models\n"
 		"                         such as SmolLM2-135M Q4_1 answer worse with it)\n"
-		"      --chat-template F  chatml|llama2|llama3|mistral|phi3|gemma|zephyr|raw\n"
+		"      --chat-template F  chatml|llama2|llama3|mistral|phi3|phi4|gemma|zephyr|granite|raw\n"
 		"  -n, --n-predict N      tokens to generate (default 128)\n"
 		"      --temp T           temperature (default 0 = greedy)\n"
 		"      --top-k K  --top-p P  --min-p P  --repeat-penalty R  --seed S\n"

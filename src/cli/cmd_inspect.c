@@ -1,7 +1,8 @@
 /* docket inspect: a GGUF file's header, metadata and tensor table, as text
- * for people or as one JSON object for scripts.  Everything shown comes
- * through the validating reader (docket/gguf.h), so a corrupt file gets the
- * reader's message and never a partial dump. */
+ * for people or as one JSON object for scripts, and whether docket can run
+ * it (dk_model_check: the load's checks) and if not why.  Everything shown
+ * comes through the validating reader (docket/gguf.h), so a corrupt file
+ * gets the reader's message and never a partial dump. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -11,7 +12,7 @@
 
 #include "cli.h"
 #include "docket/gguf.h"
-#include "util/buf.h"
+#include "docket/model.h"
 
 enum { HEAD_N = 8,         /* array elements shown */
        STR_SHOW = 96,      /* string bytes shown in text unless --full */
@@ -22,11 +23,13 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: docket inspect [--json] [--full] MODEL\n"
-		"  shows a GGUF file's version, alignment, size, every metadata key (type and\n"
-		"  value; arrays as their type, count and first %d elements) and every tensor\n"
-		"  (name, type, shape, bytes, offset in the data section), then totals.\n"
-		"      --json   one JSON object: file, version, alignment, file_size, metadata,\n"
-		"               tensors, summary\n"
+		"  shows a GGUF file's version, alignment, size, whether docket can run it (and\n"
+		"  if not why: architecture, hyper-parameters, tensor types, tokenizer), every\n"
+		"  metadata key (type and value; arrays as their type, count and first %d\n"
+		"  elements) and every tensor (name, type, shape, bytes, offset in the data\n"
+		"  section), then totals.\n"
+		"      --json   one JSON object: file, version, alignment, file_size, can_run,\n"
+		"               why_not (when it cannot), metadata, tensors, summary\n"
 		"      --full   do not shorten long strings (text output)\n"
 		"  -m, --model PATH   the same as giving MODEL (default: the default model)\n",
 		HEAD_N);
@@ -80,13 +83,13 @@ static struct num num_at(enum dk_gguf_vtype t, const uint8_t *p)
 	return v;
 }
 
-static void num_text(struct dk_buf *b, struct num v, enum dk_gguf_vtype t)
+static void num_text(FILE *b, struct num v, enum dk_gguf_vtype t)
 {
 	switch (v.kind) {
-	case N_BOOL: dk_buf_puts(b, v.i ? "true" : "false"); break;
-	case N_UINT: dk_buf_printf(b, "%" PRIu64, v.u); break;
-	case N_REAL: dk_buf_printf(b, t == DK_GGUF_FLOAT32 ? "%.9g" : "%.17g", v.d); break;
-	default: dk_buf_printf(b, "%" PRId64, v.i); break;
+	case N_BOOL: fputs(v.i ? "true" : "false", b); break;
+	case N_UINT: fprintf(b, "%" PRIu64, v.u); break;
+	case N_REAL: fprintf(b, t == DK_GGUF_FLOAT32 ? "%.9g" : "%.17g", v.d); break;
+	default: fprintf(b, "%" PRId64, v.i); break;
 	}
 }
 
@@ -155,7 +158,7 @@ static bool scalar_of(const struct dk_gguf *g, const char *key, enum dk_gguf_vty
 /* Text form of a string: escapes control characters and backslashes so a
  * value stays on one line; cut after max bytes (at a UTF-8 boundary) unless
  * max is 0. */
-static void str_text(struct dk_buf *b, const char *s, size_t len, size_t max)
+static void str_text(FILE *b, const char *s, size_t len, size_t max)
 {
 	size_t n = len;
 	if (max && n > max) {
@@ -166,39 +169,39 @@ static void str_text(struct dk_buf *b, const char *s, size_t len, size_t max)
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 		switch (c) {
-		case '\n': dk_buf_puts(b, "\\n"); break;
-		case '\t': dk_buf_puts(b, "\\t"); break;
-		case '\r': dk_buf_puts(b, "\\r"); break;
-		case '\\': dk_buf_puts(b, "\\\\"); break;
+		case '\n': fputs("\\n", b); break;
+		case '\t': fputs("\\t", b); break;
+		case '\r': fputs("\\r", b); break;
+		case '\\': fputs("\\\\", b); break;
 		default:
 			if (c < 0x20 || c == 0x7f)
-				dk_buf_printf(b, "\\x%02x", c);
+				fprintf(b, "\\x%02x", c);
 			else
-				dk_buf_putc(b, (char)c);
+				fputc((char)c, b);
 		}
 	}
 	if (n < len)
-		dk_buf_printf(b, "... (%zu bytes)", len);
+		fprintf(b, "... (%zu bytes)", len);
 }
 
 /* An array's first elements, as text or as a JSON list. */
 static void array_head(const struct dk_gguf *g, const char *key, enum dk_gguf_vtype et,
-		       uint64_t count, struct dk_buf *text, json_t *list)
+		       uint64_t count, FILE *text, json_t *list)
 {
 	const uint8_t *data = et == DK_GGUF_STRING ? NULL : dk_gguf_arr_data(g, key);
 	const size_t sz = vtype_size(et);
 	for (uint64_t j = 0; j < count && j < HEAD_N; j++) {
 		if (text && j)
-			dk_buf_puts(text, ", ");
+			fputs(", ", text);
 		if (et == DK_GGUF_STRING) {
 			const char *s;
 			size_t n;
 			if (!dk_gguf_arr_str(g, key, j, &s, &n))
 				break;
 			if (text) {
-				dk_buf_putc(text, '\'');
+				fputc('\'', text);
 				str_text(text, s, n, HEAD_STR_SHOW);
-				dk_buf_putc(text, '\'');
+				fputc('\'', text);
 			}
 			if (list)
 				json_array_append_new(list, json_stringn(s, n));
@@ -210,13 +213,13 @@ static void array_head(const struct dk_gguf *g, const char *key, enum dk_gguf_vt
 				json_array_append_new(list, num_json(v));
 		} else { /* nested arrays: the reader exposes only their outer count */
 			if (text)
-				dk_buf_puts(text, "[...]");
+				fputs("[...]", text);
 			if (list)
 				json_array_append_new(list, json_null());
 		}
 	}
 	if (text && count > HEAD_N)
-		dk_buf_puts(text, ", ...");
+		fputs(", ...", text);
 }
 
 struct totals {
@@ -259,7 +262,7 @@ static void human_bytes(char *buf, size_t n, uint64_t b)
 		snprintf(buf, n, "%" PRIu64 " B", b);
 }
 
-static int print_text(const struct dk_gguf *g, const char *path, bool full)
+static int print_text(const struct dk_gguf *g, const char *path, bool full, const char *why_not)
 {
 	char hb[32];
 	human_bytes(hb, sizeof hb, dk_gguf_file_size(g));
@@ -267,6 +270,10 @@ static int print_text(const struct dk_gguf *g, const char *path, bool full)
 	printf("size       %zu bytes (%s)\n", dk_gguf_file_size(g), hb);
 	printf("version    %" PRIu32 "\n", dk_gguf_version(g));
 	printf("alignment  %zu\n", dk_gguf_alignment(g));
+	if (why_not)
+		printf("can run    no \u2014 %s\n", why_not);
+	else
+		printf("can run    yes\n");
 
 	const int64_t nkv = dk_gguf_n_kv(g);
 	printf("metadata   %" PRId64 " keys\n", nkv);
@@ -278,37 +285,34 @@ static int print_text(const struct dk_gguf *g, const char *path, bool full)
 	}
 	if (kw > 48)
 		kw = 48;
-	struct dk_buf line = {0};
 	for (int64_t i = 0; i < nkv; i++) {
 		const char *key = dk_gguf_kv_key(g, i);
 		enum dk_gguf_vtype t = dk_gguf_kv_type(g, i);
-		dk_buf_clear(&line);
 		if (t == DK_GGUF_ARRAY) {
 			enum dk_gguf_vtype et = DK_GGUF_UINT8;
 			uint64_t count = 0;
 			dk_gguf_get_arr(g, key, &et, &count);
 			char ty[48];
 			snprintf(ty, sizeof ty, "%s[%" PRIu64 "]", vtype_name(et), count);
-			dk_buf_printf(&line, "  %-*s  %-16s ", kw, key, ty);
-			array_head(g, key, et, count, &line, NULL);
+			fprintf(stdout, "  %-*s  %-16s ", kw, key, ty);
+			array_head(g, key, et, count, stdout, NULL);
 		} else {
-			dk_buf_printf(&line, "  %-*s  %-16s ", kw, key, vtype_name(t));
+			fprintf(stdout, "  %-*s  %-16s ", kw, key, vtype_name(t));
 			if (t == DK_GGUF_STRING) {
 				const char *s;
 				size_t n;
 				if (dk_gguf_get_str(g, key, &s, &n))
-					str_text(&line, s, n, full ? 0 : STR_SHOW);
+					str_text(stdout, s, n, full ? 0 : STR_SHOW);
 			} else {
 				struct num v;
 				if (scalar_of(g, key, t, &v))
-					num_text(&line, v, t);
+					num_text(stdout, v, t);
 				else
-					dk_buf_puts(&line, "?");
+					fputs("?", stdout);
 			}
 		}
-		printf("%s\n", line.data ? line.data : "");
+		putchar('\n');
 	}
-	dk_buf_free(&line);
 
 	const int64_t nt = dk_gguf_n_tensors(g);
 	printf("tensors    %" PRId64 "\n", nt);
@@ -370,7 +374,7 @@ static json_t *meta_json(const struct dk_gguf *g, int64_t i)
 	return scalar_of(g, key, t, &v) ? num_json(v) : json_null();
 }
 
-static int print_json(const struct dk_gguf *g, const char *path)
+static int print_json(const struct dk_gguf *g, const char *path, const char *why_not)
 {
 	json_t *meta = json_object();
 	for (int64_t i = 0; i < dk_gguf_n_kv(g); i++)
@@ -402,7 +406,9 @@ static int print_json(const struct dk_gguf *g, const char *path)
 		"file_size", (json_int_t)dk_gguf_file_size(g), "metadata", meta, "tensors", tensors,
 		"summary", "tensors", (json_int_t)dk_gguf_n_tensors(g), "params",
 		(json_int_t)tt.params, "bytes_by_type", by_type);
-	if (!root) {
+	if (!root || json_object_set_new(root, "can_run", json_boolean(!why_not)) ||
+	    (why_not && json_object_set_new(root, "why_not", json_string(why_not)))) {
+		json_decref(root);
 		dk_cli_error("out of memory");
 		return DK_EXIT_FATAL;
 	}
@@ -453,7 +459,9 @@ int dk_cmd_inspect(int argc, char **argv)
 		dk_gguf_free(g);
 		return DK_EXIT_FATAL;
 	}
-	int rc = as_json ? print_json(g, path) : print_text(g, path, full);
+	char why[DK_ERRMSG_MAX];
+	const char *why_not = dk_model_check(path, why, sizeof why) == DK_OK ? NULL : why;
+	int rc = as_json ? print_json(g, path, why_not) : print_text(g, path, full, why_not);
 	dk_gguf_free(g);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		dk_cli_error("cannot write the output");

@@ -8,7 +8,6 @@
 #include "cli.h"
 #include "docket/ingest.h"
 #include "docket/pipeline.h"
-#include "ingest/docjson.h"
 
 static void ls_usage(FILE *f)
 {

@@ -15,9 +15,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "runner/output.h"
-#include "util/buf.h"
-#include "util/err.h"
+#include "docket/runner.h"
 
 static void usage(FILE *f)
 {
@@ -27,25 +25,6 @@ static void usage(FILE *f)
 	      "less records a later version of their document supersedes (--incremental).\n"
 	      "Refuses files whose records were made with different settings.\n",
 	      f);
-}
-
-/* Shards of two different runs must not pass for one: says which settings
- * differ, from the checkpoints beside the files when they are there. */
-static void merge_refuse(const char *a, const char *ha, const char *b, const char *hb)
-{
-	char diff[384] = "";
-	json_t *ca = dk_out_journal_config(a), *cb = dk_out_journal_config(b);
-	if (ca && cb) {
-		/* shards of one run differ in these by design */
-		json_object_del(ca, "shard");
-		json_object_del(cb, "shard");
-		dk_out_config_diff(ca, cb, diff, sizeof diff);
-	}
-	json_decref(ca);
-	json_decref(cb);
-	dk_cli_error("cannot merge '%s' and '%s': their records were made with different settings "
-		     "(%s%s%.12s vs %.12s)",
-		     a, b, diff, *diff ? "; " : "", ha, hb);
 }
 
 int dk_cmd_merge(int argc, char **argv)
@@ -75,133 +54,18 @@ int dk_cmd_merge(int argc, char **argv)
 		usage(stderr);
 		return DK_EXIT_USAGE;
 	}
-	for (int k = i; k < argc; k++)
-		if (!strcmp(argv[k], out)) {
-			dk_cli_error("the output '%s' is also an input", out);
-			return DK_EXIT_USAGE;
-		}
-	if (!overwrite && access(out, F_OK) == 0) {
-		dk_cli_error("'%s' already exists (use --overwrite)", out);
-		return DK_EXIT_USAGE;
+	struct dk_merge_stats st;
+	char err[DK_ERRMSG_MAX];
+	enum dk_status s = dk_runner_merge(out, (const char *const *)argv + i, (size_t)(argc - i),
+					   overwrite, &st, err, sizeof err);
+	if (s != DK_OK) {
+		dk_cli_error("%s", err);
+		return s == DK_SKIP ? DK_EXIT_USAGE : DK_EXIT_FATAL;
 	}
-	/* first pass: the records later versions supersede (an --incremental
-	 * output, or shards of one), and each file's settings */
-	struct dk_idset superseded = {0};
-	char first_settings[65] = "";
-	int first_file = -1;
-	unsigned long long n_superseded = 0;
-	char *line = NULL;
-	size_t cap = 0;
-	int rc = DK_EXIT_OK;
-	for (int k = i; k < argc && rc == DK_EXIT_OK; k++) {
-		FILE *f = fopen(argv[k], "r");
-		if (!f) {
-			dk_cli_error("cannot open '%s': %s", argv[k], dk_errno_str(errno));
-			rc = DK_EXIT_USAGE;
-			break;
-		}
-		bool seen_settings = false;
-		ssize_t n;
-		while ((n = getline(&line, &cap, f)) > 0) {
-			if (line[n - 1] != '\n')
-				break;
-			json_t *j = json_loadb(line, (size_t)n - 1, 0, NULL);
-			json_t *sup = json_object_get(j, "supersedes");
-			for (size_t a = 0; a < json_array_size(sup); a++) {
-				const char *sid = json_string_value(json_array_get(sup, a));
-				if (sid && dk_idset_add(&superseded, dk_idset_key(sid, strlen(sid))) == 1)
-					n_superseded++;
-			}
-			const char *sh = json_string_value(
-				json_object_get(json_object_get(j, "docket"), "settings"));
-			if (sh && !seen_settings) {
-				seen_settings = true;
-				if (first_file < 0) {
-					snprintf(first_settings, sizeof first_settings, "%s", sh);
-					first_file = k;
-				} else if (strcmp(first_settings, sh)) {
-					merge_refuse(argv[first_file], first_settings, argv[k], sh);
-					rc = DK_EXIT_USAGE;
-				}
-			}
-			json_decref(j);
-			if (rc != DK_EXIT_OK)
-				break;
-		}
-		fclose(f);
-	}
-	if (rc != DK_EXIT_OK) {
-		free(line);
-		dk_idset_free(&superseded);
-		return rc;
-	}
-	struct dk_buf tmp = {0};
-	dk_buf_printf(&tmp, "%s.merge.%d", out, (int)getpid());
-	/* merged records are as private as the most private input (a sensitive
-	 * pipeline writes 0600) */
-	bool priv = false;
-	struct stat sb;
-	for (int k = i; k < argc; k++)
-		priv |= stat(argv[k], &sb) == 0 && !(sb.st_mode & 0044);
-	int wfd = open(tmp.data, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, priv ? 0600 : 0644);
-	FILE *w = wfd >= 0 ? fdopen(wfd, "w") : NULL;
-	if (!w && wfd >= 0)
-		close(wfd);
-	if (!w) {
-		dk_cli_error("cannot create '%s': %s", tmp.data, strerror(errno));
-		dk_buf_free(&tmp);
-		return DK_EXIT_FATAL;
-	}
-	struct dk_idset seen = {0};
-	unsigned long long kept = 0, dup = 0, bad = 0, old = 0;
-	for (; i < argc && rc == DK_EXIT_OK; i++) {
-		FILE *f = fopen(argv[i], "r");
-		if (!f) {
-			dk_cli_error("cannot open '%s': %s", argv[i], strerror(errno));
-			rc = DK_EXIT_USAGE;
-			break;
-		}
-		ssize_t k;
-		unsigned long long lineno = 0;
-		while ((k = getline(&line, &cap, f)) > 0) {
-			lineno++;
-			bool torn = line[k - 1] != '\n';
-			json_t *j = torn ? NULL : json_loadb(line, (size_t)k - 1, 0, NULL);
-			const char *id = json_string_value(json_object_get(j, "id"));
-			if (!id) {
-				dk_cli_error("warning: '%s' line %llu: %s, dropped", argv[i], lineno,
-					     torn ? "torn last line" : "not a record");
-				bad++;
-			} else if (dk_idset_add(&seen, dk_idset_key(id, strlen(id))) == 0) {
-				dup++;
-			} else if (dk_idset_has(&superseded, dk_idset_key(id, strlen(id)))) {
-				old++;
-			} else if (fwrite(line, 1, (size_t)k, w) != (size_t)k) {
-				rc = DK_EXIT_FATAL;
-			} else {
-				kept++;
-			}
-			json_decref(j);
-		}
-		fclose(f);
-	}
-	free(line);
-	dk_idset_free(&seen);
-	dk_idset_free(&superseded);
-	if (fflush(w) || fsync(fileno(w)))
-		rc = DK_EXIT_FATAL;
-	fclose(w);
-	if (rc == DK_EXIT_OK && rename(tmp.data, out)) {
-		dk_cli_error("cannot write '%s': %s", out, strerror(errno));
-		rc = DK_EXIT_FATAL;
-	}
-	if (rc != DK_EXIT_OK)
-		unlink(tmp.data);
-	else
-		fprintf(stderr,
-			"docket: merged %llu records into '%s' (%llu repeated, %llu superseded, %llu "
-			"unreadable dropped)\n",
-			kept, out, dup, old, bad);
-	dk_buf_free(&tmp);
-	return rc;
+	fprintf(stderr,
+		"docket: merged %llu records into '%s' (%llu repeated, %llu superseded, %llu "
+		"unreadable dropped)\n",
+		(unsigned long long)st.kept, out, (unsigned long long)st.repeated,
+		(unsigned long long)st.superseded, (unsigned long long)st.dropped);
+	return DK_EXIT_OK;
 }

@@ -8,8 +8,6 @@
 #include "cli.h"
 #include "docket/pipeline.h"
 #include "docket/runner.h"
-#include "runner/output.h"
-#include "util/buf.h"
 
 /* Shared with cmd_batch.c. */
 int dk_cli_run_main(int argc, char **argv, bool batch);
@@ -122,24 +120,24 @@ static void opt_name(const struct option *opts, int c, char *out, size_t n)
 	snprintf(out, n, "-%c", c);
 }
 
-/* Appends s to b quoted for a POSIX shell when it needs it ('*.c', 'a b'). */
-static void shell_quote(struct dk_buf *b, const char *s)
+/* Writes s to f quoted for a POSIX shell when it needs it ('*.c', 'a b'). */
+static void shell_quote(FILE *f, const char *s)
 {
 	bool plain = *s != 0;
 	for (const char *p = s; *p; p++)
 		plain &= strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 				"@%+=:,./-_", *p) != NULL;
 	if (plain) {
-		dk_buf_puts(b, s);
+		fputs(s, f);
 		return;
 	}
-	dk_buf_putc(b, '\'');
+	fputc('\'', f);
 	for (const char *p = s; *p; p++)
 		if (*p == '\'')
-			dk_buf_puts(b, "'\\''");
+			fputs("'\\''", f);
 		else
-			dk_buf_putc(b, *p);
-	dk_buf_putc(b, '\'');
+			fputc(*p, f);
+	fputc('\'', f);
 }
 
 /* Whether arg is an option of ours whose value is the next argument
@@ -442,17 +440,25 @@ bad_num: {
 	}
 
 	/* the command to run to continue after an interruption */
-	struct dk_buf hint = {0};
-	dk_buf_puts(&hint, "docket");
-	for (int i = 0; i < argc; i++) {
-		if (!strcmp(argv[i], "--overwrite"))
-			continue;
-		dk_buf_putc(&hint, ' ');
-		shell_quote(&hint, argv[i]);
+	char *hint = NULL;
+	size_t hint_len = 0;
+	FILE *hf = open_memstream(&hint, &hint_len);
+	if (hf) {
+		fputs("docket", hf);
+		for (int i = 0; i < argc; i++) {
+			if (!strcmp(argv[i], "--overwrite"))
+				continue;
+			fputc(' ', hf);
+			shell_quote(hf, argv[i]);
+		}
+		if (!resume)
+			fputs(" --resume", hf);
+		if (fclose(hf)) {
+			free(hint);
+			hint = NULL;
+		}
 	}
-	if (!resume)
-		dk_buf_puts(&hint, " --resume");
-	p.resume_hint = hint.data;
+	p.resume_hint = hint;
 
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
@@ -494,7 +500,7 @@ bad_num: {
 		fputc('\n', stderr);
 		if (st.interrupted) {
 			fprintf(stderr, "docket: interrupted by signal %d; resume with:\n  %s\n", st.signal,
-				hint.data);
+				hint ? hint : "docket ... --resume");
 			rc = 128 + st.signal;
 		} else if (st.max_failures_hit) {
 			dk_cli_error("stopped: more than %lld records in error (--max-failures)",
@@ -509,7 +515,7 @@ bad_num: {
 			rc = DK_EXIT_OK;
 		}
 	}
-	dk_buf_free(&hint);
+	free(hint);
 	dk_pipeline_free(pl);
 out:
 	dk_ingest_params_release(&p.ingest);

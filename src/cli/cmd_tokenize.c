@@ -8,7 +8,6 @@
 #include "cli.h"
 #include "docket/gguf.h"
 #include "docket/tokenizer.h"
-#include "util/buf.h"
 
 static void usage(FILE *f)
 {
@@ -25,22 +24,22 @@ static void usage(FILE *f)
 
 /* Writes s[0..n) with control bytes, backslashes and bytes that are not part
  * of a well-formed UTF-8 sequence escaped. */
-static void put_escaped(struct dk_buf *b, const unsigned char *s, size_t n)
+static void put_escaped(FILE *b, const unsigned char *s, size_t n)
 {
 	for (size_t i = 0; i < n;) {
 		unsigned char c = s[i];
 		if (c == '\\') {
-			dk_buf_puts(b, "\\\\");
+			fputs("\\\\", b);
 		} else if (c == '\n') {
-			dk_buf_puts(b, "\\n");
+			fputs("\\n", b);
 		} else if (c == '\t') {
-			dk_buf_puts(b, "\\t");
+			fputs("\\t", b);
 		} else if (c == '\r') {
-			dk_buf_puts(b, "\\r");
+			fputs("\\r", b);
 		} else if (c < 0x20 || c == 0x7f) {
-			dk_buf_printf(b, "\\x%02x", c);
+			fprintf(b, "\\x%02x", c);
 		} else if (c < 0x80) {
-			dk_buf_putc(b, (char)c);
+			fputc((char)c, b);
 		} else {
 			size_t len = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 && c <= 0xef ? 3
 				     : c >= 0xc2 && c <= 0xdf ? 2 : 0;
@@ -48,11 +47,11 @@ static void put_escaped(struct dk_buf *b, const unsigned char *s, size_t n)
 			for (size_t k = 1; ok && k < len; k++)
 				ok = (s[i + k] & 0xc0) == 0x80;
 			if (ok) {
-				dk_buf_append(b, s + i, len);
+				fwrite(s + i, 1, len, b);
 				i += len;
 				continue;
 			}
-			dk_buf_printf(b, "\\x%02x", c);
+			fprintf(b, "\\x%02x", c);
 		}
 		i++;
 	}
@@ -63,21 +62,25 @@ static char *read_all(const char *path, size_t *n)
 	FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
 	if (!f)
 		return NULL;
-	struct dk_buf b = {0};
+	char *data = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&data, &len);
 	char tmp[65536];
 	size_t k;
-	bool err = false;
+	bool err = !m;
 	while (!err && (k = fread(tmp, 1, sizeof tmp, f)) > 0)
-		err = dk_buf_append(&b, tmp, k) != 0;
+		err = fwrite(tmp, 1, k, m) != k;
 	err = err || ferror(f);
+	if (m && fclose(m))
+		err = true;
 	if (f != stdin)
 		fclose(f);
 	if (err) {
-		dk_buf_free(&b);
+		free(data);
 		return NULL;
 	}
-	*n = b.len;
-	return dk_buf_steal(&b);
+	*n = len;
+	return data;
 }
 
 int dk_cmd_tokenize(int argc, char **argv)
@@ -135,7 +138,6 @@ int dk_cmd_tokenize(int argc, char **argv)
 	struct dk_gguf *g = NULL;
 	struct dk_tokenizer *t = NULL;
 	dk_token *ids = NULL;
-	struct dk_buf out = {0};
 	if (dk_gguf_open(&g, path) != DK_OK) {
 		dk_cli_error("%s", g ? dk_gguf_error(g) : "out of memory");
 		goto done;
@@ -155,10 +157,10 @@ int dk_cmd_tokenize(int argc, char **argv)
 	char small[256];
 	for (int i = 0; i < n; i++) {
 		if (ids_only) {
-			dk_buf_printf(&out, i ? " %d" : "%d", ids[i]);
+			printf(i ? " %d" : "%d", ids[i]);
 			continue;
 		}
-		dk_buf_printf(&out, "%d\t", ids[i]);
+		printf("%d\t", ids[i]);
 		char *piece = small;
 		int pl = dk_token_to_piece(t, ids[i], small, sizeof small, true);
 		if (pl < 0) {
@@ -169,24 +171,19 @@ int dk_cmd_tokenize(int argc, char **argv)
 			}
 			pl = dk_token_to_piece(t, ids[i], piece, -pl, true);
 		}
-		put_escaped(&out, (const unsigned char *)piece, (size_t)pl);
+		put_escaped(stdout, (const unsigned char *)piece, (size_t)pl);
 		if (piece != small)
 			free(piece);
-		dk_buf_putc(&out, '\n');
+		putchar('\n');
 	}
 	if (ids_only)
-		dk_buf_putc(&out, '\n');
-	if (out.len && fwrite(out.data, 1, out.len, stdout) != out.len) {
-		dk_cli_error("cannot write the output");
-		goto done;
-	}
-	if (fflush(stdout) != 0) {
+		putchar('\n');
+	if (fflush(stdout) != 0 || ferror(stdout)) {
 		dk_cli_error("cannot write the output");
 		goto done;
 	}
 	rc = DK_EXIT_OK;
 done:
-	dk_buf_free(&out);
 	free(ids);
 	free(text);
 	dk_tokenizer_free(t);

@@ -50,3 +50,22 @@ json_t *dk_doc_to_json(const struct dk_doc *d)
 	}
 	return o;
 }
+
+json_t *dk_chunk_to_json(const struct dk_doc *d, const struct dk_chunk *c, bool with_text)
+{
+	json_t *o = json_object();
+	if (!o)
+		return NULL;
+	json_object_set_new(o, "type", json_string("chunk"));
+	json_object_set_new(o, "path", dk_json_str(d->path));
+	json_object_set_new(o, "doc_sha256", json_string(d->sha256));
+	json_object_set_new(o, "id", json_string(c->id));
+	json_object_set_new(o, "index", json_integer(c->index));
+	json_object_set_new(o, "count", json_integer(c->count));
+	json_object_set_new(o, "start", json_integer((json_int_t)c->start));
+	json_object_set_new(o, "end", json_integer((json_int_t)c->end));
+	json_object_set_new(o, "tokens", json_integer(c->tokens));
+	if (with_text)
+		json_object_set_new(o, "text", dk_json_strn(d->text + c->start, c->end - c->start));
+	return o;
+}

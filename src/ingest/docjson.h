@@ -1,5 +1,5 @@
-/* JSON shape of an ingest record, shared by 'docket ls', 'docket chunk' and
- * anything else that reports documents (private to the tree, not public). */
+/* JSON strings from bytes that may not be UTF-8, for the tree's records
+ * (dk_doc_to_json and dk_chunk_to_json are public, docket/ingest.h). */
 #ifndef DK_INGEST_DOCJSON_H
 #define DK_INGEST_DOCJSON_H
 
@@ -12,9 +12,4 @@
  * invalid sequences become U+FFFD.  New reference. */
 json_t *dk_json_str(const char *s);
 json_t *dk_json_strn(const char *s, size_t n);
-/* {"path", ["fs_path", "member"], "mime", "charset", "bytes", ["sha256"],
- *  "action": "extract"|"skip", ["skip_reason", "detail"], ["format"],
- *  ["text_bytes", "truncated"]}.  New reference. */
-json_t *dk_doc_to_json(const struct dk_doc *d);
-
 #endif

@@ -24,13 +24,7 @@
 #include <jansson.h>
 
 #include "docket/docket.h"
-
-enum dk_out_mode {
-	DK_OUT_NEW,         /* refuse a non-empty existing output */
-	DK_OUT_OVERWRITE,   /* truncate whatever is there */
-	DK_OUT_RESUME,      /* continue: config hash must match (unless force) */
-	DK_OUT_INCREMENTAL, /* append; existing ok records are known */
-};
+#include "docket/runner.h" /* enum dk_out_mode */
 
 struct dk_out_params {
 	const char *path;        /* "-" = stdout: no lock, no journal, no resume */

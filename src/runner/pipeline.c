@@ -20,15 +20,18 @@
 #define DK_SOURCE_DIR "."
 #endif
 
+/* The task names of pipeline files, indexed by enum dk_task. */
+static const char *const task_names[] = {
+	[DK_TASK_SUMMARIZE] = "summarize",
+	[DK_TASK_CLASSIFY] = "classify",
+	[DK_TASK_EXTRACT] = "extract",
+	[DK_TASK_GENERATE] = "generate",
+};
+
 const char *dk_task_name(enum dk_task t)
 {
-	switch (t) {
-	case DK_TASK_SUMMARIZE: return "summarize";
-	case DK_TASK_CLASSIFY: return "classify";
-	case DK_TASK_EXTRACT: return "extract";
-	case DK_TASK_GENERATE: return "generate";
-	}
-	return "?";
+	return (unsigned)t < sizeof task_names / sizeof *task_names && task_names[t] ? task_names[t]
+										       : "?";
 }
 
 static char *read_file(const char *path, size_t *len)
@@ -419,19 +422,15 @@ static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 		p = fail(&L, p, "task", "expected a string, got %s", jtype(v));
 		goto out;
 	}
-	if (!strcmp(task, "summarize"))
-		p->task = DK_TASK_SUMMARIZE;
-	else if (!strcmp(task, "classify"))
-		p->task = DK_TASK_CLASSIFY;
-	else if (!strcmp(task, "extract"))
-		p->task = DK_TASK_EXTRACT;
-	else if (!strcmp(task, "generate"))
-		p->task = DK_TASK_GENERATE;
-	else {
+	size_t tn = 0;
+	while (tn < sizeof task_names / sizeof *task_names && strcmp(task, task_names[tn]))
+		tn++;
+	if (tn == sizeof task_names / sizeof *task_names) {
 		p = fail(&L, p, "task", "'%s' is not one of summarize, classify, extract, generate",
 			 task);
 		goto out;
 	}
+	p->task = (enum dk_task)tn;
 
 	json_t *in = json_object_get(root, "input");
 	if (in) {

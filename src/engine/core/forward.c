@@ -130,8 +130,9 @@ enum dk_status dk_ctx_new(struct dk_ctx **out, struct dk_model *m, const struct 
 		p->kv_blocks = per_seq * p->n_seq_max;
 	size_t kv_bytes = (size_t)p->kv_blocks * block_bytes;
 
-	int64_t E = hp->n_embd, QD = (int64_t)hp->n_head * hp->head_dim, FF = hp->n_ff;
-	int64_t NB = p->n_batch, V = hp->n_vocab;
+	int64_t E = hp->n_embd, QD = (int64_t)hp->n_head * hp->head_dim;
+	int64_t FF = hp->n_ff > hp->n_ff_exp ? hp->n_ff : hp->n_ff_exp;
+	int64_t NB = p->n_batch, V = hp->n_vocab, NE = hp->n_expert, K = hp->n_expert_used;
 	int64_t widest = E > FF ? E : FF;
 	widest = widest > QD ? widest : QD;
 	/* activation rows in the widest dot format: at most 4 bytes/element */
@@ -146,7 +147,8 @@ enum dk_status dk_ctx_new(struct dk_ctx **out, struct dk_model *m, const struct 
 	size_t scratch = 0;
 	size_t avail = mem_available();
 	size_t est = kv_bytes + (size_t)NB * (size_t)(4 * E + 2 * QD + 2 * c->kv_dim + 2 * FF) * 4 +
-		     (size_t)NB * c->qx_bytes + (size_t)NB * (size_t)V * 4;
+		     (size_t)NB * c->qx_bytes + (size_t)NB * (size_t)V * 4 +
+		     (size_t)NB * (size_t)(NE + 2 * K + (K + 2) * E) * 4;
 	if (avail && est > avail / 10 * 9)
 		return dk_err(c->err, sizeof c->err, DK_FATAL,
 			      "cannot allocate the context: %zu MiB asked (kv cache %zu MiB for %d "
@@ -167,6 +169,8 @@ enum dk_status dk_ctx_new(struct dk_ctx **out, struct dk_model *m, const struct 
 	c->hb2 = xalloc((size_t)(NB * FF) * 4, &scratch);
 	c->qx = xalloc((size_t)NB * c->qx_bytes, &scratch);
 	c->rope = xalloc((size_t)(NB * hp->n_rot) * 4, &scratch);
+	if (hp->n_swa > 0)
+		c->rope_swa = xalloc((size_t)(NB * hp->n_rot) * 4, &scratch);
 	c->logits = xalloc((size_t)(NB * V) * 4, &scratch);
 	c->out_row = xalloc((size_t)NB * 4, &scratch);
 	c->out_idx = xalloc((size_t)NB * 4, &scratch);
@@ -180,13 +184,30 @@ enum dk_status dk_ctx_new(struct dk_ctx **out, struct dk_model *m, const struct 
 		c->att_wide = xalloc(c->att_wide_stride * 4 * (size_t)p->n_threads, &scratch);
 	}
 	c->att_runs = xalloc(((size_t)NB + 1) * 4, &scratch);
-	c->swiglu = dk_vec_swiglu_kernel();
+	if (NE) {
+		c->moe_logits = xalloc((size_t)(NB * NE) * 4, &scratch);
+		c->moe_sel = xalloc((size_t)(NB * K) * 4, &scratch);
+		c->moe_w = xalloc((size_t)(NB * K) * 4, &scratch);
+		c->moe_out = xalloc((size_t)(NB * K * E) * 4, &scratch);
+		c->moe_rows = xalloc((size_t)(NB * K) * 4, &scratch);
+		c->xe = xalloc((size_t)(NB * E) * 4, &scratch);
+		c->ye = xalloc((size_t)(NB * E) * 4, &scratch);
+	}
+	/* frequency factors: the file's own, else the short or long set by the
+	 * context this context holds (as llama.cpp picks them) */
+	const struct dk_gguf_tensor *ff = m->rope_freqs;
+	if (!ff)
+		ff = p->n_ctx > hp->n_ctx_orig && m->rope_long ? m->rope_long : m->rope_short;
+	c->rope_ff = ff ? ff->data : NULL;
+	c->swiglu = m->arch->gelu ? dk_vec_geglu_ref : dk_vec_swiglu_kernel();
 	c->rope_fn = dk_vec_rope_kernel();
 	c->rmsnorm = dk_vec_rmsnorm_kernel();
 	c->pool = dk_pool_new(p->n_threads);
 	if ((c->kv_esize == 2 && !c->att_wide) || !c->att_runs || !c->kv || !c->x || !c->xb || !c->xb2 || !c->q || !c->k || !c->v || !c->att || !c->hb ||
-	    !c->hb2 || !c->qx || !c->rope || !c->logits || !c->out_row || !c->out_idx ||
-	    !c->seq_new || !c->att_scratch || !c->att_blocks || !c->pool)
+	    !c->hb2 || !c->qx || !c->rope || (hp->n_swa > 0 && !c->rope_swa) || !c->logits ||
+	    !c->out_row || !c->out_idx || !c->seq_new || !c->att_scratch || !c->att_blocks || !c->pool ||
+	    (NE && (!c->moe_logits || !c->moe_sel || !c->moe_w || !c->moe_out || !c->moe_rows ||
+		    !c->xe || !c->ye)))
 		return dk_err(c->err, sizeof c->err, DK_FATAL,
 			      "cannot allocate the context (%zu MiB kv cache, %zu MiB scratch): %s",
 			      kv_bytes >> 20, scratch >> 20, strerror(ENOMEM));
@@ -207,11 +228,14 @@ void dk_ctx_free(struct dk_ctx *c)
 	dk_kv_free(c->kv);
 	free(c->x); free(c->xb); free(c->xb2); free(c->q); free(c->k); free(c->v);
 	free(c->att); free(c->hb); free(c->hb2); free(c->qx); free(c->rope);
+	free(c->rope_swa);
 	free(c->logits); free(c->out_row); free(c->out_idx); free(c->seq_new);
 	free(c->att_scratch);
 	free(c->att_blocks);
 	free(c->att_wide);
 	free(c->att_runs);
+	free(c->moe_logits); free(c->moe_sel); free(c->moe_w); free(c->moe_out);
+	free(c->moe_rows); free(c->xe); free(c->ye);
 	free(c);
 }
 
@@ -414,8 +438,7 @@ static void mm_setup(const struct dk_ctx *c, struct mm *j, const struct dk_gguf_
 	j->T = T;
 	j->y = y;
 	j->ldy = ldy;
-	int64_t idx = c->m->packs ? dk_gguf_tensor_index(c->m->g, W) : -1;
-	j->pk = idx >= 0 ? c->m->packs[idx] : NULL;
+	j->pk = dk_model_pack_of(c->m, W);
 	j->type = W->type;
 	j->blas = T >= BLAS_MIN_T && W->type < DK_TYPE_COUNT && c->blas[W->type];
 }
@@ -571,27 +594,41 @@ static void add_bias(float *y, const struct dk_gguf_tensor *b, int32_t T, int64_
 /* cos/sin per token and rotary pair, angles built like ggml's rope cache;
  * the functions are vec.h's, not libm's, so the table is the same on
  * every machine */
-static void rope_tables(struct dk_ctx *c)
+static void rope_table(struct dk_ctx *c, float *tab, float base, float scale)
 {
 	const struct dk_model_info *hp = &c->m->info;
-	const float theta_scale = dk_vec_pow_ref(hp->rope_freq_base, -2.0f / (float)hp->n_rot);
-	const float *ff = c->m->rope_freqs ? c->m->rope_freqs->data : NULL;
+	const float theta_scale = dk_vec_pow_ref(base, -2.0f / (float)hp->n_rot);
+	const float *ff = c->rope_ff, ms = hp->rope_attn_factor;
 	for (int32_t t = 0; t < c->b->n_tokens; t++) {
-		float *cs = c->rope + (size_t)t * hp->n_rot;
+		float *cs = tab + (size_t)t * hp->n_rot;
 		float theta = (float)c->b->pos[t];
 		for (int32_t i0 = 0; i0 < hp->n_rot; i0 += 2) {
 			float f = ff ? ff[i0 / 2] : 1.0f;
-			float th = hp->rope_freq_scale * (theta / f);
+			float th = scale * (theta / f);
 			dk_vec_sincos_ref(th, &cs[i0 + 1], &cs[i0]);
+			if (ms != 1.0f) {
+				cs[i0] *= ms;
+				cs[i0 + 1] *= ms;
+			}
 			theta *= theta_scale;
 		}
 	}
 }
 
+/* the batch's tables: the global layers' and, with a sliding window, the
+ * windowed layers' own */
+static void rope_tables(struct dk_ctx *c)
+{
+	const struct dk_model_info *hp = &c->m->info;
+	rope_table(c, c->rope, hp->rope_freq_base, hp->rope_freq_scale);
+	if (c->rope_swa)
+		rope_table(c, c->rope_swa, hp->rope_freq_base_swa, hp->rope_freq_scale_swa);
+}
+
 static void rope_apply(const struct dk_ctx *c, float *v, int32_t nheads, const float *cs)
 {
 	const struct dk_model_info *hp = &c->m->info;
-	c->rope_fn(v, nheads, hp->head_dim, hp->n_rot, cs, c->m->neox);
+	c->rope_fn(v, nheads, hp->head_dim, hp->n_rot, cs, c->m->arch->neox);
 }
 
 /* A block holds, per layer, the keys then the values of its DK_KV_BLOCK
@@ -616,8 +653,17 @@ static void qkv_prep(struct dk_ctx *c, int32_t t, int32_t h0, int32_t h1)
 	const struct dk_model_info *hp = &c->m->info;
 	int32_t hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
 	int32_t QD = hp->n_head * hd, KD = c->kv_dim;
-	const float *cs = c->rope + (size_t)t * hp->n_rot;
+	const struct layer *L = &c->m->layers[c->layer];
+	const float *cs = (L->swa ? c->rope_swa : c->rope) + (size_t)t * hp->n_rot;
 	float *q = c->q + (size_t)t * QD, *k = c->k + (size_t)t * KD, *v = c->v + (size_t)t * KD;
+	if (L->q_norm) {
+		for (int32_t h = h0 * group; h < h1 * group; h++)
+			c->rmsnorm(q + (size_t)h * hd, q + (size_t)h * hd, L->q_norm->data, hd,
+				   hp->norm_eps);
+		for (int32_t h = h0; h < h1; h++)
+			c->rmsnorm(k + (size_t)h * hd, k + (size_t)h * hd, L->k_norm->data, hd,
+				   hp->norm_eps);
+	}
 	rope_apply(c, q + (size_t)h0 * group * hd, (h1 - h0) * group, cs);
 	rope_apply(c, k + (size_t)h0 * hd, h1 - h0, cs);
 	int32_t s = c->b->seq[t], pos = c->b->pos[t];
@@ -698,15 +744,21 @@ static void attend(struct dk_ctx *c, int ith, int32_t r, int32_t kvh)
 	size_t vbase = kbase + (size_t)DK_KV_BLOCK * row_bytes;
 	const size_t wblock = (size_t)2 * DK_KV_BLOCK * (size_t)hd; /* floats */
 	int32_t i0 = c->att_runs[r], i1 = c->att_runs[r + 1], s = b->seq[i0];
-	int32_t nkeys = b->pos[i1 - 1] + 1;
-	struct dk_attn_args args = {.hd = hd, .scale = 1.0f / sqrtf((float)hd),
+	/* a windowed layer leaves out the blocks wholly before the run's first
+	 * window, and each token the positions before its own (attn.h: the
+	 * same bits as with every block) */
+	const int32_t win = c->m->layers[c->layer].swa ? hp->n_swa : 0;
+	const int32_t lo0 = win && b->pos[i0] + 1 > win ? b->pos[i0] + 1 - win : 0;
+	const int32_t b0 = lo0 / DK_KV_BLOCK, base = b0 * DK_KV_BLOCK;
+	int32_t nkeys = b->pos[i1 - 1] + 1 - base;
+	struct dk_attn_args args = {.hd = hd, .scale = hp->attn_scale,
 				    .scratch = scratch, .blocks = blocks};
 	dk_attn_multi_fn fn;
 	size_t head = (size_t)kvh * hd * c->kv_esize, ktile = head * DK_KV_BLOCK;
 	if (wide && i1 - i0 >= ATT_WIDEN_MIN) {
 		const dk_to_float_fn widen = dk_quant_traits(DK_TYPE_F16)->to_float;
 		for (int32_t bi = 0; bi * DK_KV_BLOCK < nkeys; bi++) {
-			const uint8_t *src = dk_kv_seq_block(c->kv, s, bi);
+			const uint8_t *src = dk_kv_seq_block(c->kv, s, b0 + bi);
 			float *dst = wide + (size_t)bi * wblock;
 			int32_t rows = nkeys - bi * DK_KV_BLOCK < DK_KV_BLOCK ? nkeys - bi * DK_KV_BLOCK
 									       : DK_KV_BLOCK;
@@ -724,24 +776,27 @@ static void attend(struct dk_ctx *c, int ith, int32_t r, int32_t kvh)
 		fn = dk_attn_multi_kernel(4, hd);
 	} else {
 		for (int32_t bi = 0; bi * DK_KV_BLOCK < nkeys; bi++)
-			blocks[bi] = dk_kv_seq_block(c->kv, s, bi);
+			blocks[bi] = dk_kv_seq_block(c->kv, s, b0 + bi);
 		args.k_off = kbase + ktile;
 		args.v_off = vbase + head;
 		args.row_bytes = row_bytes;
 		fn = dk_attn_multi_kernel(c->kv_esize, hd);
 	}
-	int32_t nk[ATT_RUN];
-	for (int32_t t = i0; t < i1; t++)
-		nk[t - i0] = b->pos[t] + 1;
+	int32_t nk[ATT_RUN], lo[ATT_RUN];
+	for (int32_t t = i0; t < i1; t++) {
+		nk[t - i0] = b->pos[t] + 1 - base;
+		lo[t - i0] = win && b->pos[t] + 1 > win ? b->pos[t] + 1 - win - base : 0;
+	}
 	for (int32_t h0 = kvh * group; h0 < (kvh + 1) * group; h0 += per) {
 		args.nq = (kvh + 1) * group - h0 < per ? (kvh + 1) * group - h0 : per;
 		args.q = c->q + (size_t)i0 * QD + (size_t)h0 * hd;
 		args.out = c->att + (size_t)i0 * QD + (size_t)h0 * hd;
 		if (i1 - i0 == 1 && args.nq == 1) {
 			args.n = nk[0];
+			args.lo = lo[0];
 			dk_attn_kernel(c->kv_esize, hd)(&args);
 		} else {
-			struct dk_attn_multi_args ma = {.a = args, .nt = i1 - i0, .nk = nk,
+			struct dk_attn_multi_args ma = {.a = args, .nt = i1 - i0, .nk = nk, .lo = lo,
 							.q_stride = (size_t)QD, .out_stride = (size_t)QD};
 			fn(&ma);
 		}
@@ -796,10 +851,15 @@ static void attention(void *arg, int ith, int nth)
 /* rmsnorm of every token's row into xb, each row then converted to the
  * next matrix's activation format (c->norm_dt, NULL = none) by the thread
  * that normalised it: the same rows as mm_convert, one hand-off fewer */
-static void residual(float *x, const float *d, int64_t n)
+static void residual(float *x, const float *d, int64_t n, float scale)
 {
-	for (int64_t i = 0; i < n; i++)
-		x[i] += d[i];
+	if (scale == 1.0f) {
+		for (int64_t i = 0; i < n; i++)
+			x[i] += d[i];
+	} else {
+		for (int64_t i = 0; i < n; i++)
+			x[i] += d[i] * scale;
+	}
 }
 
 static void norm_rows_with(struct dk_ctx *c, const float *w, int ith, int nth)
@@ -809,8 +869,12 @@ static void norm_rows_with(struct dk_ctx *c, const float *w, int ith, int nth)
 	const struct dk_qtraits *dt = c->norm_dt;
 	size_t xrow = dt ? dk_ttype_row_bytes(dt->type, E) : 0;
 	for (int32_t t = ith; t < c->b->n_tokens; t += nth) {
-		if (c->norm_add)
-			residual(c->x + (size_t)t * E, c->xb2 + (size_t)t * E, E);
+		if (c->norm_add) {
+			if (c->post_norm)
+				c->rmsnorm(c->xb2 + (size_t)t * E, c->xb2 + (size_t)t * E, c->post_norm, E,
+					   hp->norm_eps);
+			residual(c->x + (size_t)t * E, c->xb2 + (size_t)t * E, E, hp->residual_scale);
+		}
 		c->rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, w, E, hp->norm_eps);
 		if (dt)
 			dt->from_float(c->xb + (size_t)t * E, c->qx + (size_t)t * xrow, E);
@@ -842,12 +906,16 @@ static void norm_for(struct dk_ctx *c, dk_pool_fn fn, const struct dk_gguf_tenso
 	c->norm_add = false;
 }
 
-/* x += xb2 (the residual), then the norm pass: the add runs on the norm's
+/* x += xb2 (the residual; first normalised by post, the block's post-norm,
+ * when there is one), then the norm pass: the add runs on the norm's
  * threads, row by row, instead of on one thread before it. */
-static void add_norm_for(struct dk_ctx *c, dk_pool_fn fn, const struct dk_gguf_tensor *W)
+static void add_norm_for(struct dk_ctx *c, dk_pool_fn fn, const struct dk_gguf_tensor *W,
+			 const struct dk_gguf_tensor *post)
 {
 	c->norm_add = true;
+	c->post_norm = post ? post->data : NULL;
 	norm_for(c, fn, W);
+	c->post_norm = NULL;
 }
 
 /* hb = SwiGLU(hb, hb2), and each span converted to the down projection's
@@ -858,8 +926,8 @@ static void swiglu(void *arg, int ith, int nth)
 {
 	struct dk_ctx *c = arg;
 	const struct dk_qtraits *dt = c->out_dt;
-	int64_t FF = c->m->info.n_ff, bk = dt ? dt->blck : 1, per = FF / bk;
-	int64_t n = (int64_t)c->b->n_tokens * per; /* blocks */
+	int64_t FF = c->glu_n, bk = dt ? dt->blck : 1, per = FF / bk;
+	int64_t n = (int64_t)c->glu_T * per; /* blocks */
 	int64_t a = n * ith / nth, z = n * (ith + 1) / nth;
 	size_t xrow = dt ? dk_ttype_row_bytes(dt->type, FF) : 0;
 	while (a < z) {
@@ -882,14 +950,119 @@ static const struct dk_qtraits *out_format(const struct dk_gguf_tensor *W, int64
 }
 
 /* Records that c->qx now holds x converted by a pass (see out_format). */
-static void converted(struct dk_ctx *c, const float *x)
+static void converted(struct dk_ctx *c, const float *x, int32_t T)
 {
 	if (!c->out_dt)
 		return;
 	c->qx_src = x;
 	c->qx_type = c->out_dt->type;
-	c->qx_T = c->b->n_tokens;
+	c->qx_T = T;
 	c->out_dt = NULL;
+}
+
+/* The feed-forward block of T rows of x (its input format maybe already
+ * in c->qx): y = down(SwiGLU(gate x, up x)). */
+static void ffn(struct dk_ctx *c, const struct dk_gguf_tensor *wg, const struct dk_gguf_tensor *wu,
+		const struct dk_gguf_tensor *wd, const float *x, int32_t T, float *y)
+{
+	int64_t E = c->m->info.n_embd, FF = wg->ne[1];
+	const struct dk_gguf_tensor *W[2] = {wg, wu};
+	float *const yy[2] = {c->hb, c->hb2};
+	const int64_t ld[2] = {FF, FF};
+	matmul_n(c, 2, W, x, E, T, yy, ld);
+	c->out_dt = out_format(wd, FF);
+	c->glu_T = T;
+	c->glu_n = FF;
+	run_pass(c, swiglu, c, (int64_t)T * FF * 4); /* expf: ~4x a norm */
+	converted(c, c->hb, T);
+	matmul(c, wd, c->hb, FF, T, y, E);
+}
+
+/* Routing of token t: the softmax of its router logits over all experts,
+ * the n_expert_used largest (ties to the lower index) in decreasing order,
+ * and their probabilities divided by their sum. */
+static void moe_route(struct dk_ctx *c, int32_t t)
+{
+	const struct dk_model_info *hp = &c->m->info;
+	int32_t NE = hp->n_expert, K = hp->n_expert_used;
+	float *lg = c->moe_logits + (size_t)t * NE;
+	int32_t *sel = c->moe_sel + (size_t)t * K;
+	float *w = c->moe_w + (size_t)t * K;
+	float mx = lg[0];
+	for (int32_t e = 1; e < NE; e++)
+		mx = lg[e] > mx ? lg[e] : mx;
+	double sum = 0;
+	for (int32_t e = 0; e < NE; e++) {
+		lg[e] = dk_vec_exp_ref(lg[e] - mx);
+		sum += lg[e];
+	}
+	const float inv = (float)(1.0 / sum);
+	for (int32_t e = 0; e < NE; e++)
+		lg[e] *= inv;
+	for (int32_t r = 0; r < K; r++) {
+		int32_t best = -1;
+		for (int32_t e = 0; e < NE; e++) {
+			bool taken = false;
+			for (int32_t q = 0; q < r && !taken; q++)
+				taken = sel[q] == e;
+			if (!taken && (best < 0 || lg[e] > lg[best]))
+				best = e;
+		}
+		sel[r] = best;
+		w[r] = lg[best];
+	}
+	double ws = 0;
+	for (int32_t r = 0; r < K; r++)
+		ws += w[r];
+	float wsum = (float)ws;
+	if (wsum < 6.103515625e-5f) /* the smallest normal fp16, as llama.cpp clamps */
+		wsum = 6.103515625e-5f;
+	for (int32_t r = 0; r < K; r++)
+		w[r] /= wsum;
+}
+
+/* The routed feed-forward block over c->xb: each expert runs once over the
+ * rows routed to it (gathered), each row's result is weighted into its
+ * slot, and a token's slots are summed in routing order, so a token's
+ * output does not depend on which tokens share its batch. */
+static void ffn_moe(struct dk_ctx *c, const struct layer *L, int32_t T)
+{
+	const struct dk_model_info *hp = &c->m->info;
+	int64_t E = hp->n_embd;
+	int32_t NE = hp->n_expert, K = hp->n_expert_used;
+	matmul(c, L->gate_inp, c->xb, E, T, c->moe_logits, NE);
+	for (int32_t t = 0; t < T; t++)
+		moe_route(c, t);
+	for (int32_t e = 0; e < NE; e++) {
+		int32_t n = 0;
+		for (int32_t i = 0; i < T * K; i++)
+			if (c->moe_sel[i] == e) {
+				c->moe_rows[n] = i;
+				memcpy(c->xe + (size_t)n * E, c->xb + (size_t)(i / K) * E,
+				       (size_t)E * sizeof *c->xe);
+				n++;
+			}
+		if (!n)
+			continue;
+		c->qx_src = NULL; /* c->xe holds other rows than last time */
+		ffn(c, L->eg[e], L->eu[e], L->ed[e], c->xe, n, c->ye);
+		for (int32_t j = 0; j < n; j++) {
+			int32_t i = c->moe_rows[j];
+			const float *y = c->ye + (size_t)j * E;
+			float *o = c->moe_out + (size_t)i * E, w = c->moe_w[i];
+			for (int64_t d = 0; d < E; d++)
+				o[d] = y[d] * w;
+		}
+	}
+	for (int32_t t = 0; t < T; t++) {
+		float *y = c->xb2 + (size_t)t * E;
+		const float *o = c->moe_out + (size_t)t * K * E;
+		memcpy(y, o, (size_t)E * sizeof *y);
+		for (int32_t r = 1; r < K; r++)
+			for (int64_t d = 0; d < E; d++)
+				y[d] += o[(size_t)r * E + d];
+	}
+	c->qx_src = NULL;
 }
 
 enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
@@ -935,13 +1108,16 @@ enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
 		dk_kv_set_token(c->kv, b->seq[i], b->pos[i], b->token[i]);
 
 	c->b = b;
-	int64_t E = hp->n_embd, QD = (int64_t)hp->n_head * hp->head_dim, KD = c->kv_dim,
-		FF = hp->n_ff;
+	int64_t E = hp->n_embd, QD = (int64_t)hp->n_head * hp->head_dim, KD = c->kv_dim;
 	const struct dk_qtraits *et = dk_quant_traits(c->m->tok_embd->type);
 	size_t erow = dk_ttype_row_bytes(c->m->tok_embd->type, E);
-	for (int32_t i = 0; i < T; i++)
-		et->to_float((const uint8_t *)c->m->tok_embd->data + (size_t)b->token[i] * erow,
-			     c->x + i * E, E);
+	for (int32_t i = 0; i < T; i++) {
+		float *x = c->x + i * E;
+		et->to_float((const uint8_t *)c->m->tok_embd->data + (size_t)b->token[i] * erow, x, E);
+		if (hp->embd_scale != 1.0f)
+			for (int64_t j = 0; j < E; j++)
+				x[j] *= hp->embd_scale;
+	}
 	rope_tables(c);
 	att_runs(c);
 
@@ -951,7 +1127,7 @@ enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
 		if (l == 0)
 			norm_for(c, norm_rows, L->wq);
 		else /* the previous layer's feed-forward output is still in xb2 */
-			add_norm_for(c, norm_rows, L->wq);
+			add_norm_for(c, norm_rows, L->wq, c->m->layers[l - 1].ffn_post_norm);
 		{
 			const struct dk_gguf_tensor *W[3] = {L->wq, L->wk, L->wv};
 			float *const y[3] = {c->q, c->k, c->v};
@@ -968,21 +1144,23 @@ enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
 				      memory_order_relaxed);
 		c->out_dt = out_format(L->wo, (int64_t)(hp->n_head / hp->n_head_kv) * hp->head_dim);
 		dk_pool_run(c->pool, attention, c);
-		converted(c, c->att);
+		converted(c, c->att, T);
 		matmul(c, L->wo, c->att, QD, T, c->xb2, E);
-		add_norm_for(c, ffn_norm_rows, L->wg);
-		{
-			const struct dk_gguf_tensor *W[2] = {L->wg, L->wu};
-			float *const y[2] = {c->hb, c->hb2};
-			const int64_t ld[2] = {FF, FF};
-			matmul_n(c, 2, W, c->xb, E, T, y, ld);
+		add_bias(c->xb2, L->bo, T, E);
+		if (L->gate_inp) {
+			add_norm_for(c, ffn_norm_rows, L->gate_inp, L->attn_post_norm);
+			ffn_moe(c, L, T);
+		} else {
+			add_norm_for(c, ffn_norm_rows, L->wg, L->attn_post_norm);
+			ffn(c, L->wg, L->wu, L->wd, c->xb, T, c->xb2);
 		}
-		c->out_dt = out_format(L->wd, FF);
-		run_pass(c, swiglu, c, (int64_t)T * FF * 4); /* expf: ~4x a norm */
-		converted(c, c->hb);
-		matmul(c, L->wd, c->hb, FF, T, c->xb2, E);
 		if (l == hp->n_layer - 1)
-			residual(c->x, c->xb2, (int64_t)T * E);
+			for (int32_t t = 0; t < T; t++) {
+				float *d = c->xb2 + (size_t)t * E;
+				if (L->ffn_post_norm)
+					c->rmsnorm(d, d, L->ffn_post_norm->data, E, hp->norm_eps);
+				residual(c->x + (size_t)t * E, d, E, hp->residual_scale);
+			}
 	}
 
 	/* final norm and logits only for the tokens that asked */
@@ -999,6 +1177,11 @@ enum dk_status dk_decode(struct dk_ctx *c, const struct dk_batch *b)
 	c->qx_src = NULL;
 	if (c->n_out)
 		matmul(c, c->m->output, c->xb, E, c->n_out, c->logits, hp->n_vocab);
+	if (c->n_out && hp->logit_scale != 1.0f) {
+		const float inv = 1.0f / hp->logit_scale;
+		for (int64_t i = 0; i < (int64_t)c->n_out * hp->n_vocab; i++)
+			c->logits[i] *= inv;
+	}
 	c->qx_src = NULL;
 
 	for (int32_t s = 0; s < p->n_seq_max; s++)

@@ -24,12 +24,12 @@ static inline float elem(const uint8_t *row, int32_t i, size_t esize)
  * multiply-adds over the key's elements d = 0, 2, ... or 1, 3, ...;
  * p = e^(score - max) (dk_vec_exp_ref) times 1/sum, the sum in double in
  * 16 partial sums over keys j = k (mod 16), added as a tree; output =
- * (even-key chain + odd-key chain) of fused p_j * v_j. */
+ * (even-key chain + odd-key chain) of fused p_j * v_j; keys j from lo. */
 static void one_head(const struct dk_attn_args *a, size_t esize)
 {
-	int32_t hd = a->hd, n = a->n;
+	int32_t hd = a->hd, n = a->n, lo = a->lo;
 	float *sc = a->scratch, *odd = a->scratch + n, mx = -INFINITY;
-	for (int32_t j = 0; j < n; j++) {
+	for (int32_t j = lo; j < n; j++) {
 		/* key j: element i at index i * DK_KV_BLOCK of its tile (attn.h) */
 		const uint8_t *k = a->blocks[j / DK_KV_BLOCK] + a->k_off +
 				   (size_t)(j % DK_KV_BLOCK) * esize;
@@ -45,7 +45,7 @@ static void one_head(const struct dk_attn_args *a, size_t esize)
 			mx = sc[j];
 	}
 	double ps[16] = {0};
-	for (int32_t j = 0; j < n; j++) {
+	for (int32_t j = lo; j < n; j++) {
 		sc[j] = dk_vec_exp_ref(sc[j] - mx);
 		ps[j % 16] += (double)sc[j];
 	}
@@ -55,7 +55,7 @@ static void one_head(const struct dk_attn_args *a, size_t esize)
 	const float inv = (float)(1.0 / ps[0]);
 	for (int32_t i = 0; i < hd; i++)
 		a->out[i] = odd[i] = 0;
-	for (int32_t j = 0; j < n; j++) {
+	for (int32_t j = lo; j < n; j++) {
 		const uint8_t *v = row(a, a->v_off, j);
 		float p = sc[j] * inv, *acc = j % 2 ? odd : a->out;
 		for (int32_t i = 0; i < hd; i++)
@@ -102,6 +102,7 @@ static void multi_each(const struct dk_attn_multi_args *m, dk_attn_fn fn)
 	struct dk_attn_args a = m->a;
 	for (int32_t t = 0; t < m->nt; t++) {
 		a.n = m->nk[t];
+		a.lo = m->lo ? m->lo[t] : 0;
 		a.q = m->a.q + (size_t)t * m->q_stride;
 		a.out = m->a.out + (size_t)t * m->out_stride;
 		fn(&a);

@@ -13,6 +13,11 @@
  * position hold anything (stale rows, NaN): kernels may compute on them
  * but never let them reach a result.
  *
+ * A sliding window leaves keys below lo out: the result is the one over
+ * keys lo..n-1 with every sum still indexed by the key's position j (the
+ * partials by j mod 16, the value chains by j mod 2), so that shifting the
+ * blocks by whole blocks, lo and n with them, gives the same bits.
+ *
  * Both cache types: scores = q·k * scale in float, softmax with the sum in
  * double, output = Σ p_j v_j accumulated in float (F16 rows are widened,
  * nothing is rounded to fp16 on the way), every sum in the fixed order
@@ -39,6 +44,7 @@ struct dk_attn_args {
 	int32_t nq;                  /* 1..DK_ATTN_MAX_GROUP */
 	int32_t hd;
 	int32_t n;                   /* positions 0..n-1 */
+	int32_t lo;                  /* keys below lo are left out (a sliding window); 0: none */
 	float scale;
 	uint8_t *const *blocks;      /* ceil(n / DK_KV_BLOCK) block pointers */
 	size_t k_off;                /* offset of this KV head's key tile in a block */
@@ -65,8 +71,8 @@ dk_attn_fn dk_attn_kernel(size_t esize, int32_t hd);
 
 /* Several tokens of one sequence (a run of a prompt) over the same keys:
  * token t's query group is at a.q + t*q_stride, its output at
- * a.out + t*out_stride (floats), and it sees positions 0..nk[t]-1, nk
- * ascending; a.n is ignored.  Each (token, head) gets exactly what
+ * a.out + t*out_stride (floats), and it sees positions lo[t]..nk[t]-1 (lo
+ * NULL: from 0), nk and lo ascending; a.n and a.lo are ignored.  Each (token, head) gets exactly what
  * dk_attn_fn gives it alone (test_attn checks bit equality); the AVX-512
  * kernel takes keys in chunks that stay in L1 for all rows, where one
  * token at a time streams every key from L2 once per head.
@@ -75,6 +81,7 @@ struct dk_attn_multi_args {
 	struct dk_attn_args a;
 	int32_t nt;
 	const int32_t *nk;
+	const int32_t *lo;
 	size_t q_stride, out_stride;
 };
 #define DK_ATTN_MULTI_SCRATCH(nt, nq, hd, nmax) \

@@ -29,13 +29,13 @@ KINLINE __m256 load8(const uint8_t *r, int32_t i, size_t esize)
  * modulo 16; values in an even-key and an odd-key chain. */
 KINLINE void attn(const struct dk_attn_args *a, size_t esize)
 {
-	int32_t hd = a->hd, n = a->n, G = a->nq;
+	int32_t hd = a->hd, n = a->n, G = a->nq, lo = a->lo, j16 = lo & ~15;
 	float *sc = a->scratch;                 /* [G][n] */
 	float *acc = a->scratch + (size_t)G * n; /* [G][2 hd]: even keys, odd keys */
 	float mx[DK_ATTN_MAX_GROUP];
 	for (int32_t g = 0; g < G; g++)
 		mx[g] = -INFINITY;
-	for (int32_t j0 = 0; j0 < n; j0 += DK_KV_BLOCK) {
+	for (int32_t j0 = j16; j0 < n; j0 += DK_KV_BLOCK) {
 		const uint8_t *kt = a->blocks[j0 / DK_KV_BLOCK] + a->k_off;
 		int32_t nv = n - j0 < DK_KV_BLOCK ? n - j0 : DK_KV_BLOCK;
 		for (int32_t g = 0; g < G; g++) {
@@ -54,7 +54,7 @@ KINLINE void attn(const struct dk_attn_args *a, size_t esize)
 			_mm256_storeu_ps(v + 8, _mm256_mul_ps(_mm256_add_ps(e1, o1), _mm256_set1_ps(a->scale)));
 			for (int32_t u = 0; u < nv; u++) {
 				sc[(size_t)g * n + j0 + u] = v[u];
-				if (v[u] > mx[g])
+				if (j0 + u >= lo && v[u] > mx[g])
 					mx[g] = v[u];
 			}
 		}
@@ -65,15 +65,17 @@ KINLINE void attn(const struct dk_attn_args *a, size_t esize)
 		const __m256 m = _mm256_set1_ps(mx[g]);
 		__m256d p[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(),
 				_mm256_setzero_pd()};
-		for (int32_t j = 0; j < n; j += 16) {
+		for (int32_t j = j16; j < n; j += 16) {
 			float t[16] = {0};
 			int32_t r = n - j < 16 ? n - j : 16;
 			memcpy(t, s + j, (size_t)r * sizeof *t);
 			for (int h = 0; h < 2; h++) {
 				__m256 e = dk_vexp256(_mm256_sub_ps(_mm256_loadu_ps(t + 8 * h), m));
-				/* keys past n add nothing */
-				__m256 ok = _mm256_castsi256_ps(_mm256_cmpgt_epi32(
-					_mm256_set1_epi32(r - 8 * h), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+				/* keys past n and below lo add nothing */
+				const __m256i u = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+				__m256 ok = _mm256_castsi256_ps(_mm256_andnot_si256(
+					_mm256_cmpgt_epi32(_mm256_set1_epi32(lo - j - 8 * h), u),
+					_mm256_cmpgt_epi32(_mm256_set1_epi32(r - 8 * h), u)));
 				e = _mm256_and_ps(e, ok);
 				_mm256_storeu_ps(t + 8 * h, e);
 				p[2 * h] = _mm256_add_pd(p[2 * h], _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
@@ -88,7 +90,7 @@ KINLINE void attn(const struct dk_attn_args *a, size_t esize)
 		for (int32_t i = 0; i < 2 * hd; i++)
 			acc[(size_t)g * 2 * hd + i] = 0;
 	}
-	for (int32_t j = 0; j < n; j++) {
+	for (int32_t j = lo; j < n; j++) {
 		const uint8_t *v = row(a, a->v_off, j);
 		for (int32_t g = 0; g < G; g++) {
 			float *ac = acc + (size_t)g * 2 * hd + (j % 2 ? hd : 0);

@@ -148,25 +148,34 @@ KINLINE void store_scores(const __m512 *o, int G, float *s, size_t ldsc, int32_t
 		_mm512_mask_storeu_ps(s + (size_t)h * ldsc + (size_t)bi * DK_KV_BLOCK, k, o[h]);
 }
 
-/* sc[0..n) becomes exp(sc - max) * inv, where inv = 1 / the sum of the
- * exponentials (summed in double, 16 keys at a time from key 0): each
+/* sc[lo..n) becomes exp(sc - max) * inv, where inv = 1 / the sum of the
+ * exponentials (summed in double, 16 keys at a time from key lo & ~15,
+ * lanes below lo masked, so a lane is a key's position mod 16): each
  * p = e * inv is the product the values loop would form per key, formed
  * once here instead of once per slice of every set.  The double sum is a
  * quarter of the softmax's time (704 keys: 25 cycles per 16, 18.5 with a
  * float sum); the widening costs it, not the chain's latency (four chains
  * instead of two: 4%).  A float sum would save about 5% of a run's
  * attention and give up the precision the reference specifies. */
-KINLINE void softmax(float *sc, int32_t n)
+/* lanes of keys j..j+15 that are at or past lo and below n */
+static inline __mmask16 lanes(int32_t j, int32_t lo, int32_t n)
 {
+	__mmask16 k = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+	return lo > j ? (__mmask16)(k & ~((1u << (lo - j)) - 1)) : k;
+}
+
+KINLINE void softmax(float *sc, int32_t lo, int32_t n)
+{
+	const int32_t j16 = lo & ~15;
 	__m512 mx16 = _mm512_set1_ps(-INFINITY);
-	for (int32_t j = 0; j < n; j += 16) {
-		__mmask16 k = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+	for (int32_t j = j16; j < n; j += 16) {
+		__mmask16 k = lanes(j, lo, n);
 		mx16 = _mm512_mask_max_ps(mx16, k, mx16, _mm512_maskz_loadu_ps(k, sc + j));
 	}
 	const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx16));
 	__m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
-	for (int32_t j = 0; j < n; j += 16) {
-		__mmask16 k = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+	for (int32_t j = j16; j < n; j += 16) {
+		__mmask16 k = lanes(j, lo, n);
 		__m512 e = _mm512_maskz_mov_ps(k, dk_vexp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, sc + j), m)));
 		_mm512_mask_storeu_ps(sc + j, k, e);
 		s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
@@ -177,21 +186,32 @@ KINLINE void softmax(float *sc, int32_t n)
 	const __m256d t4 = _mm256_add_pd(_mm512_castpd512_pd256(t8), _mm512_extractf64x4_pd(t8, 1));
 	const __m128d t2 = _mm_add_pd(_mm256_castpd256_pd128(t4), _mm256_extractf128_pd(t4, 1));
 	const __m512 inv = _mm512_set1_ps((float)(1.0 / (_mm_cvtsd_f64(t2) + _mm_cvtsd_f64(_mm_unpackhi_pd(t2, t2)))));
-	for (int32_t j = 0; j < n; j += 16) {
-		__mmask16 k = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+	for (int32_t j = j16; j < n; j += 16) {
+		__mmask16 k = lanes(j, lo, n);
 		_mm512_mask_storeu_ps(sc + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, sc + j), inv));
 	}
 }
 
 /* Values of keys j0..j1-1 for G heads, vectors c0..c0+CS-1 of each: head
  * h's vector c0+i accumulates even keys in acc[h*CS + i] and odd keys in
- * acc2[h*CS + i], each in key order; so per head the order is the same
+ * acc2[h*CS + i], each in key order (an odd j0, a window's start, first
+ * goes to acc2 alone); so per head the order is the same
  * whatever G and CS are.  Taking the vectors in slices of CS keeps a set's
  * accumulators in registers. */
 KINLINE void values(const struct dk_attn_args *a, size_t esize, int G, int CS, int c0,
 		    const float *sc, size_t ldsc, int32_t j0, int32_t j1, __m512 *acc, __m512 *acc2)
 {
 	int32_t j = j0;
+	if ((j & 1) && j < j1) {
+		const uint8_t *v1 = row(a, a->v_off, j);
+		for (int h = 0; h < G; h++) {
+			__m512 p1 = _mm512_set1_ps(sc[(size_t)h * ldsc + j]);
+			for (int i = 0; i < CS; i++)
+				acc2[h * CS + i] = _mm512_fmadd_ps(p1, load16(v1, (c0 + i) * 16, esize),
+								   acc2[h * CS + i]);
+		}
+		j++;
+	}
 	for (; j + 1 < j1; j += 2) {
 		const uint8_t *v0 = row(a, a->v_off, j), *v1 = row(a, a->v_off, j + 1);
 		__m512 p0[SET_MAX], p1[SET_MAX];
@@ -226,6 +246,9 @@ KINLINE void values(const struct dk_attn_args *a, size_t esize, int G, int CS, i
  * each row's accumulators parked in scratch between chunks: per row, the
  * same operations in the same order whatever nt, G, the chunking or the
  * other rows are. */
+/* token t's first key (dk_attn_multi_args.lo) */
+#define LO(t) (m->lo ? m->lo[t] : 0)
+
 KINLINE void multi_set(const struct dk_attn_multi_args *m, size_t esize, int hc, int G, int32_t g0)
 {
 	const struct dk_attn_args *a = &m->a;
@@ -242,7 +265,7 @@ KINLINE void multi_set(const struct dk_attn_multi_args *m, size_t esize, int hc,
 	if (m->nt == 1) {
 		const float *q = a->q + (size_t)g0 * hd;
 		float *s = sc + (size_t)g0 * ldsc;
-		int32_t bi = 0;
+		int32_t bi = LO(0) / DK_KV_BLOCK;
 		for (; bi + 1 < nb; bi += 2) {
 			const struct fetch f = {
 				.k = {ktile(a, bi + 2 < nb ? bi + 2 : bi), ktile(a, bi + 3 < nb ? bi + 3 : bi)},
@@ -266,7 +289,8 @@ KINLINE void multi_set(const struct dk_attn_multi_args *m, size_t esize, int hc,
 						.v = {a->blocks[bi], NULL}};
 			for (int32_t t = 0; t < m->nt; t += 2) {
 				const bool two = t + 1 < m->nt;
-				if (bi * DK_KV_BLOCK >= m->nk[two ? t + 1 : t])
+				/* lo ascending: below lo[t], the block is below lo[t+1] too */
+				if (bi * DK_KV_BLOCK >= m->nk[two ? t + 1 : t] || (bi + 1) * DK_KV_BLOCK <= LO(t))
 					continue;
 				const float *q0 = a->q + (size_t)t * m->q_stride + (size_t)g0 * hd;
 				__m512 o[2 * SET_MAX];
@@ -288,15 +312,17 @@ KINLINE void multi_set(const struct dk_attn_multi_args *m, size_t esize, int hc,
 	for (int32_t t = 0; t < m->nt; t++)
 		for (int h = 0; h < G; h++) {
 			size_t r = (size_t)t * nq + g0 + h;
-			softmax(sc + r * ldsc, m->nk[t]);
+			softmax(sc + r * ldsc, LO(t), m->nk[t]);
 		}
 	/* vectors per slice of the values: two accumulators per head and vector */
 	const int CS = G == 1 ? hc : G == 2 ? 4 : 2;
 	for (int32_t j0 = 0; j0 < nmax; j0 += ch) {
 		for (int32_t t = 0; t < m->nt; t++) {
-			int32_t n = m->nk[t];
-			if (j0 >= n)
+			int32_t n = m->nk[t], lo = LO(t);
+			if (j0 >= n || j0 + ch <= lo)
 				continue;
+			/* the token's first chunk starts its accumulators */
+			const bool first = j0 <= lo;
 			float *pr = park + ((size_t)t * nq + g0) * ldp;
 			const float *s = sc + ((size_t)t * nq + g0) * ldsc;
 			int32_t j1 = j0 + ch < n ? j0 + ch : n;
@@ -305,10 +331,10 @@ KINLINE void multi_set(const struct dk_attn_multi_args *m, size_t esize, int hc,
 				for (int h = 0; h < G; h++)
 					for (int i = 0; i < CS; i++) {
 						const float *pa = pr + (size_t)h * ldp + 16 + (c0 + i) * 16;
-						acc[h * CS + i] = j0 ? _mm512_loadu_ps(pa) : _mm512_setzero_ps();
-						acc2[h * CS + i] = j0 ? _mm512_loadu_ps(pa + hd) : _mm512_setzero_ps();
+						acc[h * CS + i] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(pa);
+						acc2[h * CS + i] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(pa + hd);
 					}
-				values(a, esize, G, CS, c0, s, ldsc, j0, j1, acc, acc2);
+				values(a, esize, G, CS, c0, s, ldsc, first ? lo : j0, j1, acc, acc2);
 				for (int h = 0; h < G; h++)
 					for (int i = 0; i < CS; i++) {
 						float *pa = pr + (size_t)h * ldp + 16 + (c0 + i) * 16;
@@ -325,6 +351,8 @@ KINLINE void multi_set(const struct dk_attn_multi_args *m, size_t esize, int hc,
 		}
 	}
 }
+
+#undef LO
 
 /* the query heads of a KV head in sets of as equal sizes as SET_MAX allows
  * (4 heads: 2 + 2, not 3 + 1), each set on its compile-time path */
@@ -360,7 +388,7 @@ KINLINE void attn_multi(const struct dk_attn_multi_args *m, size_t esize)
  * same bits alone as in a run */
 KINLINE void attn(const struct dk_attn_args *a, size_t esize)
 {
-	const struct dk_attn_multi_args m = { .a = *a, .nt = 1, .nk = &a->n };
+	const struct dk_attn_multi_args m = { .a = *a, .nt = 1, .nk = &a->n, .lo = &a->lo };
 	attn_multi(&m, esize);
 }
 

@@ -1,5 +1,6 @@
 /*
- * AVX-512 VNNI kernel over the row-interleaved layout of pack.h.
+ * AVX-512 VNNI kernel over the row-interleaved layout of pack.h, for the
+ * 32-element formats (the K formats are in pack_k_avx512.c).
  *
  * Tile: one group of 16 rows x up to 16 activation columns.  Per block the
  * group's quants are unpacked once into 8 vectors of 4 bytes x 16 rows;
@@ -7,13 +8,14 @@
  * from memory (the columns' quants and scales are copied side by side per
  * block first, so one pointer reaches them all and nothing spills),
  * which leaves lane r holding row r's integer block dot.  Weights are the
- * unsigned operand (nibbles, or q8 + 128); the offset is taken back by
+ * unsigned operand (nibbles, Q5's fifth bit added under a mask word, or
+ * q8 + 128); the offset is taken back by
  * starting the sum at -offset * sum(y) of the block.  Integer sums are
  * exact in any order, so splitting them over two accumulators (for
  * latency: with one chain per column, even 16 columns, a batch of 16 ran
  * 2% slower, 0/10) is free; the float side is the reference's, lane by
  * lane:
- *   sum = sum + (float)isum * (dx*dy)       (+ dmin*s inside, for Q4_1)
+ *   sum = sum + (float)isum * (dx*dy)       (+ m*s inside, for Q4_1/Q5_1)
  * with no fma and no reassociation (ISO C, no contraction).
  *
  * What bounds a batch of 16: on Zen 4 the two float multiplies per block
@@ -35,7 +37,10 @@
 #define KINLINE static inline __attribute__((always_inline))
 #define UNROLL _Pragma("GCC unroll 16")
 
-enum { K_Q4_0, K_Q4_1, K_Q8_0 };
+enum { K_Q4_0, K_Q4_1, K_Q8_0, K_Q5_0, K_Q5_1 };
+/* Q4_1/Q5_1 take Q8_1 activations and a min term */
+#define HAS_MIN(kind) ((kind) == K_Q4_1 || (kind) == K_Q5_1)
+#define IS_Q5(kind) ((kind) == K_Q5_0 || (kind) == K_Q5_1)
 /* Columns per tile: 16 accumulators and the 8 weight vectors of a block
  * fit the 32 registers, and a batch of 16 decodes then fetches and
  * unpacks each weight block once per step instead of twice (alternated:
@@ -64,16 +69,16 @@ KINLINE float h2f(const void *p)
 
 static void colprep(const int kind, int64_t nb, const uint8_t *row, const struct cols *cs, int c)
 {
-	const size_t yb = kind == K_Q4_1 ? sizeof(struct dk_block_q8_1) : sizeof(struct dk_block_q8_0);
-	const size_t yo = kind == K_Q4_1 ? offsetof(struct dk_block_q8_1, qs)
-					 : offsetof(struct dk_block_q8_0, qs);
+	const size_t yb = HAS_MIN(kind) ? sizeof(struct dk_block_q8_1) : sizeof(struct dk_block_q8_0);
+	const size_t yo = HAS_MIN(kind) ? offsetof(struct dk_block_q8_1, qs)
+					: offsetof(struct dk_block_q8_0, qs);
 	for (int64_t b = 0; b < nb; b++) {
 		const uint8_t *blk = row + (size_t)b * yb;
 		const size_t i = (size_t)b * NC_MAX + (size_t)c;
 		__m256i q = _mm256_loadu_si256((const __m256i *)(blk + yo));
 		_mm256_store_si256((__m256i *)(cs->qs + i * 32), q);
 		cs->dy[i] = h2f(blk);
-		if (kind == K_Q4_1) {
+		if (HAS_MIN(kind)) {
 			cs->sy[i] = h2f(blk + offsetof(struct dk_block_q8_1, s));
 			continue;
 		}
@@ -83,7 +88,7 @@ static void colprep(const int kind, int64_t nb, const uint8_t *row, const struct
 		__m128i h = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
 		h = _mm_add_epi64(h, _mm_unpackhi_epi64(h, h));
 		int32_t sum = (int32_t)_mm_cvtsi128_si64(h) - 32 * 128;
-		cs->corr[i] = -(kind == K_Q8_0 ? 128 : 8) * sum;
+		cs->corr[i] = -(kind == K_Q8_0 ? 128 : kind == K_Q5_0 ? 16 : 8) * sum;
 	}
 }
 
@@ -113,8 +118,17 @@ KINLINE void block(const int kind, const int nc, int64_t b, const uint8_t *qb, c
 			w[v + 4] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), lo);
 		}
 	}
+	if (IS_Q5(kind)) {
+		/* the fifth bit, one mask word per vector: a masked add of 16 */
+		const __m512i b4 = _mm512_set1_epi8(16);
+		UNROLL
+		for (int v = 0; v < 8; v++) {
+			__mmask64 k = _load_mask64((__mmask64 *)(qb + 256 + 8 * v));
+			w[v] = _mm512_mask_add_epi8(w[v], k, w[v], b4);
+		}
+	}
 	__m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)ds));
-	__m512 m = kind == K_Q4_1
+	__m512 m = HAS_MIN(kind)
 			   ? _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(ds + 2 * DK_PACK_ROWS)))
 			   : _mm512_setzero_ps();
 	const size_t i0 = (size_t)b * NC_MAX;
@@ -122,7 +136,7 @@ KINLINE void block(const int kind, const int nc, int64_t b, const uint8_t *qb, c
 	UNROLL
 	for (int c = 0; c < nc; c++) {
 		const uint8_t *ys = yq + c * 32;
-		__m512i ia = kind == K_Q4_1 ? _mm512_setzero_si512() : _mm512_set1_epi32(cs->corr[i0 + c]);
+		__m512i ia = HAS_MIN(kind) ? _mm512_setzero_si512() : _mm512_set1_epi32(cs->corr[i0 + c]);
 		__m512i ib = _mm512_setzero_si512();
 		UNROLL
 		for (int v = 0; v < 8; v += 2) {
@@ -131,7 +145,7 @@ KINLINE void block(const int kind, const int nc, int64_t b, const uint8_t *qb, c
 		}
 		__m512 s = _mm512_mul_ps(d, _mm512_set1_ps(cs->dy[i0 + c]));
 		__m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(ia, ib)), s);
-		if (kind == K_Q4_1)
+		if (HAS_MIN(kind))
 			t = _mm512_add_ps(t, _mm512_mul_ps(m, _mm512_set1_ps(cs->sy[i0 + c])));
 		acc[c] = _mm512_add_ps(acc[c], t);
 	}
@@ -140,8 +154,8 @@ KINLINE void block(const int kind, const int nc, int64_t b, const uint8_t *qb, c
 KINLINE void tile(const int kind, const int nc, int64_t nb, const uint8_t *q,
 		  const struct cols *cs, float *y, int64_t ldy, __mmask16 mask, int pf)
 {
-	const size_t qbytes = kind == K_Q8_0 ? 512 : 256;
-	const size_t ubytes = 2 * qbytes + (kind == K_Q4_1 ? 128 : 64);
+	const size_t qbytes = kind == K_Q8_0 ? 512 : IS_Q5(kind) ? 320 : 256;
+	const size_t ubytes = 2 * qbytes + (HAS_MIN(kind) ? 128 : 64);
 	__m512 acc[NC_MAX];
 	UNROLL
 	for (int c = 0; c < nc; c++)
@@ -192,8 +206,11 @@ typedef void (*tile_fn)(int64_t nb, const uint8_t *q, const struct cols *cs, flo
 TILES(K_Q4_0)
 TILES(K_Q4_1)
 TILES(K_Q8_0)
+TILES(K_Q5_0)
+TILES(K_Q5_1)
 
-static const tile_fn tiles[3][NC_MAX] = { TAB(K_Q4_0), TAB(K_Q4_1), TAB(K_Q8_0) };
+static const tile_fn tiles[5][NC_MAX] = { TAB(K_Q4_0), TAB(K_Q4_1), TAB(K_Q8_0), TAB(K_Q5_0),
+					  TAB(K_Q5_1) };
 
 /* Groups are taken in blocks whose packed weights stay in L2 while every
  * column tile streams past them. */
@@ -202,7 +219,11 @@ static const tile_fn tiles[3][NC_MAX] = { TAB(K_Q4_0), TAB(K_Q4_1), TAB(K_Q8_0) 
 void dk_pack_gemm_avx512(const struct dk_pack *p, int64_t g0, int64_t g1, const void *xq,
 			 size_t xrow, int32_t T, float *y, int64_t ldy)
 {
-	const int kind = p->type == DK_TYPE_Q4_0 ? K_Q4_0 : p->type == DK_TYPE_Q4_1 ? K_Q4_1 : K_Q8_0;
+	const int kind = p->type == DK_TYPE_Q4_0   ? K_Q4_0
+			 : p->type == DK_TYPE_Q4_1 ? K_Q4_1
+			 : p->type == DK_TYPE_Q5_0 ? K_Q5_0
+			 : p->type == DK_TYPE_Q5_1 ? K_Q5_1
+						   : K_Q8_0;
 	const int64_t nb = p->nb;
 	if (g1 <= g0 || T <= 0)
 		return;

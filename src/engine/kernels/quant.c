@@ -561,6 +561,25 @@ static void unpack_q6_k(const struct dk_block_q6_k *b, struct kview *v)
 			}
 }
 
+int dk_quant_k_unpack(enum dk_ttype t, const void *block, int q[DK_QK_K], int sc[16], int mn[16])
+{
+	struct kview v;
+	switch (t) {
+	case DK_TYPE_Q2_K: unpack_q2_k(block, &v); break;
+	case DK_TYPE_Q3_K: unpack_q3_k(block, &v); break;
+	case DK_TYPE_Q4_K: unpack_q4_k(block, &v); break;
+	case DK_TYPE_Q5_K: unpack_q5_k(block, &v); break;
+	case DK_TYPE_Q6_K: unpack_q6_k(block, &v); break;
+	default: return 0;
+	}
+	memcpy(q, v.q, sizeof v.q);
+	for (int j = 0; j < 16; j++) {
+		sc[j] = j < v.nsub ? v.sc[j] : 0;
+		mn[j] = j < v.nsub ? v.mn[j] : 0;
+	}
+	return v.nsub;
+}
+
 /* y = d*sc*q - dmin*mn per sub-block */
 static void kview_to_float(const struct kview *v, float d, float dmin, float *y)
 {

@@ -122,6 +122,14 @@ static inline int dk_q3k_scale(int j, const uint8_t *s)
 	return (lo | (hi << 4)) - 32;
 }
 
+/* The integers of one K super-block (Q2_K..Q6_K) at block: q[e] as the
+ * reference dot multiplies it (Q3_K -4..3, Q6_K -32..31), each sub-block's
+ * scale and min (mn 0 for Q3_K and Q6_K); returns the number of sub-blocks
+ * (8 of 32 elements or 16 of 16), or 0 for another type.  The packer
+ * (pack.c) reads K blocks through it, so the format is decoded in one
+ * place. */
+int dk_quant_k_unpack(enum dk_ttype t, const void *block, int q[DK_QK_K], int sc[16], int mn[16]);
+
 /* Builds a multi-column kernel out of a single-column one. */
 #define DK_DOT_N_LOOP(name, dot)                                                      \
 	static void name(int64_t n, float *restrict s, size_t ss, const void *restrict x, \

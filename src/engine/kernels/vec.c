@@ -2,6 +2,7 @@
 #include "engine/kernels/vec.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "engine/kernels/quant.h"
@@ -89,6 +90,57 @@ void dk_vec_swiglu_ref(float *restrict g, const float *restrict u, int64_t n)
 {
 	for (int64_t i = 0; i < n; i++)
 		g[i] = g[i] / (1.0f + dk_vec_exp_ref(-g[i])) * u[i];
+}
+
+float dk_vec_tanh_ref(float x)
+{
+	const double y = fabs((double)x);
+	double t;
+	if (y < 0.0625) {
+		/* the series, where 1 - 2/(e^2y + 1) would cancel: terms to y^15 */
+		static const double c[] = {1.0, -1.0 / 3, 2.0 / 15, -17.0 / 315, 62.0 / 2835,
+					   -1382.0 / 155925, 21844.0 / 6081075, -929569.0 / 638512875};
+		const double z = y * y;
+		t = 0;
+		for (int i = 7; i >= 0; i--)
+			t = c[i] + z * t;
+		t *= y;
+	} else if (y < 20) {
+		t = 1.0 - 2.0 / (exp_d(2 * y) + 1.0);
+	} else {
+		t = 1.0;
+	}
+	return (float)(x < 0 ? -t : t);
+}
+
+/* gelu of every fp16 value, as fp16 (dk_vec_geglu_ref) */
+static uint16_t gelu_tab[1 << 16];
+static pthread_once_t gelu_once = PTHREAD_ONCE_INIT;
+
+static void gelu_init(void)
+{
+	for (uint32_t h = 0; h < (1u << 16); h++) {
+		const float x = dk_fp16_to_fp32((uint16_t)h);
+		/* ggml's expression, one float rounding per operation */
+		const float a = 0.044715f * x * x;
+		const float b = 0.79788456080286535587989211986876f * x * (1.0f + a);
+		const float t = dk_vec_tanh_ref(b);
+		gelu_tab[h] = dk_fp32_to_fp16(0.5f * x * (1.0f + t));
+	}
+}
+
+void dk_vec_geglu_ref(float *restrict g, const float *restrict u, int64_t n)
+{
+	pthread_once(&gelu_once, gelu_init);
+	for (int64_t i = 0; i < n; i++) {
+		const float x = g[i];
+		if (x <= -10.0f)
+			g[i] = 0.0f;
+		else if (x >= 10.0f)
+			g[i] = x * u[i];
+		else
+			g[i] = dk_fp16_to_fp32(gelu_tab[dk_fp32_to_fp16(x)]) * u[i];
+	}
 }
 
 dk_vec_swiglu_fn dk_vec_swiglu_kernel(void)

@@ -46,6 +46,19 @@ void dk_vec_swiglu_avx512(float *restrict g, const float *restrict u, int64_t n)
  * the reference); chosen once, thread-safe. */
 dk_vec_swiglu_fn dk_vec_swiglu_kernel(void);
 
+/* GeGLU, the gated feed-forward of Gemma: g[i] = gelu(g[i]) * u[i] with
+ * the tanh form of GELU, 0.5x(1 + tanh(sqrt(2/pi) x (1 + 0.044715 x^2))),
+ * looked up the way ggml's CPU backend does, so that the activations are
+ * its own: g <= -10 gives 0, g >= 10 gives g * u, and otherwise g is
+ * rounded to fp16 and its GELU read from a table of fp16 values (built
+ * once from dk_vec_tanh_ref, not libm, so it is the same on every machine).
+ * The same signature as SwiGLU; one level only (a lookup). */
+void dk_vec_geglu_ref(float *restrict g, const float *restrict u, int64_t n);
+
+/* tanh(x) rounded to float from double arithmetic of IEEE operations
+ * (error below 1e-15 before the rounding). */
+float dk_vec_tanh_ref(float x);
+
 /* y[0..n) = x * (1/rms(x)) * w, as two float roundings like ggml's
  * rms_norm + mul: t = x[i] * scale, then y[i] = t * w[i], with
  *   scale = 1 / sqrtf(mean + eps),  mean = (float)(sum / n).

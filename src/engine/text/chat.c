@@ -17,7 +17,8 @@ static const struct {
 } family_names[] = {
 	{DK_CHAT_CHATML, "chatml"}, {DK_CHAT_LLAMA2, "llama2"}, {DK_CHAT_LLAMA3, "llama3"},
 	{DK_CHAT_MISTRAL, "mistral"}, {DK_CHAT_PHI3, "phi3"}, {DK_CHAT_GEMMA, "gemma"},
-	{DK_CHAT_ZEPHYR, "zephyr"}, {DK_CHAT_RAW, "raw"},
+	{DK_CHAT_ZEPHYR, "zephyr"}, {DK_CHAT_RAW, "raw"}, {DK_CHAT_GRANITE, "granite"},
+	{DK_CHAT_PHI4, "phi4"},
 };
 
 enum dk_chat_family dk_chat_family_by_name(const char *name)
@@ -53,6 +54,11 @@ enum dk_chat_family dk_chat_detect(const char *t)
 		return DK_CHAT_LLAMA3;
 	if (strstr(t, "<start_of_turn>"))
 		return DK_CHAT_GEMMA;
+	if (strstr(t, "<|start_of_role|>"))
+		return DK_CHAT_GRANITE;
+	/* Phi-4-mini writes '<|' + role + '|>' + content, with no newline */
+	if (strstr(t, "<|end|>") && strstr(t, "'|>' + message['content']"))
+		return DK_CHAT_PHI4;
 	if (strstr(t, "[INST]"))
 		return strstr(t, "<<SYS>>") ? DK_CHAT_LLAMA2 : DK_CHAT_MISTRAL;
 	if (strstr(t, "<|user|>")) {
@@ -202,6 +208,13 @@ static int render_uniform(struct dk_buf *b, enum dk_chat_family f, const struct 
 		case DK_CHAT_PHI3:
 			rc |= dk_buf_printf(b, "<|%s|>\n%s<|end|>\n", role, c);
 			break;
+		case DK_CHAT_PHI4:
+			rc |= dk_buf_printf(b, "<|%s|>%s<|end|>", role, c);
+			break;
+		case DK_CHAT_GRANITE:
+			rc |= dk_buf_printf(b, "<|start_of_role|>%s<|end_of_role|>%s<|end_of_text|>\n",
+					    role, c);
+			break;
 		case DK_CHAT_ZEPHYR:
 			rc |= dk_buf_printf(b, "<|%s|>\n%s%s\n", role, c, eos);
 			break;
@@ -217,6 +230,10 @@ static int render_uniform(struct dk_buf *b, enum dk_chat_family f, const struct 
 			break;
 		case DK_CHAT_PHI3:
 		case DK_CHAT_ZEPHYR: rc = dk_buf_puts(b, "<|assistant|>\n"); break;
+		case DK_CHAT_PHI4: rc = dk_buf_puts(b, "<|assistant|>"); break;
+		case DK_CHAT_GRANITE:
+			rc = dk_buf_puts(b, "<|start_of_role|>assistant<|end_of_role|>");
+			break;
 		default: break;
 		}
 	}
@@ -360,7 +377,9 @@ char *dk_chat_render_ex(enum dk_chat_family f, const struct dk_chat_msg *msgs, s
 	case DK_CHAT_CHATML:
 	case DK_CHAT_LLAMA3:
 	case DK_CHAT_PHI3:
+	case DK_CHAT_PHI4:
 	case DK_CHAT_ZEPHYR:
+	case DK_CHAT_GRANITE:
 		rc |= render_uniform(&b, f, m, n, add_assistant, eos);
 		break;
 	case DK_CHAT_LLAMA2:

@@ -163,6 +163,8 @@ static const struct pre_name pre_names[] = {
 	{"megrez", DK_PRE_QWEN2, false, false},
 	{"hunyuan", DK_PRE_QWEN2, false, false},
 	{"qwen35", DK_PRE_QWEN35, false, false},
+	{"gpt-4o", DK_PRE_GPT4O, false, false},
+	{"llama4", DK_PRE_GPT4O, false, false},
 	{"chatglm-bpe", DK_PRE_CHATGLM4, false, false},
 	{"viking", DK_PRE_VIKING, false, false},
 	{"bloom", DK_PRE_BLOOM, false, false},
@@ -520,7 +522,137 @@ static void split_llama3(const uint32_t *c, size_t s, size_t e, size_t max_digit
 #undef TOK
 }
 
-enum stage_kind { ST_SIMPLE, ST_GPT2, ST_LLAMA3, ST_QWEN2, ST_QWEN35, ST_TRAILING_WS };
+/* GPT-4o's letters: "upper" is a letter other than a-z, "lower" one other
+ * than A-Z (so a letter outside ASCII is both, as the regex's
+ * (?=\p{L})[^a-z] and (?=\p{L})[^A-Z] read it). */
+static bool is_up(uint32_t c) { return is_l(c) && !(c >= 'a' && c <= 'z'); }
+static bool is_lo(uint32_t c) { return is_l(c) && !(c >= 'A' && c <= 'Z'); }
+
+/* The end of an optional '[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD]
+ * at p (p when there is none). */
+static size_t contraction_end(const uint32_t *c, size_t p, size_t e)
+{
+	if (p + 1 >= e || c[p] != '\'')
+		return p;
+	uint32_t n1 = c[p + 1] < 0x80 ? c[p + 1] | 0x20 : 0;
+	if (n1 == 's' || n1 == 't' || n1 == 'm' || n1 == 'd')
+		return p + 2;
+	if (p + 2 < e) {
+		uint32_t n2 = c[p + 2] < 0x80 ? c[p + 2] | 0x20 : 0;
+		if ((n1 == 'r' && n2 == 'e') || (n1 == 'v' && n2 == 'e') || (n1 == 'l' && n2 == 'l'))
+			return p + 3;
+	}
+	return p;
+}
+
+/* upper* lower+ contraction? from q, backtracking as the regex does: the
+ * end, or 0 when it does not match. */
+static size_t gpt4o_word_a(const uint32_t *c, size_t q, size_t e)
+{
+	size_t u = q;
+	while (u < e && is_up(c[u]))
+		u++;
+	size_t j = u;
+	if (!(u < e && is_lo(c[u]))) {
+		/* upper* gives back letters until lower+ can start */
+		while (j > q && !is_lo(c[j - 1]))
+			j--;
+		if (j == q)
+			return 0;
+		j--;
+	}
+	while (j < e && is_lo(c[j]))
+		j++;
+	return contraction_end(c, j, e);
+}
+
+/* upper+ lower* contraction? from q: the end, or 0. */
+static size_t gpt4o_word_b(const uint32_t *c, size_t q, size_t e)
+{
+	if (q >= e || !is_up(c[q]))
+		return 0;
+	size_t u = q;
+	while (u < e && is_up(c[u]))
+		u++;
+	while (u < e && is_lo(c[u]))
+		u++;
+	return contraction_end(c, u, e);
+}
+
+/* [^\r\n\p{L}\p{N}]?(?:upper*lower+|upper+lower*)(?:'s|'t|'re|'ve|'m|'ll|'d)?
+ *   |\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+
+ * (GPT-4o, Phi-4-mini, Llama 4; contractions case-sensitive as [sS]) */
+static void split_gpt4o(const uint32_t *c, size_t s, size_t e, struct out *o)
+{
+	size_t prev = s;
+#define TOK(end) do { emit(o, (end) - prev); prev = (end); } while (0)
+	for (size_t p = s; p < e;) {
+		uint32_t cp = c[p];
+		/* the words, with the one-character prefix tried first */
+		size_t q = !is_crlf(cp) && !is_l(cp) && !is_n(cp) ? p + 1 : p;
+		size_t z = 0;
+		if (q < e && is_l(c[q])) {
+			z = gpt4o_word_a(c, q, e);
+			if (!z)
+				z = gpt4o_word_b(c, q, e);
+		}
+		if (z) {
+			p = z;
+			TOK(p);
+			continue;
+		}
+		if (is_n(cp)) {
+			size_t k = 0;
+			while (p < e && is_n(c[p]) && k < 3) {
+				p++;
+				k++;
+			}
+			TOK(p);
+			continue;
+		}
+		{
+			size_t r = p;
+			if (cp == ' ' && p + 1 < e)
+				r = p + 1;
+			uint32_t d = c[r];
+			if (!(cp == ' ' && p + 1 >= e) && !ws(d) && !is_l(d) && !is_n(d)) {
+				p = r;
+				while (p < e && !ws(c[p]) && !is_l(c[p]) && !is_n(c[p]))
+					p++;
+				while (p < e && (is_crlf(c[p]) || c[p] == '/'))
+					p++;
+				TOK(p);
+				continue;
+			}
+		}
+		size_t nws = 0, last_nl = 0;
+		while (p + nws < e && ws(c[p + nws])) {
+			if (is_crlf(c[p + nws]))
+				last_nl = p + nws + 1;
+			nws++;
+		}
+		if (last_nl) {
+			p = last_nl;
+			TOK(p);
+			continue;
+		}
+		if (nws > 1 && p + nws < e) {
+			p += nws - 1;
+			TOK(p);
+			continue;
+		}
+		if (nws > 0) {
+			p += nws;
+			TOK(p);
+			continue;
+		}
+		p++;
+		TOK(p);
+	}
+#undef TOK
+}
+
+enum stage_kind { ST_SIMPLE, ST_GPT2, ST_LLAMA3, ST_QWEN2, ST_QWEN35, ST_GPT4O, ST_TRAILING_WS };
 
 struct stage {
 	enum stage_kind kind;
@@ -537,6 +669,7 @@ static const struct stage st_gpt2[] = {CUSTOM(ST_GPT2)};
 static const struct stage st_llama3[] = {CUSTOM(ST_LLAMA3)};
 static const struct stage st_qwen2[] = {CUSTOM(ST_QWEN2)};
 static const struct stage st_qwen35[] = {CUSTOM(ST_QWEN35)};
+static const struct stage st_gpt4o[] = {CUSTOM(ST_GPT4O)};
 static const struct stage st_ds_llm[] = {
 	SIMPLE(NULL, is_crlf, 1, 1), SIMPLE(ws, is_ds_letter, 1, 0), SIMPLE(ws, is_ds_punct, 1, 0),
 	CUSTOM(ST_TRAILING_WS), SIMPLE(NULL, is_cjk, 1, 0), SIMPLE(NULL, is_n, 1, 0)};
@@ -561,6 +694,7 @@ int dk_pretokenize(enum dk_pretok pre, const uint32_t *cps, size_t n, struct dk_
 	case DK_PRE_LLAMA3: case DK_PRE_CHATGLM4: st = st_llama3; nst = 1; break;
 	case DK_PRE_QWEN2: st = st_qwen2; nst = 1; break;
 	case DK_PRE_QWEN35: st = st_qwen35; nst = 1; break;
+	case DK_PRE_GPT4O: st = st_gpt4o; nst = 1; break;
 	case DK_PRE_DEEPSEEK_LLM: st = st_ds_llm; nst = sizeof st_ds_llm / sizeof *st; break;
 	case DK_PRE_DEEPSEEK_CODER: st = st_ds_coder; nst = sizeof st_ds_coder / sizeof *st; break;
 	case DK_PRE_FALCON: st = st_falcon; nst = sizeof st_falcon / sizeof *st; break;
@@ -587,6 +721,7 @@ int dk_pretokenize(enum dk_pretok pre, const uint32_t *cps, size_t n, struct dk_
 			case ST_LLAMA3: split_llama3(cps, s, e, 3, false, &o); break;
 			case ST_QWEN2: split_llama3(cps, s, e, 1, false, &o); break;
 			case ST_QWEN35: split_llama3(cps, s, e, 1, true, &o); break;
+			case ST_GPT4O: split_gpt4o(cps, s, e, &o); break;
 			case ST_TRAILING_WS: split_trailing_ws(cps, s, e, &o); break;
 			}
 			s = e;

@@ -61,6 +61,7 @@ enum dk_pretok {
 	DK_PRE_LLAMA3,         /* llama-bpe, llama3, dbrx, smaug-bpe, ... */
 	DK_PRE_QWEN2,          /* qwen2, stablelm2, megrez, ... */
 	DK_PRE_QWEN35,
+	DK_PRE_GPT4O,
 	DK_PRE_DEEPSEEK_LLM,
 	DK_PRE_DEEPSEEK_CODER,
 	DK_PRE_FALCON,
