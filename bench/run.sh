@@ -13,7 +13,7 @@ SHARED=${SHARED:-$ROOT/../shared}
 N=${1:-200}
 shift || true
 PIPES=("$@")
-[ ${#PIPES[@]} -gt 0 ] || PIPES=(summarize-records classify-files extract-fields)
+[ ${#PIPES[@]} -gt 0 ] || PIPES=(summarize-records classify-news extract-fields)
 MODEL_ARGS=()
 [ -n "${MODEL:-}" ] && MODEL_ARGS=(-m "$MODEL")
 THREAD_ARGS=()
@@ -24,7 +24,7 @@ trap 'rm -rf "$T"' EXIT
 inputs() {
 	case "$1" in
 	summarize-records) ls "$SHARED"/corpus/mtsamples/docs/* | sort | sed -n "1,${N}p" ;;
-	classify-files)
+	classify-news)
 		# round-robin over the five topics
 		for i in $(seq -f '%03g' 1 349); do
 			for t in business entertainment politics sport tech; do
@@ -45,7 +45,9 @@ for p in "${PIPES[@]}"; do
 		nocache) extra=(--no-prefix-cache) ;;
 		serial) extra=(--one-at-a-time) ;;
 		esac
-		"$DOCKET" run "$p" - -o "$T/$p.$mode.jsonl" --report "$T/r.json" --progress none \
+		pl=$p
+		[ "$p" = classify-news ] && pl=$ROOT/examples/pipelines/classify-news.json
+		"$DOCKET" run "$pl" - -o "$T/$p.$mode.jsonl" --report "$T/r.json" --progress none \
 			"${MODEL_ARGS[@]}" "${THREAD_ARGS[@]}" "${extra[@]}" <"$T/list" 2>/dev/null || true
 		python3 - "$T/r.json" "$p" "$mode" <<'PY'
 import json, sys

@@ -4,7 +4,7 @@
 #      ways: fields mode constrained (shipped) / free text, and object mode
 #      (one JSON object per receipt) constrained / free text. Prints validity
 #      and field accuracy (exact and normalised) for each.
-#   2. classify-files on N BBC articles (round-robin over the five topics):
+#   2. examples/pipelines/classify-news.json on N BBC articles (round-robin over the five topics):
 #      accuracy and calibration of the per-label probabilities.
 # Decode speed with and without a constraint: build/bench/bench_grammar.
 # usage: bench/structured.sh [N_RECEIPTS] [N_ARTICLES]   (defaults 100, 200; env MODEL, THREADS, SHARED)
@@ -53,5 +53,5 @@ for i in $(seq -f '%03g' 1 400); do
 		[ -f "$f" ] && echo "$f"
 	done
 done | sed -n "1,${NB}p" >"$T/articles"
-"$DOCKET" run classify-files - -o "$T/cls.jsonl" "${ARGS[@]}" <"$T/articles" 2>/dev/null || true
+"$DOCKET" run "$ROOT/examples/pipelines/classify-news.json" - -o "$T/cls.jsonl" "${ARGS[@]}" <"$T/articles" 2>/dev/null || true
 python3 "$ROOT/bench/score_classify.py" "$T/cls.jsonl"

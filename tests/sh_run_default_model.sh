@@ -21,15 +21,16 @@ cp "$C/sroie_receipts/text/000.txt" "$T/rec/000.txt"
 first_note=$(ls "$C/mtsamples/docs" | sort | sed -n 1p)
 cp "$C/mtsamples/docs/$first_note" "$T/notes/"
 R() { "$DK_DOCKET" run "$@" -m "$MODEL" -t 1 --progress none; }
+NEWSP="$DK_SOURCE_DIR/examples/pipelines/classify-news.json"
 
-R classify-files "$T/news" -o "$T/cls.jsonl"
+R "$NEWSP" "$T/news" -o "$T/cls.jsonl"
 python3 "$H/records.py" check "$T/cls.jsonl" --min 2 --status ok --task classify
 # --prefix-dir under a chat template: the instructions are saved once,
 # loaded by the next run with the same records, and the file does not
 # depend on the documents
-R classify-files "$T/news" -o "$T/p1.jsonl" --prefix-dir "$T/pfx" --report "$T/p1.json"
-R classify-files "$T/news" -o "$T/p2.jsonl" --prefix-dir "$T/pfx" --report "$T/p2.json"
-R classify-files "$T/notes" -o "$T/p3.jsonl" --prefix-dir "$T/pfx3"
+R "$NEWSP" "$T/news" -o "$T/p1.jsonl" --prefix-dir "$T/pfx" --report "$T/p1.json"
+R "$NEWSP" "$T/news" -o "$T/p2.jsonl" --prefix-dir "$T/pfx" --report "$T/p2.json"
+R "$NEWSP" "$T/notes" -o "$T/p3.jsonl" --prefix-dir "$T/pfx3"
 [ "$(ls "$T/pfx")" = "$(ls "$T/pfx3")" ] || { echo "FAIL: prefix file names depend on the documents"; exit 1; }
 cmp "$T/pfx/$(ls "$T/pfx")" "$T/pfx3/$(ls "$T/pfx3")"
 python3 - "$T" <<'PY'

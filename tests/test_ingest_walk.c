@@ -306,6 +306,45 @@ static void test_order_globs_depth_hidden(void **state)
 	free(dir);
 }
 
+/* raw_text: HTML, JSON and CSV as written (what a file is, for
+ * classify-files), plain text as before; off, they go through their
+ * extractors */
+static void test_raw_text(void **state)
+{
+	(void)state;
+	char *dir = dk_test_tmpdir();
+	const char *html = "<!DOCTYPE html>\n<html><body><p>Hi</p><script>x()</script></body></html>\n";
+	const char *json = "{\"$schema\": \"s.json\", \"a\": [1, 2]}\n";
+	const char *csv = "name,n\nx,1\n";
+	put_s(dir, "page.html", html);
+	put_s(dir, "conf.json", json);
+	put_s(dir, "t.csv", csv);
+	put_s(dir, "note.txt", "plain\n");
+	for (int raw = 0; raw <= 1; raw++) {
+		struct dk_ingest_params prm = dk_ingest_default_params();
+		prm.raw_text = raw;
+		struct recs r = walk1(&prm, dir);
+		assert_int_equal(r.n, 4);
+		struct rec *h = find(&r, "/page.html"), *j = find(&r, "/conf.json"), *c = find(&r, "/t.csv");
+		assert_true(h->extract && j->extract && c->extract);
+		if (raw) {
+			assert_string_equal(h->text, html);
+			assert_string_equal(j->text, json);
+			assert_string_equal(c->text, csv);
+			assert_string_equal(h->format, "text");
+		} else {
+			assert_null(strstr(h->text, "<p>"));
+			assert_non_null(strstr(h->text, "Hi"));
+			assert_null(strstr(j->text, "{"));
+			assert_string_equal(h->format, "html");
+		}
+		assert_string_equal(find(&r, "/note.txt")->text, "plain\n");
+		recs_free(&r);
+	}
+	rm_rf(dir);
+	free(dir);
+}
+
 static void test_symlinks_and_loops(void **state)
 {
 	(void)state;
@@ -863,6 +902,7 @@ int main(void)
 		cmocka_unit_test(test_archive_formats),
 		cmocka_unit_test(test_nested_three_deep),
 		cmocka_unit_test(test_zip_bomb_and_limits),
+		cmocka_unit_test(test_raw_text),
 		cmocka_unit_test(test_unsafe_names_encrypted_truncated),
 		cmocka_unit_test(test_corpus),
 	};

@@ -40,8 +40,14 @@ static void test_shipped(void **state)
 		assert_true(dk_tmpl_uses(p->user, "text"));
 		if (tasks[i] == DK_TASK_SUMMARIZE)
 			assert_non_null(p->reduce);
-		if (tasks[i] == DK_TASK_CLASSIFY)
-			assert_int_equal(p->n_labels, 5);
+		if (tasks[i] == DK_TASK_CLASSIFY) {
+			assert_int_equal(p->n_labels, 8);
+			assert_string_equal(p->labels[7], "sensitive");
+			assert_int_equal(p->max_chunks, 1); /* the head of a file */
+			assert_true(dk_tmpl_uses(p->answer, "hints"));
+			assert_false(p->calibrate);
+			assert_true(p->hidden);
+		}
 		if (tasks[i] == DK_TASK_EXTRACT) {
 			assert_int_equal(p->n_fields, 4);
 			assert_string_equal(p->fields[3].name, "total");
@@ -52,6 +58,15 @@ static void test_shipped(void **state)
 	/* by path too */
 	struct dk_pipeline *p = dk_pipeline_load(dk_test_src("pipelines/classify-files.json"), err, sizeof err);
 	assert_non_null(p);
+	dk_pipeline_free(p);
+	/* the news topics moved to the examples, prompts resolved from there */
+	p = dk_pipeline_load(dk_test_src("examples/pipelines/classify-news.json"), err, sizeof err);
+	if (!p)
+		fail_msg("classify-news: %s", err);
+	assert_int_equal(p->n_labels, 5);
+	assert_string_equal(p->labels[3], "sport");
+	assert_true(p->calibrate);
+	assert_false(p->hidden);
 	dk_pipeline_free(p);
 	assert_null(dk_pipeline_load("no-such-pipeline", err, sizeof err));
 	assert_non_null(strstr(err, "no pipeline 'no-such-pipeline'"));
@@ -86,7 +101,7 @@ static void test_template(void **state)
 	assert_null(dk_tmpl_parse("t.txt", "line1\nline2 {{txet}}", err, sizeof err));
 	assert_string_equal(err, "t.txt:2: unknown placeholder '{{txet}}' (known: text, path, name, member, "
 				 "mime, bytes, labels, schema, chunk_index, chunk_count, summaries, field, "
-				 "field_description)");
+				 "field_description, hints)");
 	assert_null(dk_tmpl_parse("t.txt", "{{text", err, sizeof err));
 	assert_non_null(strstr(err, "t.txt:1: unterminated"));
 	assert_null(dk_tmpl_parse("t.txt", "{{}}", err, sizeof err));
@@ -178,8 +193,26 @@ static void test_classify_scope(void **state)
 		if (!p)
 			fail_msg("%s", err);
 		assert_int_equal(p->max_chunks, want[i]);
+		assert_true(p->calibrate);
 		dk_pipeline_free(p);
 	}
+	char err[DK_ERRMSG_MAX];
+	struct dk_pipeline *p = dk_pipeline_load(
+		put("p.json", "{\"name\": \"x\", \"task\": \"classify\", \"prompts\": {\"user\": \"u.txt\"},"
+			      " \"labels\": [\"a\", \"b\"], \"classify\": {\"calibrate\": false},"
+			      " \"input\": {\"hidden\": true}}"),
+		err, sizeof err);
+	if (!p)
+		fail_msg("%s", err);
+	assert_false(p->calibrate);
+	assert_true(p->hidden);
+	assert_int_equal(p->max_chunks, 1);
+	dk_pipeline_free(p);
+	assert_null(dk_pipeline_load(put("p.json", "{\"name\": \"x\", \"task\": \"classify\", \"prompts\": "
+						  "{\"user\": \"u.txt\"}, \"labels\": [\"a\", \"b\"], "
+						  "\"classify\": {\"calibrate\": 1}}"),
+				     err, sizeof err));
+	assert_non_null(strstr(err, "classify.calibrate"));
 }
 
 static void test_extract_fields(void **state)

@@ -1,6 +1,7 @@
 /* The scheduler driven directly on the tiny model: admission order,
- * fairness, slot reuse, cancellation, KV pressure, and score jobs that give
- * the same log-probability with the prefix cache on and off. */
+ * fairness, slot reuse, cancellation, KV pressure, score jobs that give
+ * the same log-probability with the prefix cache on and off, and choice
+ * tokens scored in one job as in one job each. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -46,6 +47,8 @@ struct seen {
 	enum dk_finish finish[MAX_DONE];
 	char *error[MAX_DONE];
 	int n_cached[MAX_DONE];
+	double choice[MAX_DONE][4];
+	int n_choices[MAX_DONE];
 };
 
 struct tag {
@@ -64,6 +67,9 @@ static void on_done(void *ud, const struct dk_job_result *r)
 	s->finish[t->id] = r->finish;
 	s->error[t->id] = r->error ? strdup(r->error) : NULL;
 	s->n_cached[t->id] = r->n_cached;
+	s->n_choices[t->id] = r->n_choices;
+	for (int k = 0; k < r->n_choices && k < 4; k++)
+		s->choice[t->id][k] = r->choice_logp[k];
 }
 
 static void seen_free(struct seen *s)
@@ -322,6 +328,63 @@ static void test_score_prefix_cache(void **st)
 	free(toks);
 }
 
+/* The log-probability of each choice token after a prompt, from one job,
+ * is bit for bit what a score job of prompt + that token gives; a score job
+ * with choices also scores its own tail. */
+static void test_score_choices(void **st)
+{
+	(void)st;
+	dk_token *toks = prompt(41, 41, 1);
+	const dk_token choice[4] = {5, 17, (dk_token)(nv - 1), 5};
+	for (int on = 1; on >= 0; on--) {
+		struct rig g;
+		rig_init(&g, on, 4, 0);
+		struct dk_job_spec s = dk_job_default_spec();
+		s.kind = DK_JOB_SCORE;
+		s.score_from = 40;
+		s.n_prefix = 40;
+		s.choices = choice;
+		s.n_choices = 4;
+		s.done = on_done;
+		s.ud = &g.tags[0];
+		dk_token *copy = malloc(40 * sizeof *copy);
+		memcpy(copy, toks, 40 * sizeof *copy);
+		assert_int_equal(dk_sched_submit(g.sched, &s, copy, 40), DK_OK);
+		/* the same with a scored tail: token 40 of toks */
+		s.score_from = 40;
+		s.ud = &g.tags[5];
+		copy = malloc(41 * sizeof *copy);
+		memcpy(copy, toks, 41 * sizeof *copy);
+		assert_int_equal(dk_sched_submit(g.sched, &s, copy, 41), DK_OK);
+		for (int k = 0; k < 4; k++) {
+			dk_token t[41];
+			memcpy(t, toks, 40 * sizeof *t);
+			t[40] = choice[k];
+			submit_score(&g, 1 + k, t, 41, 40, 40);
+		}
+		drain(&g);
+		assert_int_equal(g.seen.n_choices[0], 4);
+		assert_int_equal(g.seen.n_choices[1], 0);
+		assert_true(g.seen.logp[0] == 0); /* nothing of its own to score */
+		for (int k = 0; k < 4; k++) {
+			assert_true(g.seen.choice[0][k] < 0);
+			if (g.seen.choice[0][k] != g.seen.logp[1 + k])
+				fail_msg("choice %d: %.17g in one job, %.17g alone", k, g.seen.choice[0][k],
+					 g.seen.logp[1 + k]);
+		}
+		assert_true(g.seen.choice[0][0] == g.seen.choice[0][3]);
+		/* the job over 41 tokens: choices after token 40, its tail is token 40 */
+		assert_int_equal(g.seen.n_choices[5], 4);
+		dk_token t[41];
+		memcpy(t, toks, 41 * sizeof *t);
+		submit_score(&g, 9, t, 41, 40, 40);
+		drain(&g);
+		assert_true(g.seen.logp[5] == g.seen.logp[9]);
+		rig_free(&g);
+	}
+	free(toks);
+}
+
 int main(void)
 {
 	/* the group setup loads a model from ../shared, and a setup cannot skip */
@@ -330,6 +393,7 @@ int main(void)
 		cmocka_unit_test(test_admission_order), cmocka_unit_test(test_fairness),
 		cmocka_unit_test(test_slot_reuse),      cmocka_unit_test(test_cancellation),
 		cmocka_unit_test(test_kv_pressure),     cmocka_unit_test(test_score_prefix_cache),
+		cmocka_unit_test(test_score_choices),
 	};
 	return dk_test_run_group(tests, setup, teardown);
 }

@@ -63,6 +63,10 @@ struct dk_ingest_params {
 	unsigned tool_timeout_s;    /* pdftotext running longer than this is killed and the file skipped
 	                               ("limit-exceeded"); 0 = no limit (default 30) */
 	bool no_extract;            /* detect and classify only: text stays NULL (for "docket ls") */
+	bool raw_text;              /* text formats (HTML, XML, JSON, CSV, Markdown) as written, markup
+	                               and all, not through their extractor: what a file is, not what
+	                               it says (classify-files); office documents and PDFs are still
+	                               extracted (default false) */
 	const char *pdftotext;      /* path of pdftotext; NULL = look it up in $PATH */
 	bool report_excluded;       /* default true: files and members the globs filter out are
 	                               "excluded" records (their bytes unread); false = no record */

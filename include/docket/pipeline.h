@@ -80,6 +80,8 @@ struct dk_pipeline {
 	/* input */
 	char **include, **exclude;
 	size_t n_include, n_exclude;
+	bool hidden;        /* also walk dot-files and dot-directories (CI files, .env) */
+	bool raw_text;      /* text formats as written (dk_ingest_params.raw_text) */
 
 	/* chunking (tokens of the model's tokenizer) */
 	int chunk_tokens;   /* default 384 */
@@ -102,6 +104,8 @@ struct dk_pipeline {
 	size_t max_chunks;   /* chunks of a document processed, from its start; 0 = all.
 			      * classify: 1 ("classify": {"scope": "head"}, the default), 0
 			      * for "scope": "all" (the chunks' distributions averaged) */
+	bool calibrate;      /* classify: divide out the labels' probabilities on a
+			      * content-free document (default true) */
 	/* extract: the JSON Schema text (object with properties) and its fields */
 	char *schema_json;
 	struct dk_field *fields;
@@ -174,6 +178,7 @@ enum dk_var {
 	DK_VAR_SUMMARIES,
 	DK_VAR_FIELD,
 	DK_VAR_FIELD_DESCRIPTION,
+	DK_VAR_HINTS,
 	DK_VAR_COUNT
 };
 struct dk_var_def {

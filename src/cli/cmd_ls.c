@@ -104,6 +104,8 @@ int dk_cmd_ls(int argc, char **argv)
 		ip.n_include = pl->n_include + p.n_include;
 		ip.exclude = exc;
 		ip.n_exclude = pl->n_exclude + p.n_exclude;
+		ip.hidden |= pl->hidden;
+		ip.raw_text |= pl->raw_text;
 	}
 	struct dk_ingest *ing;
 	if (dk_ingest_new(&ing, &ip) != DK_OK) {

@@ -366,6 +366,17 @@ static bool is_office(const char *fmt)
 	return false;
 }
 
+/* The formats whose extractor reads text and rewrites it: raw_text takes
+ * their characters as they are. */
+static bool markup_format(const char *fmt)
+{
+	static const char *const list[] = {"html", "xml", "json", "jsonl", "csv", "tsv", "markdown", NULL};
+	for (int i = 0; fmt && list[i]; i++)
+		if (!strcmp(fmt, list[i]))
+			return true;
+	return false;
+}
+
 /* Extracts ing->raw (already detected) into the record. */
 static void extract_raw(struct dk_ingest *ing, const char *fs_for_tools)
 {
@@ -401,7 +412,19 @@ static void extract_raw(struct dk_ingest *ing, const char *fs_for_tools)
 	const char *reason = NULL;
 	char err[DK_ERRMSG_MAX];
 	dk_buf_clear(&ing->text);
-	enum dk_status st = dk_extract(&in, &ing->text, &d->format, &reason, err, sizeof err);
+	enum dk_status st;
+	if (ing->p.raw_text && markup_format(fmt)) {
+		/* as the plain-text extractor takes it: UTF-8, LF newlines */
+		char cerr[256];
+		st = DK_OK;
+		if (dk_to_utf8(in.data, in.len, in.charset, &ing->text, cerr, sizeof cerr)) {
+			reason = "decode-error";
+			st = dk_err(err, sizeof err, DK_SKIP, "cannot decode '%s': %s", d->path, cerr);
+		}
+		d->format = "text";
+	} else {
+		st = dk_extract(&in, &ing->text, &d->format, &reason, err, sizeof err);
+	}
 	if (st != DK_OK) {
 		rec_skip(ing, reason ? reason : "decode-error", "%s", err);
 		return;

@@ -388,6 +388,7 @@ static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 	p->sensitive = true;
 	p->constrained = true;
 	p->grounded = true;
+	p->calibrate = true;
 
 	if (!json_is_object(root)) {
 		p = fail(&L, p, NULL, "expected a JSON object at the top level, got %s", jtype(root));
@@ -433,8 +434,11 @@ static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 
 	json_t *in = json_object_get(root, "input");
 	if (in) {
-		static const char *const ik[] = {"include", "exclude", NULL};
+		static const char *const ik[] = {"include", "exclude", "hidden", "raw_text", NULL};
 		if (check_block(&L, in, "input", ik))
+			goto bad;
+		if (get_bool(&L, in, "hidden", "input.hidden", &p->hidden) ||
+		    get_bool(&L, in, "raw_text", "input.raw_text", &p->raw_text))
 			goto bad;
 		if (str_array(&L, json_object_get(in, "include"), "input.include", &p->include, &p->n_include) ||
 		    str_array(&L, json_object_get(in, "exclude"), "input.exclude", &p->exclude, &p->n_exclude)) {
@@ -516,11 +520,14 @@ static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 	if (cl) {
 		json_t *sv = json_object_get(cl, "scope");
 		const char *scope = json_string_value(sv);
-		static const char *const ck[] = {"scope", NULL};
+		static const char *const ck[] = {"scope", "calibrate", NULL};
 		if (!json_is_object(cl) || stray_key(cl, ck)) {
-			p = fail(&L, p, "classify", "expected {\"scope\": \"head\" | \"all\"}");
+			p = fail(&L, p, "classify",
+				 "expected {\"scope\": \"head\" | \"all\", \"calibrate\": true | false}");
 			goto out;
 		}
+		if (get_bool(&L, cl, "calibrate", "classify.calibrate", &p->calibrate))
+			goto bad;
 		if (sv && (!scope || (strcmp(scope, "head") && strcmp(scope, "all")))) {
 			p = fail(&L, p, "classify.scope", "expected \"head\" or \"all\"");
 			goto out;

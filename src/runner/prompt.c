@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runner/filehints.h"
 #include "runner/run.h"
 #include "util/buf.h"
 
@@ -239,6 +240,7 @@ void dk_prompt_chunk_vars_init(const struct runner *R, const struct doc *d, size
 	const struct dk_pipeline *pl = R->pl;
 	const struct dk_chunk *c = &d->chunks[ci];
 	memset(&cv->labels, 0, sizeof cv->labels);
+	memset(&cv->hints, 0, sizeof cv->hints);
 	snprintf(cv->idx, sizeof cv->idx, "%d", c->index + 1);
 	snprintf(cv->cnt, sizeof cv->cnt, "%d", c->count);
 	snprintf(cv->bytes, sizeof cv->bytes, "%llu", (unsigned long long)d->bytes);
@@ -258,6 +260,18 @@ void dk_prompt_chunk_vars_init(const struct runner *R, const struct doc *d, size
 	v->v[DK_VAR_SCHEMA] = pl->schema_json ? pl->schema_json : "";
 	v->v[DK_VAR_CHUNK_INDEX] = cv->idx;
 	v->v[DK_VAR_CHUNK_COUNT] = cv->cnt;
+	if (dk_tmpl_uses(pl->user, "hints") || dk_tmpl_uses(pl->system, "hints") ||
+	    dk_tmpl_uses(pl->answer, "hints")) {
+		const char *rel = dk_filehints_rel(d->path, R->inputs, R->n_inputs);
+		/* out of memory: the prompt goes without hints */
+		if (dk_filehints_describe(rel, d->text, d->text ? strlen(d->text) : 0, &cv->hints))
+			dk_buf_clear(&cv->hints);
+		v->v[DK_VAR_HINTS] = cv->hints.data ? cv->hints.data : "";
+	}
 }
 
-void dk_prompt_chunk_vars_free(struct chunk_vars *cv) { dk_buf_free(&cv->labels); }
+void dk_prompt_chunk_vars_free(struct chunk_vars *cv)
+{
+	dk_buf_free(&cv->labels);
+	dk_buf_free(&cv->hints);
+}

@@ -64,7 +64,8 @@ struct job {
 struct cres {
 	uint64_t pt, ct, gt;  /* usage: prompt, cached, completion tokens */
 	char *gen;
-	double *logp;     /* per label */
+	double *logp;     /* per label: classify, of its first token (all of it when remote) */
+	double *logp_tail; /* per label: of its tokens after the first (NULL: none has any) */
 	char **fields;    /* per field: raw answer text, or JSON text (fields_json); NULL = absent */
 	bool fields_json; /* fields hold JSON values (constrained, object mode, fallback) */
 	bool truncated;   /* a constrained generation ran out of tokens */
@@ -126,6 +127,7 @@ struct runner {
 	struct dk_out *out;
 	struct dk_ingest *ing;
 	uint64_t *input_docs; /* records per input operand, to warn of one that held none */
+	const char *const *inputs; /* the operands as given (file hints read paths from them) */
 	size_t n_inputs;
 	FILE *batch_in;
 	uint64_t batch_line;
@@ -224,6 +226,7 @@ char *dk_prompt_render_text(const struct dk_tmpl *t, const struct dk_var_values 
 struct chunk_vars {
 	char idx[24], cnt[24], bytes[24];
 	struct dk_buf labels;
+	struct dk_buf hints; /* {{hints}}, when a template asks for them */
 	struct dk_var_values vals;
 };
 void dk_prompt_chunk_vars_init(const struct runner *R, const struct doc *d, size_t ci,

@@ -566,6 +566,7 @@ enum dk_status dk_runner_run(const struct dk_runner_params *p, const char *const
 		if (strcmp(inputs[i], "-") && stat(inputs[i], &sb))
 			return dk_err(err, n, DK_SKIP, "cannot open '%s': %s", inputs[i],
 				      dk_errno_str(errno));
+	R->inputs = inputs;
 	R->n_inputs = n_inputs;
 	R->input_docs = calloc(n_inputs + 1, sizeof *R->input_docs);
 	if (!R->input_docs)
@@ -597,6 +598,8 @@ enum dk_status dk_runner_run(const struct dk_runner_params *p, const char *const
 		ip.n_include = ni;
 		ip.exclude = exc;
 		ip.n_exclude = ne;
+		ip.hidden |= R->pl->hidden;
+		ip.raw_text |= R->pl->raw_text;
 		if (dk_ingest_new(&R->ing, &ip) != DK_OK) {
 			st = dk_err(err, n, DK_FATAL, "cannot start ingest: %s",
 				    R->ing ? dk_ingest_error(R->ing) : "out of memory");

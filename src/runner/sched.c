@@ -28,6 +28,8 @@ struct job {
 	int n_gen;
 	struct dk_buf text;
 	double logp;
+	dk_token *choices;    /* the spec's, copied */
+	double *choice_logp;
 	int bfirst, bcount;
 	enum dk_finish finish;
 	char *error;
@@ -107,6 +109,8 @@ static void job_free(struct job *j)
 	if (!j)
 		return;
 	free(j->toks);
+	free(j->choices);
+	free(j->choice_logp);
 	dk_buf_free(&j->text);
 	free(j->error);
 	free(j);
@@ -119,6 +123,8 @@ static void job_end(struct job *j)
 		.finish = j->finish,
 		.text = j->text.data ? j->text.data : "",
 		.logp = j->logp,
+		.choice_logp = j->choice_logp,
+		.n_choices = j->choice_logp ? j->sp.n_choices : 0,
 		.n_prompt = j->n_toks,
 		.n_cached = j->n_cached,
 		.n_gen = j->n_gen,
@@ -198,6 +204,18 @@ enum dk_status dk_sched_submit(struct dk_sched *s, const struct dk_job_spec *spe
 	j->sp = *spec;
 	j->toks = toks;
 	j->n_toks = n_toks;
+	if (spec->kind == DK_JOB_SCORE && spec->n_choices > 0) {
+		j->choices = malloc((size_t)spec->n_choices * sizeof *j->choices);
+		j->choice_logp = calloc((size_t)spec->n_choices, sizeof *j->choice_logp);
+		if (!j->choices || !j->choice_logp) {
+			job_free(j);
+			return DK_FATAL;
+		}
+		memcpy(j->choices, spec->choices, (size_t)spec->n_choices * sizeof *j->choices);
+	} else {
+		j->sp.n_choices = 0;
+	}
+	j->sp.choices = NULL;
 	if (j->sp.n_prefix > n_toks)
 		j->sp.n_prefix = n_toks;
 	if (j->sp.n_static > n_toks)
@@ -475,7 +493,8 @@ static enum dk_status decode(struct dk_sched *s)
 			int t = j->n_past + k;
 			bool want = j->sp.kind == DK_JOB_GEN
 					    ? t == j->n_toks - 1
-					    : (t >= j->sp.score_from - 1 && t < j->n_toks - 1);
+					    : (t >= j->sp.score_from - 1 && t < j->n_toks - 1) ||
+						      (j->sp.n_choices && t == j->n_toks - 1);
 			dk_batch_add(b, j->toks[t], t, i, want);
 		}
 		j->bcount = m;
@@ -500,12 +519,18 @@ static enum dk_status decode(struct dk_sched *s)
 			int first = j->n_past;
 			j->n_past += j->bcount;
 			if (j->sp.kind == DK_JOB_SCORE)
-				for (int t = first; t < j->n_past; t++)
+				for (int t = first; t < j->n_past; t++) {
 					if (t >= j->sp.score_from - 1 && t < j->n_toks - 1) {
 						const float *l = dk_logits(ctx, j->bfirst + t - first);
 						if (l)
 							j->logp += dk_log_softmax_at(l, s->p.n_vocab, j->toks[t + 1]);
 					}
+					if (j->sp.n_choices && t == j->n_toks - 1) {
+						const float *l = dk_logits(ctx, j->bfirst + t - first);
+						for (int k = 0; l && k < j->sp.n_choices; k++)
+							j->choice_logp[k] = dk_log_softmax_at(l, s->p.n_vocab, j->choices[k]);
+					}
+				}
 			if (!j->warmed && j->n_past >= j->sp.n_prefix) {
 				j->warmed = true;
 				warm_add(s, j->pkey);

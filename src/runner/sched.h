@@ -3,7 +3,9 @@
  *
  * A job is a token prompt and what to do with it: generate (sampling with
  * the job's settings, an optional grammar masking each step, stop strings)
- * or score (the log-probability of the prompt's tail after its head).
+ * or score (the log-probability of the prompt's tail after its head, and
+ * of each of a set of choice tokens right after the prompt: one prefill
+ * answers every one-token label of a classify chunk).
  * The scheduler keeps a FIFO queue and one slot per engine sequence; each
  * dk_sched_step admits queued jobs into free slots and runs one dk_decode
  * over every live slot (continuous batching).  It knows nothing of tasks,
@@ -58,6 +60,9 @@ struct dk_job_result {
 	enum dk_finish finish;
 	const char *text;  /* generate: the output ("" when none), forced bytes included */
 	double logp;       /* score: the continuation's log-probability */
+	const double *choice_logp; /* score with choices: log p of each choice token after
+				    * the prompt, n_choices of them */
+	int n_choices;
 	int n_prompt;      /* prompt tokens */
 	int n_cached;      /* of them, served from the prefix cache */
 	int n_gen;         /* tokens generated */
@@ -71,7 +76,10 @@ struct dk_job_spec {
 	enum dk_job_kind kind;
 	int n_prefix;        /* leading tokens shared with sibling jobs (prefix warming) */
 	int n_static;        /* leading tokens from the pipeline alone: what prefix files keep */
-	int score_from;      /* score: the first scored token */
+	int score_from;      /* score: the first scored token (n_toks: none) */
+	const dk_token *choices; /* score: tokens whose log-probability right after the
+				  * prompt is wanted too (copied at submit) */
+	int n_choices;
 	int max_tokens;      /* generate */
 	struct dk_sampler_params sp;
 	char **stop;         /* borrowed: must outlive the job */

@@ -26,12 +26,12 @@ static void labels_json(struct runner *R, const double *probs, json_t **labels, 
  * whatever the text says; dividing by the probabilities they give a
  * content-free document ("contextual calibration", Zhao et al. 2021)
  * removes that bias. */
-static void chunk_probs(struct runner *R, const double *logp, double *out)
+static void chunk_probs(struct runner *R, const struct cres *c, double *out)
 {
 	double mx = -INFINITY;
 	size_t n = R->pl->n_labels;
 	for (size_t i = 0; i < n; i++) {
-		out[i] = logp[i] - (R->calib ? R->calib[i] : 0);
+		out[i] = c->logp[i] + (c->logp_tail ? c->logp_tail[i] : 0) - (R->calib ? R->calib[i] : 0);
 		if (out[i] > mx)
 			mx = out[i];
 	}
@@ -103,6 +103,8 @@ static int answer_label(const struct dk_pipeline *pl, const char *content)
 /* Queues the labels of a content-free document; records wait for it. */
 static void start_calibration(struct runner *R)
 {
+	if (!R->pl->calibrate)
+		return;
 	struct doc *d = calloc(1, sizeof *d);
 	struct dk_chunk *c = calloc(1, sizeof *c);
 	struct cres *cr = calloc(1, sizeof *cr);
@@ -134,16 +136,22 @@ static void start_calibration(struct runner *R)
 		dk_run_doc_stage_done(R, d);
 }
 
-/* One score job per label: the label's log-probability after the prompt
- * and the answer template. */
+/* The labels after the prompt and the answer template: one job scores
+ * every label's first token from the prompt's last position (one prefill
+ * for all), and a label of several tokens gets a job for the rest. */
 static void spawn(struct runner *R, struct doc *d, size_t ci, struct chunk_vars *cv)
 {
 	const struct dk_pipeline *pl = R->pl;
 	struct cres *cr = &d->cr[ci];
 	struct tokv t = {0};
 	int n_prefix = 0, n_static = 0;
-	cr->logp = calloc(pl->n_labels, sizeof *cr->logp);
-	if (!cr->logp) {
+	size_t n = pl->n_labels;
+	cr->logp = calloc(n, sizeof *cr->logp);
+	dk_token *first = calloc(n, sizeof *first);
+	struct tokv *lab = calloc(n, sizeof *lab);
+	if (!cr->logp || !first || !lab) {
+		free(first);
+		free(lab);
 		dk_run_oom(R, d->path);
 		return;
 	}
@@ -151,43 +159,67 @@ static void spawn(struct runner *R, struct doc *d, size_t ci, struct chunk_vars 
 	if (dk_prompt_build(R, pl->system, pl->user, &cv->vals, -1, &t, &n_prefix, &n_static) ||
 	    dk_prompt_answer_prefix(R, &cv->vals, &t, &word_next)) {
 		cr->error = strdup("cannot render the prompt");
-		free(t.v);
-		return;
+		goto out;
 	}
 	int n_prompt = t.n;
-	for (size_t i = 0; i < pl->n_labels && !cr->error; i++) {
-		struct tokv full = {0};
-		full.cap = n_prompt + 64;
-		full.v = malloc((size_t)full.cap * sizeof *full.v);
-		if (!full.v) {
-			cr->error = strdup("out of memory");
-			break;
-		}
-		memcpy(full.v, t.v, (size_t)n_prompt * sizeof *t.v);
-		full.n = n_prompt;
-		char lab[512];
-		snprintf(lab, sizeof lab, "%s%s", word_next ? " " : "", pl->labels[i]);
-		if (dk_prompt_tokenize(R, &full, lab, strlen(lab), false, false) || full.n == n_prompt) {
-			free(full.v);
+	bool tails = false;
+	for (size_t i = 0; i < n; i++) {
+		char s[512];
+		snprintf(s, sizeof s, "%s%s", word_next ? " " : "", pl->labels[i]);
+		if (dk_prompt_tokenize(R, &lab[i], s, strlen(s), false, false) || lab[i].n == 0) {
 			cr->error = strdup("cannot tokenize a label");
-			break;
+			goto out;
 		}
-		struct job *j = dk_run_job_new(R, d, (int)ci, (int)i, DK_JOB_SCORE, ROLE_LABEL);
+		first[i] = lab[i].v[0];
+		tails |= lab[i].n > 1;
+	}
+	if (tails && !(cr->logp_tail = calloc(n, sizeof *cr->logp_tail))) {
+		dk_run_oom(R, d->path);
+		goto out;
+	}
+	for (int k = -1; k < (int)n && !cr->error; k++) {
+		if (k >= 0 && lab[k].n < 2)
+			continue;
+		/* k = -1: the prompt, every label's first token; else label k's tail */
+		struct tokv full = {0};
+		full.cap = n_prompt + (k >= 0 ? lab[k].n : 0);
+		full.v = malloc((size_t)full.cap * sizeof *full.v);
+		struct job *j = full.v ? dk_run_job_new(R, d, (int)ci, k, DK_JOB_SCORE, ROLE_LABEL) : NULL;
 		if (!j) {
 			free(full.v);
 			dk_run_oom(R, d->path);
 			break;
 		}
-		j->spec.score_from = n_prompt;
+		memcpy(full.v, t.v, (size_t)n_prompt * sizeof *t.v);
+		full.n = n_prompt;
+		if (k >= 0) {
+			memcpy(full.v + n_prompt, lab[k].v, (size_t)lab[k].n * sizeof *full.v);
+			full.n += lab[k].n;
+			j->spec.score_from = n_prompt + 1;
+		} else {
+			j->spec.score_from = n_prompt;
+			j->spec.choices = first;
+			j->spec.n_choices = (int)n;
+		}
 		dk_run_submit(R, j, &full, n_prompt, n_static, &cr->error, &cr->reason);
 	}
+out:
+	for (size_t i = 0; i < n; i++)
+		free(lab[i].v);
+	free(lab);
+	free(first);
 	free(t.v);
 }
 
 static void job_result(struct runner *R, struct doc *d, struct cres *c, const struct job *j,
 		       const struct dk_job_result *r)
 {
-	c->logp[j->sub] = r->logp;
+	if (j->sub < 0) {
+		for (int i = 0; i < r->n_choices && i < (int)R->pl->n_labels; i++)
+			c->logp[i] = r->choice_logp[i];
+	} else if (c->logp_tail) {
+		c->logp_tail[j->sub] = r->logp;
+	}
 }
 
 /* A chunk's label distribution, or the mean of the chunks' distributions. */
@@ -201,7 +233,7 @@ static json_t *output(struct runner *R, struct doc *d, size_t c0, size_t c1, jso
 			dk_run_oom(R, d->path);
 			return json_null();
 		}
-		chunk_probs(R, d->cr[c0].logp, pr);
+		chunk_probs(R, &d->cr[c0], pr);
 		json_t *out = label_output(R, d, pr, rec);
 		free(pr);
 		return out;
@@ -215,7 +247,7 @@ static json_t *output(struct runner *R, struct doc *d, size_t c0, size_t c1, jso
 		return json_null();
 	}
 	for (size_t c = c0; c < c1; c++) {
-		chunk_probs(R, d->cr[c].logp, pr);
+		chunk_probs(R, &d->cr[c], pr);
 		for (size_t i = 0; i < n; i++)
 			acc[i] += pr[i] / (double)(c1 - c0);
 	}
@@ -236,6 +268,8 @@ static char *remote_answer(struct runner *R, struct cres *c, const char *content
 		return strdup("fallback: the answer names none of the labels");
 	if (!c->logp)
 		c->logp = calloc(pl->n_labels, sizeof *c->logp);
+	free(c->logp_tail);
+	c->logp_tail = NULL;
 	for (size_t i = 0; c->logp && i < pl->n_labels; i++)
 		c->logp[i] = (int)i == k ? 0 : -1e4;
 	return NULL;
@@ -249,8 +283,8 @@ static void calibrated(struct runner *R, struct doc *d)
 	if (d->cr[0].error)
 		return;
 	R->calib = malloc(n * sizeof *R->calib);
-	if (R->calib)
-		memcpy(R->calib, d->cr[0].logp, n * sizeof *R->calib);
+	for (size_t i = 0; R->calib && i < n; i++)
+		R->calib[i] = d->cr[0].logp[i] + (d->cr[0].logp_tail ? d->cr[0].logp_tail[i] : 0);
 }
 
 const struct dk_task_ops dk_task_classify = {

@@ -23,6 +23,7 @@ const struct dk_var_def dk_vars[DK_VAR_COUNT] = {
 	[DK_VAR_SUMMARIES] = {"summaries", DK_SCOPE_REDUCE},
 	[DK_VAR_FIELD] = {"field", DK_SCOPE_PIPELINE},
 	[DK_VAR_FIELD_DESCRIPTION] = {"field_description", DK_SCOPE_PIPELINE},
+	[DK_VAR_HINTS] = {"hints", DK_SCOPE_DOCUMENT},
 };
 
 int dk_var_find(const char *name)
@@ -94,7 +95,7 @@ struct dk_tmpl *dk_tmpl_parse(const char *path, const char *src, char *err, size
 			dk_err(err, n, DK_SKIP,
 			       "%s:%d: unknown placeholder '{{%s}}' (known: text, path, name, member, mime, "
 			       "bytes, labels, schema, chunk_index, chunk_count, summaries, field, "
-			       "field_description)",
+			       "field_description, hints)",
 			       t->path, line_at(src, (size_t)(p - src)), name);
 			dk_tmpl_free(t);
 			return NULL;
