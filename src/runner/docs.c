@@ -185,6 +185,7 @@ void dk_run_doc_free(struct doc *d)
 	json_decref(d->supersedes);
 	for (size_t i = 0; d->cr && i < d->n_chunks; i++) {
 		free(d->cr[i].gen);
+		free(d->cr[i].trimmed);
 		free(d->cr[i].logp);
 		free(d->cr[i].error);
 		for (size_t k = 0; d->cr[i].fields && k < d->n_fields; k++)

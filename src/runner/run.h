@@ -64,6 +64,7 @@ struct job {
 struct cres {
 	uint64_t pt, ct, gt;  /* usage: prompt, cached, completion tokens */
 	char *gen;
+	char *trimmed;    /* summarize: the partial sentence cut from gen's end */
 	double *logp;     /* per label */
 	char **fields;    /* per field: raw answer text, or JSON text (fields_json); NULL = absent */
 	bool fields_json; /* fields hold JSON values (constrained, object mode, fallback) */
