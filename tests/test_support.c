@@ -108,6 +108,8 @@ static void test_names(void **state)
 	assert_string_equal(check("Overall, she is well. Regular exercise helps.", note), "");
 	assert_string_equal(check("EASD was diagnosed.", note), "EASD");
 	assert_string_equal(check("Possible COVID-19 exposure.", note), "COVID-19");
+	/* a list item's first word is a name unless it is a function word */
+	assert_string_equal(check("Meds: 1. Claritin, 2. Viagra.\n3. The rest.", note), "Viagra");
 	/* a possessive is the name */
 	assert_string_equal(check("Smith's patient.", note), "");
 	/* each item once, in order */

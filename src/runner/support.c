@@ -271,6 +271,13 @@ static bool has_date(const struct facts *f, const struct dk_date *d)
 /* ---- the summary's items ---- */
 
 static const char *const titles[] = {"dr", "mr", "mrs", "ms", "prof", "st"};
+/* Words that open a list item as they open any sentence. */
+static const char *const function_words[] = {
+	"a", "after", "all", "also", "an", "and", "as", "at", "before", "both", "but", "by",
+	"during", "each", "for", "from", "he", "her", "his", "if", "in", "it", "its", "no", "not",
+	"of", "on", "or", "she", "that", "the", "their", "there", "these", "they", "this", "to",
+	"was", "we", "were", "when", "which", "with", "without",
+};
 
 static bool in_list(const char *const *l, size_t n, const char *w, size_t len)
 {
@@ -305,13 +312,14 @@ static int add_item(json_t *out, const char *s, size_t n)
 }
 
 /* A list marker: a small number followed by "." or ")" and a space, at
- * the start of a line or after the end of a sentence ("... done. 2. The"). */
+ * the start of a line or after the end of a sentence or item ("... done.
+ * 2. The", "Hypertension, 2. High cholesterol"). */
 static bool list_marker(const char *text, const char *p, const char *e)
 {
 	const char *b = p;
 	while (b > text && (b[-1] == ' ' || b[-1] == '\t'))
 		b--;
-	if (b > text && b[-1] != '\n' && b[-1] != '.' && b[-1] != ':' && b[-1] != ';')
+	if (b > text && !strchr("\n.:;,", b[-1]))
 		return false;
 	return e - p <= 2 && (*e == '.' || *e == ')') && (e[1] == ' ' || e[1] == '\n');
 }
@@ -393,6 +401,7 @@ json_t *dk_support_check(const char *summary, const char *source)
 		return NULL;
 	}
 	bool sentence = true;
+	bool item = false; /* right after a list marker */
 	int rc = 0;
 	for (const char *p = summary; *p && !rc;) {
 		unsigned char c = (unsigned char)*p;
@@ -405,7 +414,7 @@ json_t *dk_support_check(const char *summary, const char *source)
 			else if (c == ':')
 				sentence = isspace((unsigned char)p[1]);
 			else if (!isspace(c) && c != '"' && c != '\'' && c != '(' && c != '*' && c != '-')
-				sentence = false;
+				sentence = item = false;
 			p++;
 			continue;
 		}
@@ -416,7 +425,7 @@ json_t *dk_support_check(const char *summary, const char *source)
 			if (!has_date(&f, &d) && !has_literal(&f, p, (size_t)(e - p)))
 				rc = add_item(out, p, (size_t)(e - p));
 			p = e;
-			sentence = false;
+			sentence = item = false;
 			continue;
 		}
 		if (isdigit(c)) {
@@ -432,13 +441,14 @@ json_t *dk_support_check(const char *summary, const char *source)
 				if (!has_literal(&f, p, (size_t)(e - p)))
 					rc = add_item(out, p, (size_t)(e - p));
 				p = e;
-				sentence = false;
+				sentence = item = false;
 				continue;
 			}
 			if (read_plain_number(p, &v, &e)) {
 				if (list_marker(summary, p, e)) {
 					p = e + 1;
-					sentence = true;
+					sentence = false;
+					item = true;
 					continue;
 				}
 				const char *ue;
@@ -446,18 +456,20 @@ json_t *dk_support_check(const char *summary, const char *source)
 				if (!has_number(&f, v, u))
 					rc = add_item(out, p, (size_t)(ue - p));
 				p = ue;
-				sentence = false;
+				sentence = item = false;
 				continue;
 			}
 		}
 		size_t n;
 		e = read_word(p, &n);
 		bool skip = !isupper(c) || n < 2 || in_list(titles, sizeof titles / sizeof *titles, p, n) ||
-			    (sentence && !name_shaped(p, n));
+			    (sentence && !name_shaped(p, n)) ||
+			    (item && in_list(function_words, sizeof function_words / sizeof *function_words,
+					     p, n));
 		if (!skip && !word_found(&f, p, n))
 			rc = add_item(out, p, n);
 		p = e;
-		sentence = false;
+		sentence = item = false;
 	}
 	facts_free(&f);
 	if (rc) {

@@ -23,7 +23,9 @@
  *     source has the word, in any case.  A sentence's first word is
  *     capitalised whatever it is, so there only a word shaped like a name
  *     is an item: one with a capital or a digit after its first letter
- *     (EASD, McDonald, COVID-19), not "Regular" or "Overall".
+ *     (EASD, McDonald, COVID-19), not "Regular" or "Overall".  The first
+ *     word of a list item ("12. Viagra") is an item unless it is a
+ *     function word ("2. The"): lists are where names are enumerated.
  * Each unsupported item is listed once, as the summary writes it, in the
  * order it first appears.
  */

@@ -230,17 +230,14 @@ bool dk_value_read_time(const char *s, const char **end)
 	const char *q = p;
 	while (*q == ' ')
 		q++;
-	bool ampm = false;
 	if ((toupper((unsigned char)q[0]) == 'A' || toupper((unsigned char)q[0]) == 'P')) {
-		if (toupper((unsigned char)q[1]) == 'M' && !wordch((unsigned char)q[2])) {
+		if (toupper((unsigned char)q[1]) == 'M' && !wordch((unsigned char)q[2]))
 			p = q + 2;
-			ampm = true;
-		} else if (q[1] == '.' && toupper((unsigned char)q[2]) == 'M' && q[3] == '.') {
+		else if (q[1] == '.' && toupper((unsigned char)q[2]) == 'M' && q[3] == '.')
 			p = q + 4;
-			ampm = true;
-		}
 	}
-	if (h > (ampm ? 12 : 23) || wordch((unsigned char)*p) || isdigit((unsigned char)*p))
+	/* receipts print "22:17PM": the 24-hour clock with a suffix */
+	if (h > 23 || wordch((unsigned char)*p))
 		return false;
 	*end = p;
 	return true;
@@ -353,16 +350,17 @@ bool dk_value_canonical_date(const char *s, enum dk_date_order order, char out[1
 {
 	while (isspace((unsigned char)*s))
 		s++;
+	/* a label before it: "Date: 25/12/2018" */
+	const char *l = s;
+	while (isalpha((unsigned char)*l) || *l == ' ')
+		l++;
+	if (*l == ':' && l > s) {
+		for (s = l + 1; isspace((unsigned char)*s);)
+			s++;
+	}
 	struct dk_date d;
 	const char *e;
 	if (!dk_value_read_date(s, order, false, &d, &e))
-		return false;
-	while (*e == ' ' || *e == ',' || *e == '\t')
-		e++;
-	if (*e && dk_value_read_time(e, &e))
-		while (isspace((unsigned char)*e))
-			e++;
-	if (*e)
 		return false;
 	/* validated: a four-digit year, month 1-12, day 1-31 */
 	char tmp[32];

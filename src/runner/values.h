@@ -62,9 +62,10 @@ bool dk_value_same_number(double a, double b);
 bool dk_value_text_has_number(const char *text, double x, double *printed);
 
 /*
- * The whole of s read as a date, optionally followed by a time of day
- * (25/12/2018 8:13:39 PM is the date 2018-12-25); false when anything else
- * is left over or s is no full date.  out: "YYYY-MM-DD".
+ * s read as a date: a full date at its start, after a label if any
+ * ("Date: 25/12/2018"); what follows the date is not part of it
+ * (25/12/2018 8:13:39 PM is the date 2018-12-25).  false when s does not
+ * start with a full date (18:47:30, 2018 20:49:59).  out: "YYYY-MM-DD".
  */
 bool dk_value_canonical_date(const char *s, enum dk_date_order order, char out[11]);
 
