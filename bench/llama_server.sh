@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Sourced by the bench/vs-llama-server*.sh scripts: starts and stops one
-# llama-server.  Needs LLAMA_SERVER, MODEL, THREADS and PORT set.
+# llama-server.  Needs LLAMA_SERVER, MODEL, THREADS and PORT set; LS_EXTRA
+# (optional) holds more llama-server arguments, e.g. "--poll 0".
 #   ls_start SLOTS CTX   start it with SLOTS slots sharing CTX tokens of
 #                        KV, continuous batching; wait until it answers;
 #                        sets URL and VOCAB (the model's vocabulary size)
@@ -14,7 +15,7 @@ export LD_LIBRARY_PATH
 ls_start() {
 	URL=http://127.0.0.1:$PORT
 	"$LLAMA_SERVER" -m "$MODEL" -t "$THREADS" -tb "$THREADS" -np "$1" -c "$2" \
-		-cb --host 127.0.0.1 --port "$PORT" --no-webui >"$LS_LOG" 2>&1 &
+		-cb --host 127.0.0.1 --port "$PORT" --no-webui ${LS_EXTRA:-} >"$LS_LOG" 2>&1 &
 	LS_PID=$!
 	for _ in $(seq 300); do
 		curl -sf "$URL/health" >/dev/null 2>&1 && break

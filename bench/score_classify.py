@@ -4,7 +4,7 @@ name of a directory on the source path (bbc/<label>/001.txt).
 
 usage: score_classify.py RECORDS.jsonl [--json]
 
-Prints accuracy, per-label precision/recall, the confusion matrix, and the
+Prints accuracy, macro-F1, per-label precision/recall, the confusion matrix, and the
 calibration of the reported per-label probabilities: expected calibration
 error (ECE, 10 equal-width confidence bins over the chosen label), the
 Brier score (over all labels), mean confidence vs accuracy, and the
@@ -53,15 +53,20 @@ def main():
                          "confidence": s / k if k else None, "accuracy": h / k if k else None}
                         for i, (k, s, h) in enumerate(bins)],
     }
+    f1s = []
     for l in labels:
         tp = conf[l][l]
         pred = sum(conf[t][l] for t in labels)
         true = sum(conf[l].values())
-        res["per_label"][l] = {"precision": tp / pred if pred else 0.0, "recall": tp / true if true else 0.0}
+        p_, r_ = tp / pred if pred else 0.0, tp / true if true else 0.0
+        res["per_label"][l] = {"precision": p_, "recall": r_}
+        f1s.append(2 * p_ * r_ / (p_ + r_) if p_ + r_ else 0.0)
+    res["macro_f1"] = sum(f1s) / len(f1s) if f1s else 0.0
     if "--json" in sys.argv:
         print(json.dumps(res))
         return
-    print(f"records {n}  accuracy {100 * res['accuracy']:.1f}%  mean confidence {res['mean_confidence']:.3f}"
+    print(f"records {n}  accuracy {100 * res['accuracy']:.1f}%  macro-F1 {res['macro_f1']:.3f}"
+          f"  mean confidence {res['mean_confidence']:.3f}"
           f"  ECE {res['ece']:.3f}  Brier {res['brier']:.3f}")
     print(f"{'label':<15} {'precision':>9} {'recall':>7}   confusion (row: truth)")
     for l in labels:

@@ -63,7 +63,12 @@ static void test_validator(void **state)
 	V("{\"format\":\"date-time\"}", "\"2024-01-01T10:00:00Z\"", true, NULL);
 	V("{\"format\":\"time\"}", "\"25:00:00Z\"", false, "valid time");
 	V("{\"format\":\"uuid\"}", "\"123e4567-e89b-12d3-a456-426614174000\"", true, NULL);
-	V("{\"format\":\"email\"}", "\"a@b\"", false, "unsupported format");
+	V("{\"format\":\"hostname\"}", "\"a.b\"", false, "unsupported format");
+	V("{\"format\":\"email\"}", "\"ap@shop.example.com\"", true, NULL);
+	V("{\"format\":\"email\"}", "\"a@b\"", false, "valid email");
+	V("{\"type\":\"string\",\"pattern\":\"^\\\\d{5}$\"}", "\"81100\"", true, NULL);
+	V("{\"type\":\"string\",\"pattern\":\"^\\\\d{5}$\"}", "\"8110\"", false, "does not match the pattern");
+	V("{\"type\":\"string\",\"pattern\":\"[0-9]\"}", "\"JALAN 5\"", true, NULL);
 	V("{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":1,\"maxItems\":2}", "[1]", true, NULL);
 	V("{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":1,\"maxItems\":2}", "[]", false, "minItems");
 	V("{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":1,\"maxItems\":2}", "[1,2,3]", false, "maxItems");
@@ -227,8 +232,9 @@ static void expect_compile_error(const char *schema, const char *needle)
 static void test_compile_errors(void **state)
 {
 	(void)state;
-	expect_compile_error("{\"properties\":{\"date\":{\"type\":\"string\",\"format\":\"email\"}}}",
-			     "schema: /properties/date/format: unsupported format 'email'");
+	expect_compile_error("{\"properties\":{\"date\":{\"type\":\"string\",\"format\":\"hostname\"}}}",
+			     "schema: /properties/date/format: unsupported format 'hostname'");
+	expect_compile_error("{\"type\":\"string\",\"pattern\":\"(a\"}", "schema: /pattern: not a pattern");
 	expect_compile_error("{\"type\":\"integer\",\"minimum\":1}", "schema: /minimum: unsupported keyword 'minimum'");
 	expect_compile_error("{\"type\":\"strin\"}", "/type: unknown type 'strin'");
 	expect_compile_error("{\"type\":\"string\",\"maxLength\":-1}", "/maxLength: must be a non-negative integer");

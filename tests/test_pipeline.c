@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "docket/pipeline.h"
+#include "runner/values.h"
 #include "testutil.h"
 
 static char *tmp;
@@ -159,6 +160,22 @@ static void test_errors(void **state)
 		     "\"schema\": {\"type\": \"object\", \"properties\": {\"a\": {}}},\n"
 		     "\"extract\": {\"constrained\": 1}}",
 		     "p.json:5: extract.constrained: expected true or false, got an integer");
+	expect_error("{\"name\": \"x\",\n\"task\": \"extract\",\n\"prompts\": {\"user\": \"f.txt\"},\n"
+		     "\"schema\": {\"type\": \"object\", \"properties\": {\"a\": {}}},\n"
+		     "\"extract\": {\"normalize\": {\"b\": [\"trim\"]}}}",
+		     "p.json:5: extract.normalize.b: not a field of the schema");
+	expect_error("{\"name\": \"x\",\n\"task\": \"extract\",\n\"prompts\": {\"user\": \"f.txt\"},\n"
+		     "\"schema\": {\"type\": \"object\", \"properties\": {\"a\": {}}},\n"
+		     "\"extract\": {\"normalize\": {\"a\": [\"trim\", \"titlecase\"]}}}",
+		     "extract.normalize.a: item 1: expected one of trim, collapse_spaces, lower, upper, date");
+	expect_error("{\"name\": \"x\",\n\"task\": \"extract\",\n\"prompts\": {\"user\": \"f.txt\"},\n"
+		     "\"schema\": {\"type\": \"object\", \"properties\": {\"a\": {}}},\n"
+		     "\"extract\": {\"date_order\": \"ymd\"}}",
+		     "p.json:5: extract.date_order: expected \"dmy\" or \"mdy\"");
+	expect_error("{\"name\": \"x\",\n\"task\": \"extract\",\n\"prompts\": {\"user\": \"f.txt\"},\n"
+		     "\"schema\": {\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"number\"}}},\n"
+		     "\"extract\": {\"line_start\": [\"a\"]}}",
+		     "p.json:5: extract.line_start: item 0: not a free-text field of the schema that admits null");
 	expect_error("{\"name\": \"x\",\n\"task\": \"summarize\",\n\"chunking\": {\"max_tokens\": 100,\n"
 		     "  \"overlap_tokens\": 60},\n\"prompts\": {\"user\": \"u.txt\"}}",
 		     "p.json:4: chunking.overlap_tokens: must be at most half of max_tokens (50)");
@@ -258,13 +275,25 @@ static void test_extract_fields(void **state)
 	assert_false(p->fields[2].ground);
 	dk_pipeline_free(p);
 
-	/* the shipped pipeline: fields mode, constrained and grounded by default */
+	/* the shipped pipeline: fields mode, constrained, grounded and copied by
+	 * default; a date read as printed and written YYYY-MM-DD, an address
+	 * that must hold a number and a word, started at a scored line */
 	p = dk_pipeline_load("extract-fields", err, sizeof err);
 	if (!p)
 		fail_msg("%s", err);
 	assert_int_equal(p->extract_mode, DK_EXTRACT_FIELDS);
-	assert_true(p->constrained && p->grounded);
+	assert_true(p->constrained && p->grounded && p->copy);
+	assert_int_equal(p->date_order, DK_DATE_DMY);
 	assert_non_null(p->answer);
+	assert_string_equal(p->fields[1].name, "date");
+	assert_string_equal(p->fields[1].format, "date");
+	assert_true(p->fields[1].ground);
+	assert_false(p->fields[1].plain);
+	assert_string_equal(p->fields[2].name, "address");
+	assert_true(p->fields[2].ground && p->fields[2].line_start);
+	assert_int_equal(p->fields[2].n_normalize, 1);
+	assert_int_equal(p->fields[2].normalize[0], DK_NORM_COLLAPSE_SPACES);
+	assert_false(p->fields[0].line_start);
 	dk_pipeline_free(p);
 }
 

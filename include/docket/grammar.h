@@ -85,6 +85,10 @@ int32_t dk_grammar_vocab_size(const struct dk_grammar_vocab *v);
 /* Borrowed piece of token id (length in *len); NULL if out of range. */
 const char *dk_grammar_vocab_piece(const struct dk_grammar_vocab *v, dk_token id, size_t *len);
 bool dk_grammar_vocab_is_eog(const struct dk_grammar_vocab *v, dk_token id);
+/* Calls fn(ud, t) for every token t whose piece is a non-empty prefix of
+ * p[0..n), shortest first (a walk down the trie: n steps at most). */
+void dk_grammar_vocab_prefixes(const struct dk_grammar_vocab *v, const char *p, size_t n,
+			       void (*fn)(void *ud, dk_token t), void *ud);
 
 /* A fresh state at the start of g.  g and v are borrowed: keep them alive
  * until the state is freed.  NULL when out of memory. */

@@ -7,8 +7,8 @@
  *   "object" "array"), nullable (OpenAPI), enum, const, properties,
  *   required, additionalProperties (false, true or a schema), items (one
  *   schema), minItems, maxItems, minLength, maxLength (in code points),
- *   anyOf, oneOf, format ("date", "time", "date-time", "uuid"), $ref to
- *   "#", "#/definitions/NAME" or "#/$defs/NAME".
+ *   anyOf, oneOf, format ("date", "time", "date-time", "uuid", "email"),
+ *   pattern, $ref to "#", "#/definitions/NAME" or "#/$defs/NAME".
  * Annotations (title, description, default, examples, $schema, $id,
  * $comment, definitions, $defs, readOnly, writeOnly, deprecated) are
  * ignored.  Any other keyword is an error naming its path, e.g.
@@ -29,7 +29,14 @@
  *   - enum/const values that fail the rest of the schema are dropped;
  *   - format "date" is the pattern YYYY-MM-DD with month 01-12 and day
  *     01-31 (not checked against the month); "time" is
- *     HH:MM:SS[.ffffff](Z|+HH:MM); "date-time" is date "T" time.
+ *     HH:MM:SS[.ffffff](Z|+HH:MM); "date-time" is date "T" time; "email"
+ *     is local@domain.tld in ASCII letters, digits and ._%+-;
+ *   - pattern is checked, not generated: the grammar of a constrained
+ *     string ignores it, so such an output can fail validation (extract
+ *     makes a grounded field's failing value null).  It is read as POSIX
+ *     extended syntax with \d \w \s (and \D \W \S outside brackets)
+ *     and, as JSON Schema says, matches anywhere in the string unless
+ *     anchored.
  */
 #ifndef DOCKET_JSONSCHEMA_H
 #define DOCKET_JSONSCHEMA_H

@@ -47,10 +47,16 @@ struct dk_field {
 			      "boolean", "array", "object"; "string" when only enum/const */
 	char *description; /* "" when none */
 	char *schema_json; /* the property's own schema (compact JSON) */
-	bool plain;        /* no enum, const, format, anyOf or oneOf */
+	bool plain;        /* no enum, const, format, pattern, anyOf or oneOf */
 	bool nullable;     /* null is one of its values */
-	bool ground;       /* plain, nullable, and free text or a number: a value that
-			      does not appear in the document may become null */
+	bool ground;       /* nullable, no enum, const, anyOf or oneOf, and free text or a
+			      number: a value that does not appear in the document, or
+			      fails the field's format or pattern, may become null */
+	char *format;      /* its "format", NULL when none */
+	int normalize[8];  /* extract.normalize: the field's normalisations in order
+			      (enum dk_norm of runner/values.h) */
+	size_t n_normalize;
+	bool line_start;   /* extract.line_start: the value starts at a line chosen by scoring */
 };
 
 /*
@@ -63,10 +69,29 @@ struct dk_field {
  * from the schema (the field's in fields mode, the whole schema in object
  * mode), so every value parses and has its schema's shape.
  * grounded (default true): a free-text or number value that does not occur
- * in the document (ignoring case, spacing and thousands separators) becomes
- * null, for fields whose schema admits null (a value the schema requires
- * is kept, so a constrained record always validates); small models invent
- * plausible values.
+ * in the document (ignoring case, spacing and thousands separators; a
+ * number by value, a date by date) or fails its field's format or pattern
+ * becomes null, for fields whose schema admits null (a value the schema
+ * requires is kept, so a constrained record always validates); small
+ * models invent plausible values, and copy the wrong line.
+ * copy (default true, fields mode, constrained, grounded): a grounded free-text
+ * field is generated as a copy of the document: each token must continue
+ * text the document holds (whitespace and line breaks read as one space),
+ * so a value is a span of the document, across its line breaks.
+ * normalize: per field, what its value goes through before grounding and
+ * output ("trim", "collapse_spaces", "lower", "upper", "date"); a field
+ * whose format is "date" is read as printed and written YYYY-MM-DD.
+ * line_start (fields mode, with copy): fields whose value begins at the
+ * start of a line of the document (a receipt's address): each of the
+ * chunk's first 12 lines is scored as the start of the answer (up to 24
+ * tokens of it), against the same after a content-free document ("N/A"),
+ * and the value starts
+ * with the line that gains most from the document (pointwise mutual
+ * information), then continues as a copy, across line breaks, until the
+ * model closes it.  Small models locate a field far better by this
+ * comparison than by their first generated token.
+ * date_order: how a numeric date whose numbers do not settle it is read,
+ * "dmy" (default: 03/04/2019 is 3 April) or "mdy".
  */
 enum dk_extract_mode { DK_EXTRACT_FIELDS, DK_EXTRACT_OBJECT };
 
@@ -113,6 +138,8 @@ struct dk_pipeline {
 	enum dk_extract_mode extract_mode; /* default fields */
 	bool constrained;    /* default true */
 	bool grounded;       /* default true */
+	bool copy;           /* default true */
+	int date_order;      /* enum dk_date_order of runner/values.h; default day first */
 
 	/* generation */
 	int max_tokens;      /* default 128 */

@@ -99,6 +99,7 @@ struct dk_runner_params {
 	const char *report_path;
 	const char *const *fail_on;   /* classify: labels that fail the run */
 	size_t n_fail_on;
+	bool fail_on_unsupported;     /* summarize: a summary with unsupported items fails the run */
 	const char *resume_hint;      /* command printed when interrupted */
 	volatile sig_atomic_t *stop;  /* set by a signal handler: stop cleanly */
 	int constrained;              /* extract: -1 = the pipeline's, 0 = free text, 1 = grammar-masked */
@@ -116,6 +117,7 @@ struct dk_runner_stats {
 	uint64_t other_shards;          /* documents left to other shards */
 	uint64_t prompt_tokens, cached_tokens, completion_tokens;
 	uint64_t fail_on_hits;          /* records whose label is in fail_on */
+	uint64_t unsupported;           /* summaries with unsupported items */
 	uint32_t prefix_files_loaded;   /* --prefix-dir: instruction files loaded, written */
 	uint32_t prefix_files_saved;
 	uint64_t prefix_tokens_loaded;

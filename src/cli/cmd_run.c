@@ -39,7 +39,10 @@ static void usage(FILE *f, bool batch)
 		      "                         pipeline and model): for cron\n"
 		      "      --shard K/N        process only shard K of N (0 <= K < N), by hash of the path\n"
 		      "      --format F         docket (default) or openai-batch\n"
-		      "      --fail-on LABEL    classify: exit 2 when any file gets LABEL (repeatable)\n",
+		      "      --fail-on LABEL    classify: exit 2 when any file gets LABEL (repeatable)\n"
+		      "      --fail-on-unsupported\n"
+		      "                         summarize: exit 2 when a summary has items its source\n"
+		      "                         does not contain (the record's unsupported list)\n",
 		      f);
 	if (!batch) {
 		fputs("\nwalking inputs (as docket ls; globs are added to the pipeline's):\n", f);
@@ -87,7 +90,8 @@ static void usage(FILE *f, bool batch)
 	      "      --no-fallback           no routing for this run\n"
 	      "      --audit FILE            audit log (default OUT.audit.jsonl)\n"
 	      "\nexit status: 0 all ok; 1 usage or configuration error; 2 finished with records in\n"
-	      "error, over --max-failures, or a --fail-on label; 3 fatal; 130/143 interrupted.\n",
+	      "error, over --max-failures, a --fail-on label or an unsupported summary item\n"
+	      "(--fail-on-unsupported); 3 fatal; 130/143 interrupted.\n",
 	      f);
 }
 
@@ -96,7 +100,7 @@ enum {
 	O_FAIL_ON, O_SEQS, O_CTX, O_BATCH, O_NO_PREFIX, O_ONE, O_NO_CONSTRAIN, O_MAX_TOKENS,
 	O_TEMP, O_SEED, O_PROGRESS, O_REPORT, O_MAX_FAIL, O_SYNC, O_FB_URL, O_FB_MODEL, O_FB_KEY,
 	O_FB_WHEN, O_ALLOW_SENS, O_REDACT, O_NO_FB, O_AUDIT, O_PREFIX_DIR, O_DET, O_NODET,
-	O_METRICS, O_LOG_INTERVAL, O_QUIET, O_FB_CONC,
+	O_METRICS, O_LOG_INTERVAL, O_QUIET, O_FB_CONC, O_FAIL_UNSUP,
 };
 
 static bool parse_int(const char *s, long lo, long hi, long *out)
@@ -179,6 +183,7 @@ int dk_cli_run_main(int argc, char **argv, bool batch)
 		{"shard", required_argument, 0, O_SHARD},
 		{"format", required_argument, 0, O_FORMAT},
 		{"fail-on", required_argument, 0, O_FAIL_ON},
+		{"fail-on-unsupported", no_argument, 0, O_FAIL_UNSUP},
 		{"seqs", required_argument, 0, O_SEQS},
 		{"ctx", required_argument, 0, O_CTX},
 		{"batch", required_argument, 0, O_BATCH},
@@ -292,6 +297,7 @@ int dk_cli_run_main(int argc, char **argv, bool batch)
 			}
 			break;
 		case O_FAIL_ON: push(&fail_on, &n_fail_on, optarg); break;
+		case O_FAIL_UNSUP: p.fail_on_unsupported = true; break;
 		case O_SEQS:
 			if (!parse_int(optarg, 1, 1024, &v))
 				goto bad_num;
@@ -436,6 +442,12 @@ bad_num: {
 				goto out;
 			}
 		}
+		if (p.fail_on_unsupported && pl->task != DK_TASK_SUMMARIZE) {
+			dk_cli_error("--fail-on-unsupported: only for a summarize pipeline ('%s' is %s)",
+				     pl->name, dk_task_name(pl->task));
+			dk_pipeline_free(pl);
+			goto out;
+		}
 		p.pipeline = pl;
 	}
 
@@ -510,6 +522,10 @@ bad_num: {
 			rc = DK_EXIT_PARTIAL;
 		} else if (st.fail_on_hits) {
 			dk_cli_error("%llu file(s) got a --fail-on label", (unsigned long long)st.fail_on_hits);
+			rc = DK_EXIT_PARTIAL;
+		} else if (p.fail_on_unsupported && st.unsupported) {
+			dk_cli_error("%llu summar%s with unsupported items (--fail-on-unsupported)",
+				     (unsigned long long)st.unsupported, st.unsupported == 1 ? "y" : "ies");
 			rc = DK_EXIT_PARTIAL;
 		} else {
 			rc = DK_EXIT_OK;

@@ -40,7 +40,7 @@ _docket()
 	case $cmd in
 	run | batch)
 		flags="--output --resume --force --overwrite --incremental --shard --format --include
-			--exclude --hidden --no-archives --fail-on --model --threads --seqs --ctx --batch
+			--exclude --hidden --no-archives --fail-on --fail-on-unsupported --model --threads --seqs --ctx --batch
 			--no-prefix-cache --no-deterministic --prefix-dir --one-at-a-time --no-constrain
 			--max-tokens --temperature --seed --progress --report --max-failures --sync-every
 			--fallback-url --fallback-model --fallback-key-env --fallback-when --fallback-concurrency

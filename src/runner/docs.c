@@ -110,6 +110,29 @@ static char *too_long(struct runner *R, int n_prompt, int n_gen)
 	return dk_buf_steal(&b);
 }
 
+/* One line of DOCKET_DUMP_PROMPTS: what the job asks, as tokens. */
+static void dump_prompt(struct runner *R, const struct job *j, const dk_token *toks, int n)
+{
+	static const char *const roles[] = {"map", "reduce", "field", "object", "label", "batch", "line"};
+	json_t *ids = json_array();
+	for (int i = 0; i < n; i++)
+		json_array_append_new(ids, json_integer(toks[i]));
+	json_t *o = json_pack("{s:s, s:i, s:s, s:i, s:s, s:i, s:i, s:o, s:o}", "path", j->doc->path,
+			      "chunk", j->chunk, "role", roles[j->role], "sub", j->sub, "kind",
+			      j->spec.kind == DK_JOB_GEN ? "gen" : "score", "max_tokens",
+			      j->spec.max_tokens, "score_from", j->spec.score_from, "forced",
+			      j->spec.forced ? json_string(j->spec.forced) : json_null(), "tokens", ids);
+	if (o && j->role == ROLE_LINE) {
+		json_object_set_new(o, "cand", json_integer(j->cand));
+		json_object_set_new(o, "null_doc", json_boolean(j->null_doc));
+	}
+	char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	if (s)
+		fprintf(R->dump, "%s\n", s);
+	free(s);
+	json_decref(o);
+}
+
 int dk_run_submit(struct runner *R, struct job *j, struct tokv *t, int n_prefix, int n_static,
 		  char **err_slot, enum dk_reason *why)
 {
@@ -130,6 +153,8 @@ int dk_run_submit(struct runner *R, struct job *j, struct tokv *t, int n_prefix,
 	}
 	j->spec.n_prefix = n_prefix;
 	j->spec.n_static = n_static;
+	if (R->dump)
+		dump_prompt(R, j, toks, n_toks);
 	if (dk_sched_submit(R->sched, &j->spec, toks, n_toks) != DK_OK) {
 		dk_run_oom(R, j->doc->path);
 		job_free(j);
@@ -185,11 +210,22 @@ void dk_run_doc_free(struct doc *d)
 	json_decref(d->supersedes);
 	for (size_t i = 0; d->cr && i < d->n_chunks; i++) {
 		free(d->cr[i].gen);
+		free(d->cr[i].trimmed);
 		free(d->cr[i].logp);
 		free(d->cr[i].logp_tail);
 		free(d->cr[i].error);
 		for (size_t k = 0; d->cr[i].fields && k < d->n_fields; k++)
 			free(d->cr[i].fields[k]);
+		for (size_t k = 0; d->cr[i].picks && k < d->n_fields; k++) {
+			struct line_pick *lp = &d->cr[i].picks[k];
+			for (int m = 0; m < lp->n; m++)
+				free(lp->line[m]);
+			free(lp->line);
+			free(lp->lp);
+			free(lp->lq);
+			free(lp->forced);
+		}
+		free(d->cr[i].picks);
 		free(d->cr[i].fields);
 	}
 	free(d->cr);

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "runner/values.h"
 #include "util/buf.h"
 #include "util/err.h"
 #include "util/sha256.h"
@@ -389,6 +390,8 @@ static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 	p->constrained = true;
 	p->grounded = true;
 	p->calibrate = true;
+	p->copy = true;
+	p->date_order = DK_DATE_DMY;
 
 	if (!json_is_object(root)) {
 		p = fail(&L, p, NULL, "expected a JSON object at the top level, got %s", jtype(root));
@@ -588,9 +591,10 @@ static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 				}
 			if (!ty || !strcmp(ty, "null"))
 				ty = "string";
-			bool plain = !json_object_get(fv, "enum") && !json_object_get(fv, "const") &&
-				     !json_object_get(fv, "format") && !json_object_get(fv, "anyOf") &&
-				     !json_object_get(fv, "oneOf");
+			bool choice = json_object_get(fv, "enum") || json_object_get(fv, "const") ||
+				      json_object_get(fv, "anyOf") || json_object_get(fv, "oneOf");
+			const char *fmt = json_string_value(json_object_get(fv, "format"));
+			bool plain = !choice && !fmt && !json_object_get(fv, "pattern");
 			bool nullable = json_is_true(json_object_get(fv, "nullable")) ||
 					(json_is_string(tv) && !strcmp(json_string_value(tv), "null"));
 			if (json_is_array(tv))
@@ -604,15 +608,80 @@ static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 			fd->schema_json = json_dumps(fv, JSON_COMPACT | JSON_PRESERVE_ORDER);
 			fd->plain = plain;
 			fd->nullable = nullable;
-			fd->ground = plain && nullable &&
+			fd->format = fmt ? strdup(fmt) : NULL;
+			fd->ground = !choice && nullable &&
 				     (!strcmp(ty, "string") || !strcmp(ty, "number") || !strcmp(ty, "integer"));
 		}
 	}
 	json_t *ex = json_object_get(root, "extract");
 	if (ex) {
-		static const char *const ek[] = {"mode", "constrained", "grounded", NULL};
+		static const char *const ek[] = {"mode", "constrained", "grounded", "copy",
+						 "normalize", "date_order", "line_start", NULL};
 		if (check_block(&L, ex, "extract", ek))
 			goto bad;
+		json_t *nv = json_object_get(ex, "normalize");
+		if (nv && !json_is_object(nv)) {
+			p = fail(&L, p, "extract.normalize", "expected an object of field: [normalisations]");
+			goto out;
+		}
+		const char *nk;
+		json_t *nl;
+		json_object_foreach(nv, nk, nl) {
+			char f[200];
+			snprintf(f, sizeof f, "extract.normalize.%s", nk);
+			struct dk_field *fd = NULL;
+			for (size_t i = 0; i < p->n_fields; i++)
+				if (!strcmp(p->fields[i].name, nk))
+					fd = &p->fields[i];
+			if (!fd) {
+				p = fail(&L, p, f, "not a field of the schema");
+				goto out;
+			}
+			if (!json_is_array(nl) || json_array_size(nl) > sizeof fd->normalize / sizeof *fd->normalize) {
+				p = fail(&L, p, f, "expected an array of at most %zu normalisations",
+					 sizeof fd->normalize / sizeof *fd->normalize);
+				goto out;
+			}
+			size_t k;
+			json_t *op;
+			json_array_foreach(nl, k, op) {
+				int id = json_is_string(op) ? dk_value_norm_find(json_string_value(op)) : -1;
+				if (id < 0) {
+					p = fail(&L, p, f, "item %zu: expected one of trim, collapse_spaces, lower, "
+						 "upper, date", k);
+					goto out;
+				}
+				fd->normalize[fd->n_normalize++] = id;
+			}
+		}
+		json_t *lv = json_object_get(ex, "line_start");
+		if (lv && !json_is_array(lv)) {
+			p = fail(&L, p, "extract.line_start", "expected an array of field names");
+			goto out;
+		}
+		size_t li;
+		json_t *le;
+		json_array_foreach(lv, li, le) {
+			struct dk_field *fd = NULL;
+			for (size_t i = 0; json_is_string(le) && i < p->n_fields; i++)
+				if (!strcmp(p->fields[i].name, json_string_value(le)))
+					fd = &p->fields[i];
+			if (!fd || !fd->ground || strcmp(fd->type, "string")) {
+				p = fail(&L, p, "extract.line_start",
+					 "item %zu: not a free-text field of the schema that admits null", li);
+				goto out;
+			}
+			fd->line_start = true;
+		}
+		json_t *dv = json_object_get(ex, "date_order");
+		if (dv) {
+			const char *o = json_string_value(dv);
+			if (!o || (strcmp(o, "dmy") && strcmp(o, "mdy"))) {
+				p = fail(&L, p, "extract.date_order", "expected \"dmy\" or \"mdy\"");
+				goto out;
+			}
+			p->date_order = !strcmp(o, "mdy") ? DK_DATE_MDY : DK_DATE_DMY;
+		}
 		json_t *m = json_object_get(ex, "mode");
 		if (m) {
 			const char *ms = json_string_value(m);
@@ -623,7 +692,8 @@ static struct dk_pipeline *load_file(const char *path, char *err, size_t n)
 			p->extract_mode = !strcmp(ms, "object") ? DK_EXTRACT_OBJECT : DK_EXTRACT_FIELDS;
 		}
 		if (get_bool(&L, ex, "constrained", "extract.constrained", &p->constrained) ||
-		    get_bool(&L, ex, "grounded", "extract.grounded", &p->grounded))
+		    get_bool(&L, ex, "grounded", "extract.grounded", &p->grounded) ||
+		    get_bool(&L, ex, "copy", "extract.copy", &p->copy))
 			goto bad;
 	}
 	if (p->task == DK_TASK_EXTRACT && !p->n_fields) {
@@ -774,6 +844,7 @@ void dk_pipeline_free(struct dk_pipeline *p)
 		free(p->fields[i].type);
 		free(p->fields[i].description);
 		free(p->fields[i].schema_json);
+		free(p->fields[i].format);
 	}
 	free(p->fields);
 	free_strv(p->stop, p->n_stop);

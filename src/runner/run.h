@@ -43,7 +43,7 @@ enum dk_reason {
 	DK_REASON_LOCAL_ERROR,    /* the engine or the prompt failed */
 };
 
-enum job_role { ROLE_MAP, ROLE_REDUCE, ROLE_FIELD, ROLE_OBJECT, ROLE_LABEL, ROLE_BATCH };
+enum job_role { ROLE_MAP, ROLE_REDUCE, ROLE_FIELD, ROLE_OBJECT, ROLE_LABEL, ROLE_BATCH, ROLE_LINE };
 
 /* A token prompt being built. */
 struct tokv {
@@ -57,16 +57,30 @@ struct job {
 	struct doc *doc;
 	int chunk;            /* chunk index, -1 for reduce/batch */
 	int sub;              /* field or label index */
+	int cand;             /* ROLE_LINE: the candidate line, and whether after the
+				 content-free document */
+	bool null_doc;
 	enum job_role role;
 	struct dk_job_spec spec;
+};
+
+/* extract.line_start: the lines of a chunk scored as a field's start. */
+struct line_pick {
+	int n;
+	char **line;      /* whitespace runs as one space, as a copy reads the text */
+	double *lp, *lq;  /* log p(line | the document), log p(line | "N/A") */
+	int pending;
+	char *forced;     /* '"' and the chosen line: the start written for the model */
 };
 
 struct cres {
 	uint64_t pt, ct, gt;  /* usage: prompt, cached, completion tokens */
 	char *gen;
+	char *trimmed;    /* summarize: the partial sentence cut from gen's end */
 	double *logp;     /* per label: classify, of its first token (all of it when remote) */
 	double *logp_tail; /* per label: of its tokens after the first (NULL: none has any) */
 	char **fields;    /* per field: raw answer text, or JSON text (fields_json); NULL = absent */
+	struct line_pick *picks; /* per field, for extract.line_start fields */
 	bool fields_json; /* fields hold JSON values (constrained, object mode, fallback) */
 	bool truncated;   /* a constrained generation ran out of tokens */
 	bool hit_length;  /* some generation of the chunk ran out of tokens */
@@ -140,6 +154,7 @@ struct runner {
 	double *calib;        /* classify: label log-probabilities for a content-free document */
 	/* extract: the schema, and grammars (one per field, or one for the object) */
 	json_t *schema;
+	json_t **field_schema; /* each field's own schema, with the definitions */
 	bool constrained;
 	struct dk_grammar_vocab *gvocab;
 	struct dk_grammar **gram;
@@ -162,6 +177,7 @@ struct runner {
 	char err[DK_ERRMSG_MAX];
 	double t0;
 	struct dk_progress_meter *meter; /* progress lines, log lines, metrics */
+	FILE *dump;           /* DOCKET_DUMP_PROMPTS: every job's prompt tokens, JSONL */
 };
 
 /* ---- docs.c ---- */

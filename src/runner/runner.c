@@ -305,6 +305,11 @@ static enum dk_status setup(struct runner *R, char *err, size_t n)
 	}
 	if (R->n_batch < R->n_seq)
 		R->n_batch = R->n_seq;
+	/* every job's prompt, for running the same tokens through another
+	 * engine (bench/tasks.sh) */
+	const char *dump = getenv("DOCKET_DUMP_PROMPTS");
+	if (dump && *dump && !(R->dump = fopen(dump, "w")))
+		return dk_err(err, n, DK_FATAL, "cannot open '%s': %s", dump, dk_errno_str(errno));
 	/* before the output is opened: a bad directory is refused with nothing
 	 * written.  Batch files bring their own prompts, whose heads may hold
 	 * anything. */
@@ -529,11 +534,16 @@ static enum dk_status finish(struct runner *R, enum dk_status st, char *err, siz
 		dk_grammar_free(R->gram[g]);
 	free(R->gram);
 	dk_grammar_vocab_free(R->gvocab);
+	for (size_t i = 0; R->field_schema && R->pl && i < R->pl->n_fields; i++)
+		json_decref(R->field_schema[i]);
+	free(R->field_schema);
 	json_decref(R->schema);
 	json_decref(R->settings);
 	free(R->calib);
 	dk_ctx_free(R->ctx);
 	dk_out_free(R->out);
+	if (R->dump)
+		fclose(R->dump);
 	dk_ingest_free(R->ing);
 	if (R->batch_in)
 		fclose(R->batch_in);

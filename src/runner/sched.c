@@ -35,6 +35,7 @@ struct job {
 	char *error;
 	struct dk_detok dt;
 	struct dk_grammar_state *gs; /* borrowed from the slot while admitted */
+	struct dk_span *span;        /* the copy constraint, while admitted */
 };
 
 struct slot {
@@ -113,6 +114,7 @@ static void job_free(struct job *j)
 	free(j->choice_logp);
 	dk_buf_free(&j->text);
 	free(j->error);
+	dk_span_free(j->span);
 	free(j);
 }
 
@@ -358,6 +360,13 @@ static int admit(struct dk_sched *s, int slot, struct job *j)
 		dk_detok_init(&j->dt, s->p.tok);
 		if (j->sp.grammar >= 0 && grammar_begin(s, sl, j))
 			return -1;
+		if (j->sp.span && s->p.gvocab &&
+		    !(j->span = dk_span_new(j->sp.span, j->sp.span_len, s->p.gvocab,
+					    j->sp.span_end ? j->sp.span_end : "")))
+			return -1;
+		size_t nf = j->sp.forced ? strlen(j->sp.forced) : 0;
+		if (j->span && nf > j->sp.span_skip)
+			dk_span_accept_bytes(j->span, j->sp.forced + j->sp.span_skip, nf - j->sp.span_skip);
 	}
 	j->last = DK_TOKEN_NULL;
 	sl->job = j;
@@ -412,9 +421,18 @@ static void sample(struct dk_sched *s, struct job *j, const float *logits)
 	struct slot *sl = &s->slots[j->slot];
 	memcpy(s->scratch, logits, (size_t)s->p.n_vocab * sizeof *s->scratch);
 	dk_token t;
+	if (j->span)
+		dk_span_apply(j->span, s->scratch, j->sp.max_tokens - j->n_gen);
 	if (j->gs) {
 		/* the budget keeps room to close the structure */
 		t = dk_grammar_sample(j->gs, sl->smp, s->scratch, j->sp.max_tokens - j->n_gen);
+		if (t == DK_TOKEN_NULL && j->span) {
+			/* nothing both copies and fits the grammar: the grammar alone */
+			dk_span_free(j->span);
+			j->span = NULL;
+			memcpy(s->scratch, logits, (size_t)s->p.n_vocab * sizeof *s->scratch);
+			t = dk_grammar_sample(j->gs, sl->smp, s->scratch, j->sp.max_tokens - j->n_gen);
+		}
 		if (t == DK_TOKEN_NULL) {
 			if (!dk_grammar_is_complete(j->gs)) {
 				const char *why = dk_grammar_state_error(j->gs);
@@ -429,6 +447,8 @@ static void sample(struct dk_sched *s, struct job *j, const float *logits)
 	} else {
 		t = dk_sampler_sample(sl->smp, s->scratch);
 	}
+	if (j->span)
+		dk_span_accept(j->span, t);
 	dk_sampler_accept(sl->smp, t);
 	if (!j->sp.ignore_eog && dk_token_is_eog(s->p.tok, t)) {
 		finish_job(s, j, DK_FINISH_STOP);

@@ -38,6 +38,7 @@
 #include "docket/grammar.h"
 #include "docket/model.h"
 #include "docket/sampler.h"
+#include "docket/span.h"
 #include "docket/tokenizer.h"
 
 struct dk_prefixes;
@@ -86,6 +87,11 @@ struct dk_job_spec {
 	size_t n_stop;
 	int grammar;         /* index into the scheduler's grammars, -1 = free text */
 	const char *forced;  /* borrowed: bytes after the prompt fed to the grammar ("\"") */
+	const char *span;    /* borrowed, NULL = none: the output may only copy a span of
+				span[0..span_len) (docket/span.h), ended by span_end */
+	size_t span_len;
+	const char *span_end;
+	size_t span_skip;    /* forced bytes before the copy: the rest of forced is copied text */
 	bool ignore_eog;     /* generate past end-of-generation tokens (a benchmark's fixed length) */
 	dk_job_done_fn done; /* called exactly once per submitted job */
 	void *ud;

@@ -17,7 +17,10 @@ void dk_task_text_spawn(struct runner *R, struct doc *d, size_t ci, struct chunk
 		dk_run_oom(R, d->path);
 		return;
 	}
-	if (dk_prompt_build(R, pl->system, pl->user, &cv->vals, DK_VAR_TEXT, &t, &n_prefix, &n_static)) {
+	/* an answer template starts the reply for the model (summarize: the
+	 * summary itself, not a preamble about it) */
+	if (dk_prompt_build(R, pl->system, pl->user, &cv->vals, DK_VAR_TEXT, &t, &n_prefix, &n_static) ||
+	    dk_prompt_answer_prefix(R, &cv->vals, &t, NULL)) {
 		cr->error = strdup("cannot render the prompt");
 		free(t.v);
 		free(j);

@@ -261,6 +261,29 @@ bool dk_grammar_vocab_is_eog(const struct dk_grammar_vocab *v, dk_token id)
 	return id >= 0 && id < v->n && v->is_eog[id];
 }
 
+void dk_grammar_vocab_prefixes(const struct dk_grammar_vocab *v, const char *p, size_t n,
+			       void (*fn)(void *ud, dk_token t), void *ud)
+{
+	int32_t node = 0;
+	for (size_t i = 0; i < n; i++) {
+		/* children are in byte order: a binary search */
+		int32_t lo = v->child0[node], end = lo + v->nchild[node], hi = end;
+		uint8_t b = (uint8_t)p[i];
+		while (lo < hi) {
+			int32_t mid = lo + (hi - lo) / 2;
+			if (v->byte[mid] < b)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo == end || v->byte[lo] != b)
+			return;
+		node = lo;
+		for (int32_t k = v->tok0[node]; k < v->tok0[node] + v->ntok[node]; k++)
+			fn(ud, v->toks[k]);
+	}
+}
+
 /* ---- state ---- */
 
 struct gnode {

@@ -27,7 +27,7 @@ static const char *const annotations[] = {
 static const char *const supported[] = {
 	"type", "nullable", "enum", "const", "properties", "required", "additionalProperties",
 	"items", "minItems", "maxItems", "minLength", "maxLength", "anyOf", "oneOf", "format",
-	"$ref", NULL,
+	"pattern", "$ref", NULL,
 };
 
 static bool in_list(const char *const *l, const char *k)
@@ -60,12 +60,14 @@ static const char prelude[] =
 	"jhour ::= [01] [0-9] | \"2\" [0-3]\n"
 	"jtime ::= jhour \":\" [0-5] [0-9] \":\" [0-5] [0-9] ( \".\" [0-9]{1,6} )?"
 	" ( \"Z\" | [-+] jhour \":\" [0-5] [0-9] )\n"
-	"juuid ::= hx{8} \"-\" hx{4} \"-\" hx{4} \"-\" hx{4} \"-\" hx{12}\n";
+	"juuid ::= hx{8} \"-\" hx{4} \"-\" hx{4} \"-\" hx{4} \"-\" hx{12}\n"
+	"jemail ::= [A-Za-z0-9._%+-]+ \"@\" [A-Za-z0-9-]+ ( \".\" [A-Za-z0-9-]+ )* \".\" [A-Za-z]{2,24}\n";
 
 /* Patterns the validator checks formats with (same language as above). */
 #define RX_DATE "[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
 #define RX_TIME "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,6})?(Z|[-+]([01][0-9]|2[0-3]):[0-5][0-9])"
 #define RX_UUID "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+#define RX_EMAIL "[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*\\.[A-Za-z]{2,24}"
 
 static const char *format_rule(const char *f)
 {
@@ -77,6 +79,8 @@ static const char *format_rule(const char *f)
 		return "jdate \"T\" jtime";
 	if (!strcmp(f, "uuid"))
 		return "juuid";
+	if (!strcmp(f, "email"))
+		return "jemail";
 	return NULL;
 }
 
@@ -90,6 +94,8 @@ static const char *format_regex(const char *f)
 		return "^" RX_DATE "T" RX_TIME "$";
 	if (!strcmp(f, "uuid"))
 		return "^" RX_UUID "$";
+	if (!strcmp(f, "email"))
+		return "^" RX_EMAIL "$";
 	return NULL;
 }
 
@@ -231,6 +237,74 @@ static bool regex_match(const char *rx, const char *s)
 	return ok;
 }
 
+/* A JSON Schema pattern (ECMA-262 syntax) as POSIX extended syntax: the
+ * class escapes \\d \\w \\s and their negations become bracket
+ * expressions, inside brackets too; an escaped character inside brackets is
+ * the character.  Unanchored, as JSON Schema patterns are.  NULL when out
+ * of memory. */
+static char *pattern_to_ere(const char *p)
+{
+	struct dk_buf b = {0};
+	bool in = false;
+	for (; *p; p++) {
+		if (*p == '\\' && p[1]) {
+			char c = *++p;
+			const char *cls = NULL;
+			if (c == 'd' || c == 'D')
+				cls = "0-9";
+			else if (c == 'w' || c == 'W')
+				cls = "A-Za-z0-9_";
+			else if (c == 's' || c == 'S')
+				cls = "[:space:]";
+			bool neg = c == 'D' || c == 'W' || c == 'S';
+			if (cls && in && neg) { /* [^...] inside [...] has no POSIX spelling */
+				dk_buf_free(&b);
+				return NULL;
+			}
+			if (cls && in)
+				dk_buf_puts(&b, cls);
+			else if (cls)
+				dk_buf_printf(&b, "[%s%s]", neg ? "^" : "", cls);
+			else if (in)
+				dk_buf_putc(&b, c);
+			else if (c == 'n' || c == 't' || c == 'r')
+				dk_buf_putc(&b, c == 'n' ? '\n' : c == 't' ? '\t' : '\r');
+			else {
+				dk_buf_putc(&b, '\\');
+				dk_buf_putc(&b, c);
+			}
+			continue;
+		}
+		if (*p == '[' && !in) {
+			in = true;
+			dk_buf_putc(&b, '[');
+			if (p[1] == '^')
+				dk_buf_putc(&b, *++p);
+			if (p[1] == ']')
+				dk_buf_putc(&b, *++p);
+			continue;
+		}
+		if (*p == ']' && in)
+			in = false;
+		dk_buf_putc(&b, *p);
+	}
+	return dk_buf_steal(&b);
+}
+
+/* Does s match the JSON Schema pattern?  *bad: the pattern does not compile. */
+static bool pattern_match(const char *pattern, const char *s, bool *bad)
+{
+	char *ere = pattern_to_ere(pattern);
+	regex_t r;
+	*bad = !ere || regcomp(&r, ere, REG_EXTENDED | REG_NOSUB);
+	free(ere);
+	if (*bad)
+		return false;
+	bool ok = regexec(&r, s, 0, NULL, 0) == 0;
+	regfree(&r);
+	return ok;
+}
+
 static void path_join(char *out, size_t n, const char *path, const char *seg)
 {
 	/* JSON pointer escaping: ~ → ~0, / → ~1 */
@@ -364,6 +438,20 @@ static bool vnode(struct vc *c, const json_t *s, const json_t *v, const char *pa
 		if (get_count(s, "maxLength", &lim) && len > (size_t)lim) {
 			vfail(c, path, "string longer than maxLength %ld", lim);
 			goto out;
+		}
+		const json_t *pt = json_object_get(s, "pattern");
+		if (pt) {
+			bool bad = !json_is_string(pt);
+			if (!bad && (strlen(json_string_value(v)) != json_string_length(v) ||
+				     !pattern_match(json_string_value(pt), json_string_value(v), &bad)) &&
+			    !bad) {
+				vfail(c, path, "does not match the pattern %s", json_string_value(pt));
+				goto out;
+			}
+			if (bad) {
+				vfail(c, path, "schema: invalid pattern");
+				goto out;
+			}
 		}
 		const json_t *f = json_object_get(s, "format");
 		if (f) {
@@ -567,13 +655,26 @@ static int gen_string(struct sc *c, const json_t *s, const char *path, struct dk
 		return -1;
 	if (mx >= 0 && mx < mn)
 		return cfail(c, path, "maxLength below minLength");
+	const json_t *pt = json_object_get(s, "pattern");
+	if (pt) {
+		/* checked by the validator, not generated: a grammar of a regular
+		 * expression's language is not built */
+		char p[512];
+		path_join(p, sizeof p, path, "pattern");
+		bool bad = !json_is_string(pt);
+		if (!bad)
+			pattern_match(json_string_value(pt), "", &bad);
+		if (bad)
+			return cfail(c, p, "not a pattern docket can read (POSIX extended syntax, "
+				     "with \\d \\w \\s)");
+	}
 	const json_t *f = json_object_get(s, "format");
 	if (f) {
 		char p[512];
 		path_join(p, sizeof p, path, "format");
 		const char *fr = json_is_string(f) ? format_rule(json_string_value(f)) : NULL;
 		if (!fr)
-			return cfail(c, p, "unsupported format '%s' (supported: date, time, date-time, uuid)",
+			return cfail(c, p, "unsupported format '%s' (supported: date, time, date-time, uuid, email)",
 				     json_is_string(f) ? json_string_value(f) : "?");
 		if (r1 > 0 || r2 > 0)
 			return cfail(c, p, "format together with minLength/maxLength is not supported");
@@ -873,7 +974,7 @@ static int gen_body(struct sc *c, const json_t *s, const char *path, int id, str
 			 json_object_get(s, "maxItems"))
 			single[nt++] = "array";
 		else if (json_object_get(s, "minLength") || json_object_get(s, "maxLength") ||
-			 json_object_get(s, "format"))
+			 json_object_get(s, "format") || json_object_get(s, "pattern"))
 			single[nt++] = "string";
 		else
 			return dk_buf_puts(b, "jvalue"); /* jvalue includes null */
