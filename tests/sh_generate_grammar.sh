@@ -40,10 +40,10 @@ printf 'root ::= undefined-rule\n' > "$t/bad.gbnf"
 err=$("$D" generate -m "$M" -p x --grammar "$t/bad.gbnf" 2>&1 >/dev/null); rc=$?
 [ $rc -eq 1 ] || fail "bad grammar exit $rc"
 case "$err" in *bad.gbnf*) ;; *) fail "bad grammar message: $err";; esac
-printf '{"type":"string","pattern":"^a"}' > "$t/bad.json"
+printf '{"type":"integer","minimum":3}' > "$t/bad.json"
 err=$("$D" generate -m "$M" -p x --json-schema "$t/bad.json" 2>&1 >/dev/null); rc=$?
 [ $rc -eq 1 ] || fail "bad schema exit $rc"
-case "$err" in *pattern*) ;; *) fail "bad schema message: $err";; esac
+case "$err" in *minimum*) ;; *) fail "bad schema message: $err";; esac
 # --json with byte tokens in the top list (invalid UTF-8 pieces) stays valid JSON
 out=$("$D" generate -m "$M" -t 1 -p "Once upon a time" -n 4 --top-probs 60 --json) || fail "top-probs json exited $?"
 python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert len(d["top"])==4 and len(d["top"][0])==60' "$out" || fail "top-probs json: $out"
