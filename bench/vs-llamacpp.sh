@@ -60,15 +60,16 @@ for m in "${models[@]}"; do
 	name=$(basename "$m" .gguf)
 	for r in $(seq 1 "$REPS"); do
 		echo "== $name round $r/$REPS (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+		cut -d' ' -f1 /proc/loadavg >>"$TMP/load"
 		"$LLAMA_BENCH" -m "$m" -t "$THREADS" -p 512 -n 128 -r 1 -o json >"$TMP/$name.ll.$r.json"
 		"$DOCKET" bench -m "$m" -t "$THREADS" -r 1 --no-shared --no-bounds --json \
 			>"$TMP/$name.dk.$r.json"
 	done
 done
 
-python3 - "$TMP" "$REPS" "${models[@]}" <<'PY'
+python3 - "$TMP" "$REPS" "$THREADS" "${models[@]}" <<'PY'
 import json, os, statistics, sys
-tmp, reps, models = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+tmp, reps, threads, models = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
 med = statistics.median
 print(f"{'model':34s} {'pp512 docket':>12s} {'llama.cpp':>9s} {'ratio':>6s}"
       f" {'tg128 docket':>12s} {'llama.cpp':>9s} {'ratio':>6s}"
@@ -90,6 +91,8 @@ for m in models:
     b = med(dk["b16"])
     print(f"{name[-34:]:34s} {p:12.1f} {q:9.1f} {p / q:5.2f}x {t:12.1f} {u:9.1f} {t / u:5.2f}x"
           f" {b:10.1f} {b / t:5.2f}x")
-print(f"(medians of {reps} alternated rounds; b16 = docket's batched decode, 16 sequences,"
-      " total tok/s; b16/tg = that over docket's single stream)")
+load = [float(x) for x in open(f"{tmp}/load")]
+print(f"(medians of {reps} alternated rounds, {threads} threads; b16 ="
+      " docket's batched decode, 16 sequences, total tok/s; b16/tg = that over docket's single"
+      f" stream; 1-minute load average at the rounds' starts {min(load):.1f}-{max(load):.1f})")
 PY

@@ -15,8 +15,9 @@
  * kernel fetches ahead with one pointer.  Quants are stored as unsigned
  * u = q + off (off: Q4_0 8, Q5_0 16, Q8_0 128, Q3_K 4, else 0), the VNNI
  * unsigned operand; Q6_K stores u = 31 - q, so that a sum of 8 products
- * -q*y fits 16 bits whatever the activation bytes.  A "w vector" v (v < 8) of 32 elements holds
- * elements 4v..4v+3 of each row (row r at bytes 4r..4r+3); it is stored as
+ * -q*y fits 16 bits whatever the activation bytes.  A "w vector" v (v < 8)
+ * of 32 elements holds elements 4v..4v+3 of each row (row r at bytes
+ * 4r..4r+3); it is stored as
  *   bytes:   the vector itself (Q8_0);
  *   nibbles: 4 vectors of 64 bytes, vector v & 3, low nibbles for v < 4,
  *            high for v >= 4 (Q4_*, Q5_*, Q6_K);
@@ -37,8 +38,8 @@
  * sub-blocks of 32 of Q4_K/Q5_K, [pair of sub-blocks][row][2] for the 16
  * of 16 of the others (Q3_K's already minus 32), for Q2_K/Q4_K/Q5_K the
  * mins as bytes [pair of sub-blocks][row][2], then 16 fp16 d and 16 fp16
- * dmin (zero for Q3_K/Q6_K).  Units are 1600, 1856,
- * 2368, 2880 or 3392 bytes.
+ * dmin (zero for Q3_K/Q6_K).  Units are 1600, 1856, 2368, 2880 or 3392
+ * bytes.
  *
  * Results: every output float is bit-identical to the scalar reference
  * dot, dk_quant_traits_level(t, DK_KERNELS_REF)->vec_dot_ref, on the
