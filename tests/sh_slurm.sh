@@ -223,10 +223,11 @@ for _ in $(seq 300); do [ -e "$T/paused" ] && break; sleep 0.1; done
 partial=$(wc -l <"$T/out/out.0.jsonl")
 scontrol requeue "${array}_0" || diag "requeue"
 # A requeued job waits out its credential's lifetime (120 s) before it may
-# start again; a test need not.
+# start again; a test need not. But slurmd refuses a credential issued in the
+# same second as the revocation (it compares whole seconds), so two seconds on.
 for _ in $(seq 100); do
 	[[ $(scontrol show job "${array}_0") == *JobState=PENDING* ]] &&
-		scontrol update JobId="${array}_0" StartTime=now 2>/dev/null && break
+		scontrol update JobId="${array}_0" StartTime=now+2 2>/dev/null && break
 	sleep 0.1
 done
 
