@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Each shipped pipeline over ../shared/corpus, scored, and the same
 # documents through llama-server with the same model and the same prompts:
-#   classify-files     BBC news (round-robin over the five topics): accuracy,
-#                      macro-F1, calibration (ECE, Brier)
+#   classify-news      BBC news (round-robin over the five topics): accuracy,
+#                      macro-F1, calibration (ECE, Brier); the example
+#                      pipeline examples/pipelines/classify-news.json
 #   extract-fields     SROIE receipts: exact and normalised match per field
 #                      (bench/score_extract.py, the date truth as YYYY-MM-DD)
 #   summarize-records  mtsamples notes of one chunk: share of summaries with
@@ -70,7 +71,13 @@ one = sorted(d["path"] for d in docs if d.get("type") == "document" and d.get("c
 print("\n".join(one[:int(sys.argv[2])]))
 PY
 
-pipe() { case $1 in classify) echo classify-files ;; extract) echo extract-fields ;; summarize) echo summarize-records ;; esac; }
+pipe() { # task -> the pipeline file
+	case $1 in
+	classify) echo "$ROOT/examples/pipelines/classify-news.json" ;;
+	extract) echo "$ROOT/pipelines/extract-fields.json" ;;
+	summarize) echo "$ROOT/pipelines/summarize-records.json" ;;
+	esac
+}
 now() { date +%s.%N; }
 
 score() { # task records.jsonl -> one JSON line of figures
@@ -85,14 +92,14 @@ score() { # task records.jsonl -> one JSON line of figures
 for task in $TASKS; do
 	P=$(pipe "$task")
 	N=$(wc -l <"$T/$task.in")
-	echo "== $task: $N documents ($P), $REPS rounds alternated (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+	echo "== $task: $N documents ($(basename "$P" .json)), $REPS rounds alternated (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
 	DOCKET_DUMP_PROMPTS="$T/$task.dump.jsonl" "$DOCKET" run "$P" - "${DK[@]}" -o "$T/$task.dk.jsonl" \
 		--overwrite <"$T/$task.in" 2>/dev/null || true
 	: >"$T/$task.times"
 	for r in $(seq "$REPS"); do
 		ls_start "$SLOTS" $((SLOTS * 2048))
 		python3 "$ROOT/bench/tasks_llama.py" --url "$URL" --task "$task" --dump "$T/$task.dump.jsonl" \
-			--pipeline "$ROOT/pipelines/$P.json" --out "$T/$task.ls.jsonl" --conc "$SLOTS" >"$T/ls.json"
+			--pipeline "$P" --out "$T/$task.ls.jsonl" --conc "$SLOTS" >"$T/ls.json"
 		ls_stop
 		s=$(now)
 		"$DOCKET" run "$P" - "${DK[@]}" -o "$T/$task.dkt.jsonl" --overwrite <"$T/$task.in" 2>/dev/null || true
