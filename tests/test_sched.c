@@ -331,6 +331,49 @@ static void test_score_prefix_cache(void **st)
 /* The log-probability of each choice token after a prompt, from one job,
  * is bit for bit what a score job of prompt + that token gives; a score job
  * with choices also scores its own tail. */
+/* The prompt's last tokens are in the repeat-penalty window, as in docket
+ * generate and llama.cpp: greedy after "Tom and Lily. Tom and Lily. ..."
+ * picks a token of the prompt; with a crushing penalty it must not. */
+static void test_prompt_penalty(void **st)
+{
+	(void)st;
+	const char *text = "Tom and Lily. Tom and Lily. Tom and Lily. Tom and Lily. Tom and";
+	dk_token toks[64];
+	int n = dk_tokenize(tok, text, strlen(text), true, false, toks, 64);
+	assert_true(n > 8 && n < 64);
+	char first[2][64];
+	for (int k = 0; k < 2; k++) {
+		struct rig g;
+		rig_init(&g, true, 1, 0);
+		struct dk_job_spec s = dk_job_default_spec();
+		s.sp.temperature = 0;
+		s.sp.repeat_penalty = k ? 1e30f : 1.0f;
+		s.sp.penalty_last_n = 64;
+		s.max_tokens = 1;
+		s.done = on_done;
+		s.ud = &g.tags[0];
+		dk_token *copy = malloc((size_t)n * sizeof *copy);
+		memcpy(copy, toks, (size_t)n * sizeof *copy);
+		assert_int_equal(dk_sched_submit(g.sched, &s, copy, n), DK_OK);
+		drain(&g);
+		assert_non_null(g.seen.text[0]);
+		snprintf(first[k], sizeof first[k], "%s", g.seen.text[0]);
+		rig_free(&g);
+	}
+	bool in_prompt[2] = {false, false};
+	for (int i = 0; i < n; i++) {
+		char piece[64];
+		int m = dk_token_to_piece(tok, toks[i], piece, (int)sizeof piece - 1, false);
+		if (m <= 0)
+			continue;
+		piece[m] = 0;
+		for (int k = 0; k < 2; k++)
+			in_prompt[k] |= strcmp(piece, first[k]) == 0;
+	}
+	assert_true(in_prompt[0]);  /* the case is meaningful */
+	assert_false(in_prompt[1]); /* and the penalty reached the prompt */
+}
+
 static void test_score_choices(void **st)
 {
 	(void)st;
@@ -393,7 +436,7 @@ int main(void)
 		cmocka_unit_test(test_admission_order), cmocka_unit_test(test_fairness),
 		cmocka_unit_test(test_slot_reuse),      cmocka_unit_test(test_cancellation),
 		cmocka_unit_test(test_kv_pressure),     cmocka_unit_test(test_score_prefix_cache),
-		cmocka_unit_test(test_score_choices),
+		cmocka_unit_test(test_score_choices),   cmocka_unit_test(test_prompt_penalty),
 	};
 	return dk_test_run_group(tests, setup, teardown);
 }

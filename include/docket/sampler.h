@@ -7,7 +7,9 @@
  * sampler's own PRNG (xoshiro256** seeded through splitmix64) seeded from
  * seed, so a run is deterministic for a given seed and input, on every
  * platform.  Penalised tokens are those of the last penalty_last_n accepted
- * (<= 0: none); a token in that window with count c gets
+ * (<= 0: none): the callers (docket generate, the runner) accept the
+ * prompt's tokens before the first sample, as llama.cpp does, and then
+ * each chosen token.  A token in that window with count c gets
  *   l = l > 0 ? l / repeat_penalty : l * repeat_penalty;
  *   l -= c * freq_penalty + presence_penalty;
  * top-p keeps the shortest run of most probable tokens whose mass reaches

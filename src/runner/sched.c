@@ -357,6 +357,13 @@ static int admit(struct dk_sched *s, int slot, struct job *j)
 		sl->smp = dk_sampler_new(&j->sp.sp, s->p.n_vocab);
 		if (!sl->smp)
 			return -1;
+		/* The prompt's last tokens are in the penalty window, as in docket
+		 * generate and llama.cpp, so a pipeline's repeat_penalty means the
+		 * same there and here. */
+		int last = j->sp.sp.penalty_last_n;
+		for (int i = last > 0 && j->n_toks > last ? j->n_toks - last : 0; last > 0 && i < j->n_toks;
+		     i++)
+			dk_sampler_accept(sl->smp, j->toks[i]);
 		dk_detok_init(&j->dt, s->p.tok);
 		if (j->sp.grammar >= 0 && grammar_begin(s, sl, j))
 			return -1;
